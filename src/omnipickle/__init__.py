@@ -1,0 +1,92 @@
+"""omnipickle: serialize anything a Python program holds.
+
+``import omnipickle`` in place of ``import pickle``: the same functions and names, plus code by
+value, the types only dill knows, recreated locks, compression, checksums and signatures.
+
+Importing this package imports neither cloudpickle, dill nor any compression package, and
+changes no global state of :mod:`pickle` or :mod:`copyreg`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import (
+    DEFAULT_PROTOCOL,
+    HIGHEST_PROTOCOL,
+    Info,
+    Serializer,
+    dump,
+    dumps,
+    info,
+    load,
+    loads,
+)
+from .backends import Backend, backends, register_backend
+from .codecs import Codec, codecs, register_codec
+from .errors import (
+    BackendNotInstalledError,
+    CodecNotInstalledError,
+    CorruptPayloadError,
+    DroppedResourceWarning,
+    IncompatiblePayloadError,
+    OmnipickleError,
+    PicklingError,
+    SignatureError,
+    TruncatedPayloadError,
+    UnknownBackendError,
+    UnknownCodecError,
+    UnpicklingError,
+    UnsafePayloadError,
+)
+from .picklers import Unpickler
+
+__version__ = "0.1.0.dev0"
+
+# pickle's other public names, so that `import omnipickle as pickle` keeps working.
+from pickle import PickleBuffer, PickleError
+
+__all__ = [
+    "DEFAULT_PROTOCOL",
+    "HIGHEST_PROTOCOL",
+    "Backend",
+    "BackendNotInstalledError",
+    "Codec",
+    "CodecNotInstalledError",
+    "CorruptPayloadError",
+    "DroppedResourceWarning",
+    "IncompatiblePayloadError",
+    "Info",
+    "OmnipickleError",
+    "PickleBuffer",
+    "PickleError",
+    "Pickler",
+    "PicklingError",
+    "Serializer",
+    "SignatureError",
+    "TruncatedPayloadError",
+    "UnknownBackendError",
+    "UnknownCodecError",
+    "Unpickler",
+    "UnpicklingError",
+    "UnsafePayloadError",
+    "backends",
+    "codecs",
+    "dump",
+    "dumps",
+    "info",
+    "load",
+    "loads",
+    "register_backend",
+    "register_codec",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Pickler subclasses cloudpickle's pickler; build it (and import cloudpickle) only when
+    # someone asks for it.
+    if name == "Pickler":
+        from .backends.auto import public_pickler_class
+
+        return public_pickler_class()
+    raise AttributeError(f"module 'omnipickle' has no attribute {name!r}")

@@ -1,0 +1,326 @@
+"""Compression codecs: one small class per codec, registered where it is defined.
+
+A codec has a name, an id byte for the envelope, the magic bytes its output starts with (so
+``load`` recognizes compressed files whatever their suffix), the file suffixes that select it,
+and ``compress``/``decompress``. Codecs whose package is optional import it on first use and
+raise :class:`CodecNotInstalledError` naming the extra to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ._registry import Entry, Registry
+from .errors import CodecNotInstalledError, CorruptPayloadError, UnknownCodecError
+
+__all__ = ["Codec", "codec_for_magic", "codec_for_suffix", "codecs", "get_codec", "register_codec"]
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Codec:
+    """Base class of codecs.
+
+    Subclasses set the class attributes and implement :meth:`compress` and :meth:`decompress`.
+    ``codec_id`` is the byte written in the envelope: 1-127 are reserved for omnipickle's own
+    codecs; a registered codec without one is recorded by name.
+    """
+
+    name: ClassVar[str] = ""
+    codec_id: ClassVar[int | None] = None
+    magic: ClassVar[bytes] = b""
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    default_level: ClassVar[int | None] = None
+    levels: ClassVar[range | None] = None
+    requires: ClassVar[str | None] = None
+    """The extra (``pip install omnipickle[NAME]``) or package the codec needs."""
+
+    def compress(self, data: Buffer, level: int | None = None) -> bytes:
+        """Compress ``data`` at ``level`` (``None``: the codec's default)."""
+        raise NotImplementedError
+
+    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+        """Decompress ``data``; raise :class:`CorruptPayloadError` if it is damaged.
+
+        ``max_size`` is the size the envelope promises: a stream that would grow past it is
+        refused instead of filling memory.
+        """
+        raise NotImplementedError
+
+    def check_level(self, level: int | None) -> int | None:
+        """Validate ``level`` for this codec; ``None`` gives the default."""
+        if level is None:
+            return self.default_level
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise TypeError(f"level must be an int, not {type(level).__name__}")
+        if self.levels is not None and level not in self.levels:
+            raise ValueError(
+                f"level {level} is out of range for {self.name}: "
+                f"{self.levels.start}..{self.levels.stop - 1}"
+            )
+        return level
+
+    def _import(self, module: str) -> Any:
+        import importlib
+
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            extra = self.requires or module
+            raise CodecNotInstalledError(
+                f"the {self.name} codec needs the {module!r} package, which is not installed: "
+                f"pip install 'omnipickle[{extra}]'"
+            ) from exc
+
+    def _damaged(self, exc: BaseException) -> CorruptPayloadError:
+        return CorruptPayloadError(f"the {self.name}-compressed payload is damaged: {exc}")
+
+    def _check_size(self, out: bytes, max_size: int | None) -> bytes:
+        if max_size is not None and len(out) != max_size:
+            raise CorruptPayloadError(
+                f"the {self.name}-compressed payload decompressed to {len(out)} bytes, "
+                f"the header says {max_size}"
+            )
+        return out
+
+
+class _StdlibCodec(Codec):
+    """A codec whose module is in the standard library and offers ``decompressobj``."""
+
+    def _new_decompressor(self) -> Any:
+        raise NotImplementedError
+
+    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+        decompressor = self._new_decompressor()
+        limit = -1 if max_size is None else max_size + 1
+        try:
+            out = (
+                decompressor.decompress(data, limit)
+                if limit >= 0
+                else decompressor.decompress(data)
+            )
+        except (OSError, EOFError, ValueError, MemoryError) as exc:
+            raise self._damaged(exc) from exc
+        if not decompressor.eof:
+            raise CorruptPayloadError(f"the {self.name}-compressed payload is truncated")
+        return self._check_size(out, max_size)
+
+
+class GzipCodec(_StdlibCodec):
+    """gzip (zlib's deflate in a gzip wrapper), from the standard library."""
+
+    name = "gzip"
+    codec_id = 1
+    magic = b"\x1f\x8b"
+    suffixes = (".gz", ".gzip")
+    default_level = 6
+    levels = range(0, 10)
+
+    def compress(self, data: Buffer, level: int | None = None) -> bytes:
+        import gzip
+
+        # mtime=0: the same object gives the same bytes.
+        return gzip.compress(data, compresslevel=self.check_level(level) or 0, mtime=0)
+
+    def _new_decompressor(self) -> Any:
+        import zlib
+
+        return _GzipDecompressor(zlib.decompressobj(16 + zlib.MAX_WBITS))
+
+
+class _GzipDecompressor:
+    """zlib's decompressobj with the ``eof``/``decompress(data, limit)`` shape of bz2/lzma."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def decompress(self, data: Buffer, limit: int = -1) -> bytes:
+        import zlib
+
+        try:
+            out: bytes = self._inner.decompress(data, max(limit, 0))
+        except zlib.error as exc:
+            raise ValueError(str(exc)) from exc
+        return out
+
+    @property
+    def eof(self) -> bool:
+        return bool(self._inner.eof)
+
+
+class Bz2Codec(_StdlibCodec):
+    """bzip2, from the standard library."""
+
+    name = "bz2"
+    codec_id = 2
+    magic = b"BZh"
+    suffixes = (".bz2",)
+    default_level = 9
+    levels = range(1, 10)
+
+    def compress(self, data: Buffer, level: int | None = None) -> bytes:
+        import bz2
+
+        return bz2.compress(data, self.check_level(level) or 9)
+
+    def _new_decompressor(self) -> Any:
+        import bz2
+
+        return bz2.BZ2Decompressor()
+
+
+class LzmaCodec(_StdlibCodec):
+    """xz (LZMA2), from the standard library; also known as ``xz``."""
+
+    name = "lzma"
+    codec_id = 3
+    magic = b"\xfd7zXZ\x00"
+    suffixes = (".xz", ".lzma")
+    default_level = 6
+    levels = range(0, 10)
+
+    def compress(self, data: Buffer, level: int | None = None) -> bytes:
+        import lzma
+
+        return lzma.compress(data, preset=self.check_level(level))
+
+    def _new_decompressor(self) -> Any:
+        import lzma
+
+        return lzma.LZMADecompressor()
+
+
+class ZstdCodec(Codec):
+    """Zstandard, through the ``zstandard`` package (a dependency of omnipickle)."""
+
+    name = "zstd"
+    codec_id = 4
+    magic = b"\x28\xb5\x2f\xfd"
+    suffixes = (".zst", ".zstd")
+    default_level = 3
+    levels = range(-7, 23)
+    requires = "zstd"
+
+    def compress(self, data: Buffer, level: int | None = None) -> bytes:
+        zstandard = self._import("zstandard")
+        compressor = zstandard.ZstdCompressor(level=self.check_level(level), write_checksum=False)
+        out: bytes = compressor.compress(data)
+        return out
+
+    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+        zstandard = self._import("zstandard")
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            out: bytes = decompressor.decompress(data)
+        except zstandard.ZstdError as exc:
+            raise self._damaged(exc) from exc
+        if not decompressor.eof:
+            raise CorruptPayloadError("the zstd-compressed payload is truncated")
+        return self._check_size(out, max_size)
+
+
+class Lz4Codec(Codec):
+    """LZ4 frames, through the ``lz4`` package (``pip install 'omnipickle[lz4]'``)."""
+
+    name = "lz4"
+    codec_id = 5
+    magic = b"\x04\x22\x4d\x18"
+    suffixes = (".lz4",)
+    default_level = 0
+    levels = range(-1, 17)
+    requires = "lz4"
+
+    def compress(self, data: Buffer, level: int | None = None) -> bytes:
+        frame = self._import("lz4.frame")
+        out: bytes = frame.compress(data, compression_level=self.check_level(level))
+        return out
+
+    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+        frame = self._import("lz4.frame")
+        decompressor = frame.LZ4FrameDecompressor()
+        try:
+            out: bytes = decompressor.decompress(data)
+        except RuntimeError as exc:
+            raise self._damaged(exc) from exc
+        if not decompressor.eof:
+            raise CorruptPayloadError("the lz4-compressed payload is truncated")
+        return self._check_size(out, max_size)
+
+
+def _check(impl: object) -> None:
+    if not isinstance(impl, Codec):
+        raise TypeError(
+            f"a codec must be an instance of omnipickle.codecs.Codec, not {type(impl).__name__}"
+        )
+
+
+REGISTRY: Registry[Codec] = Registry("codec", UnknownCodecError, CodecNotInstalledError, _check)
+for _codec in (GzipCodec(), Bz2Codec(), LzmaCodec(), ZstdCodec(), Lz4Codec()):
+    REGISTRY.register(_codec.name, _codec)
+REGISTRY.alias("xz", "lzma")
+del _codec
+
+
+def register_codec(name: str, codec: Codec | str, *, replace: bool = False) -> None:
+    """Register a codec under ``name``.
+
+    Args:
+        name: the name callers pass as ``compression=``; an identifier.
+        codec: a :class:`Codec` instance, or a ``"package.module:attribute"`` path.
+        replace: allow replacing an existing registration.
+
+    Raises:
+        ValueError: the name is taken (and ``replace`` is false) or is not an identifier.
+        TypeError: ``codec`` is not a :class:`Codec`.
+    """
+    REGISTRY.register(name, codec, replace=replace)
+
+
+def codecs() -> Mapping[str, Entry[Codec]]:
+    """A read-only mapping of the registered codec names to their entries."""
+    return REGISTRY.view()
+
+
+def get_codec(name: str) -> Codec:
+    """The codec registered as ``name`` (``"xz"`` is ``"lzma"``).
+
+    Raises:
+        UnknownCodecError: no codec has that name (the message lists those there are).
+    """
+    return REGISTRY.get(name)
+
+
+def codec_by_id(codec_id: int) -> Codec | None:
+    """The built-in codec with envelope id ``codec_id``, if any."""
+    for name in REGISTRY.names():
+        codec = REGISTRY.get(name)
+        if codec.codec_id == codec_id:
+            return codec
+    return None
+
+
+def codec_for_magic(head: Buffer) -> Codec | None:
+    """The codec whose magic bytes ``head`` starts with, if any."""
+    head = bytes(head[:8])
+    for name in REGISTRY.names():
+        try:
+            codec = REGISTRY.get(name)
+        except CodecNotInstalledError:
+            continue
+        if codec.magic and head.startswith(codec.magic):
+            return codec
+    return None
+
+
+def codec_for_suffix(path: str) -> Codec | None:
+    """The codec a file name's suffix selects (``.gz``, ``.zst``...), or ``None``."""
+    lower = path.lower()
+    for name in REGISTRY.names():
+        try:
+            codec = REGISTRY.get(name)
+        except CodecNotInstalledError:
+            continue
+        if any(lower.endswith(s) for s in codec.suffixes):
+            return codec
+    return None

@@ -1,0 +1,220 @@
+"""Diagnostics: where in an object graph serialization fails, and what to do about it.
+
+The C pickler says *what* failed but, before Python 3.14, never *where*. When a dump fails, this
+module walks the graph the way the pickler does (containers, ``__reduce_ex__`` arguments and
+state, closures) and test-pickles children one by one to find the deepest part that fails on its
+own. The walk only happens on the error path, so it costs nothing when a dump succeeds.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import pickle
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .errors import PicklingError
+
+__all__ = ["describe_failure", "type_name"]
+
+_MAX_CHILDREN = 100_000
+_MAX_DEPTH = 200
+
+
+def type_name(obj: Any) -> str:
+    """``module.QualName`` of ``obj``'s type (``builtins`` left out)."""
+    t = type(obj)
+    module = getattr(t, "__module__", None)
+    qual = getattr(t, "__qualname__", t.__name__)
+    if module in (None, "builtins"):
+        return str(qual)
+    return f"{module}.{qual}"
+
+
+def describe_failure(
+    obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
+) -> PicklingError:
+    """A :class:`PicklingError` for ``exc`` naming the path, type, reason and fix."""
+    from .backends.base import NullSink
+
+    def fails(candidate: Any) -> BaseException | None:
+        try:
+            make_pickler(NullSink()).dump(candidate)
+        except RecursionError as err:
+            return err
+        except Exception as err:  # noqa: BLE001 - any failure marks the culprit's branch
+            return err
+        return None
+
+    if isinstance(exc, RecursionError):
+        return PicklingError(
+            "cannot serialize the object: the graph is nested too deeply for the pickler "
+            f"({exc}); flatten it or raise sys.setrecursionlimit()",
+            path="root",
+            type_name=type_name(obj),
+        )
+    path, culprit, cause = _locate(obj, fails, exc)
+    reason = _reason(culprit, cause)
+    fix = _fix(culprit)
+    tname = type_name(culprit)
+    message = f"cannot serialize {tname} at {path}: {reason}; {fix}"
+    return PicklingError(message, path=path, type_name=tname)
+
+
+def _locate(
+    obj: Any, fails: Callable[[Any], BaseException | None], exc: BaseException
+) -> tuple[str, Any, BaseException]:
+    path, current, cause = "root", obj, exc
+    seen = {id(obj)}
+    for _ in range(_MAX_DEPTH):
+        for label, child in _children(current):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            err = fails(child)
+            if err is not None:
+                path += label
+                current, cause = child, err
+                break
+        else:
+            break
+    return path, current, cause
+
+
+def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """The parts the pickler would save for ``obj``, each with a label for the path."""
+    t = type(obj)
+    try:
+        if t is dict or isinstance(obj, dict):
+            for i, (k, v) in enumerate(obj.items()):
+                if i >= _MAX_CHILDREN:
+                    return
+                yield f"[{k!r}]", v
+                yield f".keys()[{i}]", k
+            if t is dict:
+                return
+        elif t in (list, tuple) or isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj[:_MAX_CHILDREN]):
+                yield f"[{i}]", v
+            if t in (list, tuple):
+                return
+        elif isinstance(obj, (set, frozenset)):
+            for i, v in enumerate(obj):
+                if i >= _MAX_CHILDREN:
+                    return
+                yield f"<set item {i}>", v
+            if t in (set, frozenset):
+                return
+        if isinstance(obj, types.FunctionType):
+            yield from _function_children(obj)
+            return
+        if isinstance(obj, type):
+            return
+        yield from _reduce_children(obj)
+    except Exception:  # noqa: BLE001 - a misbehaving object ends the walk here, not the error report
+        return
+
+
+def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
+    code = func.__code__
+    for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        yield f"<closure {name}>", value
+    for name in code.co_names:
+        if name in func.__globals__:
+            yield f"<global {name}>", func.__globals__[name]
+    if func.__defaults__:
+        for i, value in enumerate(func.__defaults__):
+            yield f"<default {i}>", value
+
+
+def _reduce_children(obj: Any) -> Iterator[tuple[str, Any]]:
+    reducer = copyreg.dispatch_table.get(type(obj))
+    rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    if isinstance(rv, str) or not isinstance(rv, tuple):
+        return
+    func, args, *rest = (*rv, None, None, None, None)[:6]
+    state, listitems, dictitems = rest[0], rest[1], rest[2]
+    if isinstance(state, tuple) and len(state) == 2:  # (dict state, slots state)
+        for part in state:
+            if isinstance(part, dict):
+                yield from _state_children(part)
+    elif isinstance(state, dict):
+        yield from _state_children(state)
+    elif state is not None:
+        yield "<state>", state
+    if isinstance(args, tuple):
+        skip_first = getattr(func, "__name__", "") in ("__newobj__", "__newobj_ex__")
+        for i, arg in enumerate(args):
+            if i == 0 and skip_first:
+                continue
+            yield f"<arg {i}>", arg
+    if listitems is not None:
+        for i, item in enumerate(listitems):
+            yield f"[{i}]", item
+    if dictitems is not None:
+        for key, value in dictitems:
+            yield f"[{key!r}]", value
+
+
+def _state_children(state: dict[Any, Any]) -> Iterator[tuple[str, Any]]:
+    for key, value in state.items():
+        label = f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
+        yield label, value
+
+
+def _reason(culprit: Any, cause: BaseException) -> str:
+    if isinstance(culprit, types.FunctionType):
+        return (
+            f"the function cannot be found by name and could not be serialized by value ({cause})"
+        )
+    if _is_live_resource(culprit):
+        return "live resources (connections, sockets, threads, open handles) cannot travel"
+    return str(cause) or type(cause).__name__
+
+
+def _fix(culprit: Any) -> str:
+    if _is_live_resource(culprit):
+        return (
+            "leave it out of the state (a __getstate__ that drops it and a __setstate__ that "
+            "reconnects) and recreate it after loading"
+        )
+    return (
+        "give its class a __reduce__ or __getstate__/__setstate__, or leave the object out "
+        "of what you serialize"
+    )
+
+
+_RESOURCE_MODULES = frozenset(
+    {
+        "socket",
+        "_socket",
+        "ssl",
+        "_ssl",
+        "sqlite3",
+        "_sqlite3",
+        "select",
+        "selectors",
+        "subprocess",
+        "threading",
+        "_thread",
+        "asyncio",
+        "multiprocessing",
+        "_io",
+        "io",
+        "mmap",
+        "_queue",
+        "queue",
+    }
+)
+
+
+def _is_live_resource(obj: Any) -> bool:
+    module = getattr(type(obj), "__module__", "") or ""
+    return module.split(".")[0] in _RESOURCE_MODULES or isinstance(
+        obj, (types.GeneratorType, types.FrameType, types.CoroutineType)
+    )
