@@ -9,8 +9,6 @@ changes no global state of :mod:`pickle` or :mod:`copyreg`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .api import (
     DEFAULT_PROTOCOL,
     HIGHEST_PROTOCOL,
@@ -23,6 +21,7 @@ from .api import (
     loads,
 )
 from .backends import Backend, backends, register_backend
+from .backends.auto import AutoPickler as Pickler
 from .codecs import Codec, codecs, register_codec
 from .errors import (
     BackendNotInstalledError,
@@ -80,13 +79,3 @@ __all__ = [
     "register_backend",
     "register_codec",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # Pickler subclasses cloudpickle's pickler; build it (and import cloudpickle) only when
-    # someone asks for it.
-    if name == "Pickler":
-        from .backends.auto import public_pickler_class
-
-        return public_pickler_class()
-    raise AttributeError(f"module 'omnipickle' has no attribute {name!r}")

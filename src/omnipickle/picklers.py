@@ -1,6 +1,6 @@
 """``Unpickler``: the drop-in counterpart of ``pickle.Unpickler``.
 
-(``omnipickle.Pickler`` is built on first access, see ``omnipickle.backends.auto``.)
+(``omnipickle.Pickler`` is :class:`omnipickle.backends.auto.AutoPickler`.)
 """
 
 from __future__ import annotations

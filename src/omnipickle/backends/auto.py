@@ -1,24 +1,28 @@
 """The ``auto`` backend: the cheapest way to serialize each object, chosen per object.
 
-Two measured facts shape it:
+One stream, one C pickler, several ways to reduce an object:
 
-* A C pickler with *any* Python ``reducer_override`` pays for a Python call on every instance it
-  meets (~12% on instance-heavy data, and cloudpickle's checks cost far more). So the first
-  attempt is a plain C ``pickle.Pickler`` whose only addition is a ``dispatch_table`` that is a
-  plain ``dict`` (looked up in C, keyed by exact type) holding our reducers for locks, events,
-  weakrefs and friends. Plain data and importable objects never leave C.
-* The plain pickler cannot serialize lambdas, closures or dynamic classes (it raises), and it
-  would write ``__main__`` functions and classes *by reference*, which loads only in the same
-  process. Raising is caught; a reference to ``__main__`` (or a module registered by value) is
-  seen by watching the bytes of each ~64 KiB frame as the pickler hands it over, so the attempt
-  stops at the first frame that needs code by value. A short probe of the object's first items
-  sends obviously code-heavy data (a list of closures, of ``__main__`` instances) straight to the
-  second pickler without a first attempt.
+* Plain data and importable functions, classes and instances: the C pickler, untouched.
+* Lambdas, closures, local functions, ``__main__`` code, dynamic classes and modules registered
+  by value: by value, with cloudpickle's reducers (cloudpickle is imported the first time one is
+  met, never for plain data).
+* Types only dill handles (weak references, open files...): dill's reducer, borrowed for that
+  object alone, so the object's parts stay in our stream and shared references survive.
+* Locks, conditions, semaphores, events, barriers: recreated fresh, with our own reducers.
 
-The second pickler reduces functions and classes that cannot be found by name by value, with
-cloudpickle's reducers, in the same stream: everything else still goes through the C paths.
-Objects only dill can handle go to dill one by one (dill's reducer is borrowed for that object
-and its parts stay in our stream, so shared references survive).
+Two measured facts decide how the pickler is driven:
+
+* The C pickler calls ``reducer_override`` for every object that is not a builtin container or
+  atom. For dicts, lists and strings that is never, so :class:`AutoPickler` costs nothing extra;
+  for instance-heavy data a Python call per instance costs ~12% or more.
+* Restarting a dump that failed half-way (the obvious way to avoid that cost) wastes what was
+  done, up to ~1.7x on data with one lambda buried in it.
+
+So a constant-time probe looks at the first items: builtin-only data goes to
+:class:`AutoPickler` directly (no restart is ever needed); instance-heavy data first tries the C
+pickler with no ``reducer_override`` at all, watching each ~64 KiB frame for a reference to
+``__main__`` (which the plain pickler would write by name, loadable only in this process) and
+stopping at the first such frame; only then does it fall back to :class:`AutoPickler`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextvars
 import copyreg
 import functools
 import io
+import itertools
 import pickle
 import sys
 import threading
@@ -190,12 +195,66 @@ _SPECIAL: dict[type, Callable[[Any], Any]] = {
 }
 
 
+# --- lazily borrowed cloudpickle reducers ---------------------------------------------------
+
+
+@functools.cache
+def _cloudpickle() -> Any:
+    import cloudpickle.cloudpickle as cp
+
+    return cp
+
+
+def _reduce_with_cloudpickle(obj: Any) -> Any:
+    """cloudpickle's reducer for a type the standard pickler cannot handle (code, cells...)."""
+    _note("cloudpickle")
+    return _cloudpickle().Pickler._dispatch_table[type(obj)](obj)
+
+
+def _cloudpickle_only_types() -> list[type]:
+    import abc
+    import collections
+    import dataclasses
+    import typing
+
+    odict: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+    return [
+        types.CellType,
+        types.CodeType,
+        types.ModuleType,
+        types.MappingProxyType,
+        types.GetSetDescriptorType,
+        property,
+        classmethod,
+        staticmethod,
+        abc.abstractproperty,
+        abc.abstractclassmethod,
+        abc.abstractstaticmethod,
+        typing.TypeVar,
+        type({}.keys()),
+        type({}.values()),
+        type({}.items()),
+        type(odict.keys()),
+        type(odict.values()),
+        type(odict.items()),
+        memoryview,
+        weakref.WeakSet,
+        dataclasses._FIELD_BASE,  # type: ignore[attr-defined]
+    ]
+
+
+_TABLE: dict[type, Callable[[Any], Any]] = {
+    **dict.fromkeys(_cloudpickle_only_types(), _reduce_with_cloudpickle),
+    **_SPECIAL,
+}
+
+
 def special_reducers() -> dict[type, Callable[[Any], Any]]:
     """The per-type reducers auto adds to the pickler's dispatch table (a copy)."""
-    return dict(_SPECIAL)
+    return dict(_TABLE)
 
 
-# --- the probe and the watched markers -------------------------------------------------------
+# --- by reference or by value ----------------------------------------------------------------
 
 
 def _by_value_modules() -> frozenset[str]:
@@ -205,38 +264,170 @@ def _by_value_modules() -> frozenset[str]:
     return frozenset(cloudpickle.list_registry_pickle_by_value())
 
 
-def _needs_value(obj: Any, by_value: frozenset[str]) -> bool:
-    """True if the function or class ``obj`` cannot be pickled by reference elsewhere."""
-    module = getattr(obj, "__module__", None)
-    if module is None or module == "__main__":
-        return True
-    qualname = getattr(obj, "__qualname__", "")
-    if "<" in qualname:  # <lambda>, <locals>
-        return True
-    return bool(by_value) and (module in by_value or module.split(".")[0] in by_value)
-
-
-_ATOMS = frozenset({str, int, float, bool, bytes, type(None), complex, bytearray})
-
-
-def _probe(obj: Any, by_value: frozenset[str], depth: int = 0) -> bool:
-    """A constant-time look at the first items: does this obviously need code by value?"""
-    t = type(obj)
-    if t in _ATOMS:
+def _registered(module: str, by_value: frozenset[str]) -> bool:
+    if not by_value:
         return False
-    if t is list or t is tuple:
-        return bool(obj) and depth < 3 and _probe(obj[0], by_value, depth + 1)
-    if t is dict:
-        if not obj or depth >= 3:
+    parts = module.split(".")
+    return any(".".join(parts[:i]) in by_value for i in range(1, len(parts) + 1))
+
+
+def importable(obj: Any, by_value: frozenset[str] = frozenset()) -> bool:
+    """Whether the function or class ``obj`` loads by name in a fresh interpreter."""
+    module_name = getattr(obj, "__module__", None)
+    if not isinstance(module_name, str) or module_name == "__main__":
+        return False
+    if _registered(module_name, by_value):
+        return False
+    module = sys.modules.get(module_name)
+    qualname = getattr(obj, "__qualname__", None)
+    if module is None or not isinstance(qualname, str) or "<" in qualname:
+        return False
+    found: Any = module
+    try:
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except AttributeError:
+        return False
+    return found is obj
+
+
+# --- the pickler -----------------------------------------------------------------------------
+
+
+class AutoPickler(pickle.Pickler):
+    """The C pickler, plus code by value, dill-only types and recreated primitives.
+
+    Writes a plain pickle stream (no envelope). Subclasses may define ``dispatch_table``,
+    ``reducer_override`` (call ``super().reducer_override(obj)`` to keep code by value) and
+    ``persistent_id`` as with :class:`pickle.Pickler`.
+
+    Args:
+        file: a binary file object (anything with ``write``).
+        protocol: as for :class:`pickle.Pickler` (default: the highest).
+        fix_imports, buffer_callback: as for :class:`pickle.Pickler`.
+    """
+
+    def __init__(
+        self,
+        file: Any,
+        protocol: int | None = None,
+        *,
+        fix_imports: bool = True,
+        buffer_callback: BufferCallback = None,
+    ) -> None:
+        if protocol is None or protocol < 0:
+            protocol = pickle.HIGHEST_PROTOCOL
+        super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
+        if not _subclass_defines(type(self), "dispatch_table", AutoPickler):
+            # A plain dict is looked up in C; cloudpickle's ChainMap is not. Merged per pickler
+            # so that copyreg registrations made after import are honoured.
+            self.dispatch_table = {**copyreg.dispatch_table, **_TABLE}
+        self.proto = protocol
+        self.globals_ref: dict[int, dict[str, Any]] = {}
+        self.by_value = False
+        self._by_value_modules = _by_value_modules()
+
+    def reducer_override(self, obj: Any) -> Any:
+        """Reduce functions and classes that cannot be found by name by value."""
+        t = type(obj)
+        if t is _FunctionType:
+            if importable(obj, self._by_value_modules):
+                return NotImplemented
+            rv = _cloudpickle().Pickler._function_reduce(self, obj)
+        elif issubclass(t, type):
+            if importable(obj, self._by_value_modules):
+                return NotImplemented
+            rv = _cloudpickle()._class_reduce(obj)
+        else:
+            return NotImplemented
+        if rv is not NotImplemented:
+            self.by_value = True
+            _note("cloudpickle")
+        return rv
+
+    # cloudpickle's function reducer calls these on the pickler it is given.
+    def _dynamic_function_reduce(self, func: Any) -> Any:
+        return _cloudpickle().Pickler._dynamic_function_reduce(self, func)
+
+    def _function_getnewargs(self, func: Any) -> Any:
+        return _cloudpickle().Pickler._function_getnewargs(self, func)
+
+
+_FunctionType = types.FunctionType
+
+
+def _subclass_defines(cls: type, name: str, stop: type) -> bool:
+    for klass in cls.__mro__:
+        if klass is stop:
             return False
-        first = next(iter(obj.values()))
-        return _probe(first, by_value, depth + 1)
-    if t is types.FunctionType or isinstance(obj, type):
-        return _needs_value(obj, by_value)
-    return _needs_value(t, by_value)
+        if name in klass.__dict__:
+            return True
+    return False
 
 
-# --- the second pickler ----------------------------------------------------------------------
+def plain_pickler(
+    file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
+) -> pickle.Pickler:
+    """The C pickler with auto's per-type reducers and no ``reducer_override``."""
+    p = pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
+    p.dispatch_table = {**copyreg.dispatch_table, **_TABLE}
+    return p
+
+
+def auto_pickler(
+    file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
+) -> AutoPickler:
+    """An :class:`AutoPickler` (positional arguments, for the error locator)."""
+    return AutoPickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
+
+
+# --- the probe ---------------------------------------------------------------------------------
+
+# Types the C pickler saves without calling reducer_override.
+_BUILTIN = frozenset(
+    {str, int, float, bool, bytes, type(None), bytearray, dict, list, tuple, set, frozenset}
+)
+_CONTAINERS = (list, tuple, set, frozenset)
+_PROBE_NODES = 64
+_PROBE_FANOUT = 8
+
+CODE, INSTANCES, BUILTIN = "code", "instances", "builtin"
+
+
+def probe(obj: Any, by_value: frozenset[str] = frozenset()) -> str:
+    """A bounded look at the first items of ``obj``: what kind of data is this?
+
+    Returns ``CODE`` if it visibly holds code that must go by value (a lambda, an instance of
+    a ``__main__`` class), ``INSTANCES`` if it holds instances of other classes (so that a
+    ``reducer_override`` would be called per instance), else ``BUILTIN``.
+    """
+    queue = [obj]
+    seen = 0
+    kind = BUILTIN
+    while queue and seen < _PROBE_NODES:
+        item = queue.pop(0)
+        seen += 1
+        t = type(item)
+        if t in _BUILTIN:
+            if t is dict:
+                queue.extend(itertools.islice(item.values(), _PROBE_FANOUT))
+            elif t in _CONTAINERS:
+                queue.extend(itertools.islice(item, _PROBE_FANOUT))
+            continue
+        if t is _FunctionType or isinstance(item, type):
+            if not importable(item, by_value):
+                return CODE
+            continue
+        if not importable(t, by_value):
+            return CODE
+        kind = INSTANCES
+        state = getattr(item, "__dict__", None)
+        if type(state) is dict:
+            queue.extend(itertools.islice(state.values(), _PROBE_FANOUT))
+    return kind
+
+
+# --- the backend -------------------------------------------------------------------------------
 
 
 class _ReplayingCallback:
@@ -262,80 +453,6 @@ class _ReplayingCallback:
         self.pos = 0
 
 
-def _tracked(reducer: Callable[[Any], Any], backend: str) -> Callable[[Any], Any]:
-    @functools.wraps(reducer)
-    def reduce(obj: Any) -> Any:
-        _note(backend)
-        return reducer(obj)
-
-    return reduce
-
-
-@functools.cache
-def _value_pickler_class() -> type[pickle.Pickler]:
-    """The pickler that serializes code by value (built on first need: imports cloudpickle)."""
-    import cloudpickle
-    from cloudpickle import cloudpickle as cp
-
-    base: type[pickle.Pickler] = cloudpickle.Pickler
-    class_reduce = cp._class_reduce
-    table = {t: _tracked(f, "cloudpickle") for t, f in base._dispatch_table.items()}  # type: ignore[attr-defined]
-    function_type = types.FunctionType
-
-    class ValuePickler(base):  # type: ignore[valid-type,misc]
-        def __init__(
-            self,
-            file: Any,
-            protocol: int,
-            fix_imports: bool = True,
-            buffer_callback: BufferCallback = None,
-        ) -> None:
-            # A plain dict: looked up in C (cloudpickle's ChainMap is not). The C pickler reads
-            # dispatch_table once, in __init__, so it must be in place before that call.
-            self.dispatch_table = {**copyreg.dispatch_table, **table, **_SPECIAL}
-            pickle.Pickler.__init__(
-                self, file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback
-            )
-            # cloudpickle's own state (shared globals of functions pickled together).
-            self.globals_ref: dict[int, dict[str, Any]] = {}
-            self.proto = protocol
-
-        def reducer_override(self, obj: Any) -> Any:
-            t = type(obj)
-            if t is function_type:
-                rv = self._function_reduce(obj)
-            elif issubclass(t, type):
-                rv = class_reduce(obj)
-            else:
-                return NotImplemented
-            if rv is not NotImplemented:
-                _note("cloudpickle")
-            return rv
-
-        def dump(self, obj: Any) -> None:
-            # cloudpickle's dump turns RecursionError into a plain PicklingError; we want
-            # the original so the error report can say what happened.
-            pickle.Pickler.dump(self, obj)
-
-    return ValuePickler
-
-
-def value_pickler(
-    file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
-) -> pickle.Pickler:
-    """A pickler that writes code by value where needed and everything else as pickle does."""
-    return _value_pickler_class()(file, protocol, fix_imports, buffer_callback)
-
-
-def plain_pickler(
-    file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
-) -> pickle.Pickler:
-    """The C pickler with auto's per-type reducers and nothing else."""
-    p = pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-    p.dispatch_table = {**copyreg.dispatch_table, **_SPECIAL}
-    return p
-
-
 class AutoBackend(Backend):
     """Per object: the C pickler, code by value, dill, or a recreated primitive."""
 
@@ -350,13 +467,13 @@ class AutoBackend(Backend):
         state = _DumpState()
         token = _STATE.set(state)
         try:
-            if not _probe(obj, by_value_modules):
+            if probe(obj, by_value_modules) == INSTANCES:
                 watch = (_MAIN_MARKER, *(m.encode() for m in by_value_modules))
                 sink = ChunkSink(watch)
                 try:
                     plain_pickler(sink, protocol, fix_imports, callback).dump(obj)
                 except _FIRST_ATTEMPT_FAILURES:
-                    pass  # needs code by value, or fails anyway: the second pickler says where
+                    pass  # needs code by value, or fails anyway: the next pickler says where
                 else:
                     uses = frozenset({"pickle", *state.uses})
                     return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=False)
@@ -364,17 +481,14 @@ class AutoBackend(Backend):
                     callback.rewind()
                 state.uses.clear()
             sink = ChunkSink()
-            make = functools.partial(
-                value_pickler, protocol=protocol, fix_imports=fix_imports, buffer_callback=callback
-            )
+            pickler = auto_pickler(sink, protocol, fix_imports, callback)
             try:
-                make(sink).dump(obj)
+                pickler.dump(obj)
             except PICKLING_FAILURES as exc:
-                probe = functools.partial(value_pickler, protocol=protocol, fix_imports=fix_imports)
-                raise fail(obj, exc, probe) from exc
-            by_value = "cloudpickle" in state.uses
+                locate = functools.partial(auto_pickler, protocol=protocol, fix_imports=fix_imports)
+                raise fail(obj, exc, locate) from exc
             uses = frozenset({"pickle", *state.uses})
-            return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value)
+            return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=pickler.by_value)
         finally:
             _STATE.reset(token)
 
@@ -393,53 +507,3 @@ class AutoBackend(Backend):
 
 
 AUTO = AutoBackend()
-
-
-@functools.cache
-def public_pickler_class() -> type[pickle.Pickler]:
-    """``omnipickle.Pickler``: auto's by-value pickler with pickle's constructor.
-
-    Built on first access (it subclasses cloudpickle's pickler, so it imports cloudpickle).
-    """
-    base = _value_pickler_class()
-
-    class Pickler(base):  # type: ignore[valid-type,misc]
-        """A drop-in ``pickle.Pickler`` that also writes lambdas, closures and ``__main__``
-        code by value and recreates locks; it writes plain pickle streams (no envelope).
-
-        Subclasses may define ``dispatch_table``, ``reducer_override`` and ``persistent_id`` as
-        with :class:`pickle.Pickler`.
-        """
-
-        def __init__(
-            self,
-            file: Any,
-            protocol: int | None = None,
-            *,
-            fix_imports: bool = True,
-            buffer_callback: BufferCallback = None,
-        ) -> None:
-            if protocol is None or protocol < 0:
-                protocol = pickle.HIGHEST_PROTOCOL
-            own_table = _subclass_defines(type(self), "dispatch_table", Pickler)
-            table: Any = getattr(self, "dispatch_table", None) if own_table else None
-            super().__init__(file, protocol, fix_imports, buffer_callback)
-            if table is not None:
-                # A subclass's own table wins; re-run the C initializer so it reads it.
-                self.dispatch_table = table
-                pickle.Pickler.__init__(
-                    self, file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback
-                )
-
-    Pickler.__module__ = "omnipickle"
-    Pickler.__qualname__ = "Pickler"
-    return Pickler
-
-
-def _subclass_defines(cls: type, name: str, stop: type) -> bool:
-    for klass in cls.__mro__:
-        if klass is stop:
-            return False
-        if name in klass.__dict__:
-            return True
-    return False
