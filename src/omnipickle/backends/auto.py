@@ -254,6 +254,33 @@ def special_reducers() -> dict[type, Callable[[Any], Any]]:
     return dict(_TABLE)
 
 
+def _class_reduce(cls: type) -> Any:
+    """cloudpickle's by-value class reducer, with two of its losses repaired.
+
+    cloudpickle rebuilds a class with a plain namespace, so a class with ``__slots__`` comes
+    back with a ``__dict__`` (its instances silently grow one) and a nested class loses its
+    ``__qualname__`` (``Outer.Inner`` becomes ``Inner``). Both are passed to the class
+    constructor here, as the original ``class`` statement did.
+    """
+    cp = _cloudpickle()
+    rv = cp._class_reduce(cls)
+    if rv is NotImplemented or rv[0] is not cp._make_skeleton_class:
+        return rv
+    func, args, *rest = rv
+    type_kwargs = dict(args[3])
+    type_kwargs["__qualname__"] = cls.__qualname__
+    # typing.NamedTuple's metaclass makes its own (empty) __slots__ and refuses a given one.
+    if "__slots__" in cls.__dict__ and not _is_typed_namedtuple(cls):
+        type_kwargs["__slots__"] = cls.__dict__["__slots__"]
+    return (func, (*args[:3], type_kwargs, *args[4:]), *rest)
+
+
+def _is_typed_namedtuple(cls: type) -> bool:
+    import typing
+
+    return any(base is typing.NamedTuple for base in cls.__dict__.get("__orig_bases__", ()))
+
+
 # --- by reference or by value ----------------------------------------------------------------
 
 
@@ -337,7 +364,7 @@ class AutoPickler(pickle.Pickler):
         elif issubclass(t, type):
             if importable(obj, self._by_value_modules):
                 return NotImplemented
-            rv = _cloudpickle()._class_reduce(obj)
+            rv = _class_reduce(obj)
         else:
             return NotImplemented
         if rv is not NotImplemented:

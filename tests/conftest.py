@@ -1,0 +1,60 @@
+"""Shared fixtures: fresh interpreters, registry clean-up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).parent / "scripts"
+SRC = Path(__file__).parent.parent / "src"
+
+
+def run_python(
+    *args: str, code: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a *fresh* interpreter (a script from tests/scripts, or ``-c code``); return it.
+
+    The child sees omnipickle from this checkout whether or not it is installed.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH", "")]))
+    cmd = [sys.executable]
+    cmd += ["-c", code] if code is not None else [str(SCRIPTS / args[0])]
+    cmd += list(args[1:] if code is None else args)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def check_python(*args: str, code: str | None = None) -> str:
+    """Like :func:`run_python`, but fail the test (showing stderr) unless it exits 0."""
+    proc = run_python(*args, code=code)
+    assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture
+def restore_registries() -> Iterator[None]:
+    """Put the backend and codec registries back as they were after the test."""
+    from omnipickle.backends import REGISTRY as backends
+    from omnipickle.codecs import REGISTRY as codecs
+
+    saved = [
+        (reg, dict(reg._entries), dict(reg._loaded), dict(reg._aliases))
+        for reg in (backends, codecs)
+    ]
+    try:
+        yield
+    finally:
+        for reg, entries, loaded, aliases in saved:
+            reg._entries.clear()
+            reg._entries.update(entries)
+            reg._loaded.clear()
+            reg._loaded.update(loaded)
+            reg._aliases.clear()
+            reg._aliases.update(aliases)
