@@ -8,6 +8,7 @@ installed package.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 __all__ = ["Point", "Record"]
 
 

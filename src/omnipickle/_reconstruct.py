@@ -7,6 +7,7 @@ behind, and its signature only ever gains optional parameters.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,8 @@ __all__ = [
     "make_lock",
     "make_rlock",
     "make_semaphore",
+    "reopen_file",
+    "std_stream",
 ]
 
 
@@ -72,3 +75,39 @@ def load_dill(blob: bytes) -> Any:
     import dill
 
     return dill.loads(blob)
+
+
+def std_stream(name: str) -> Any:
+    """``sys.stdin``, ``sys.stdout`` or ``sys.stderr`` of the loading process."""
+    import sys
+
+    return getattr(sys, name)
+
+
+def reopen_file(
+    name: str,
+    mode: str,
+    position: int,
+    closed: bool,
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+) -> Any:
+    """Reopen a file that was open when it was pickled: same path, mode and position.
+
+    Write modes are reopened without truncating (``w`` becomes ``r+``, ``x`` too), so loading
+    never destroys the file's contents; append mode stays append.
+    """
+    reopen_mode = mode.replace("w", "r+").replace("x", "r+").replace("++", "+")
+    binary = "b" in reopen_mode
+    if closed:
+        f = open(os.devnull, "rb" if binary else "r")  # noqa: SIM115 - handed back closed
+        f.close()
+        return f
+    if binary:
+        f = open(name, reopen_mode)  # noqa: SIM115 - the caller owns the handle
+    else:
+        f = open(name, reopen_mode, encoding=encoding, errors=errors, newline=newline)  # noqa: SIM115
+    if "a" not in mode:
+        f.seek(position)
+    return f

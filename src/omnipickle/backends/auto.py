@@ -168,19 +168,46 @@ def _reduce_with_dill(obj: Any) -> tuple[Any, ...]:
 
 
 def _dill_only_types() -> list[type]:
-    found: list[type] = [
+    return [
         weakref.ReferenceType,
         weakref.ProxyType,
         weakref.CallableProxyType,
-        io.FileIO,
-        io.BufferedReader,
-        io.BufferedWriter,
-        io.BufferedRandom,
-        io.TextIOWrapper,
         super,
         contextvars.Context,
     ]
-    return found
+
+
+# --- open files: reopened by path, mode and position -------------------------------------------
+
+_STD_STREAMS = ("stdin", "stdout", "stderr")
+
+
+def _reduce_file(obj: Any) -> tuple[Any, ...]:
+    """Reopen at load time (dill reopens too, but loses the position in its default mode)."""
+    from .._reconstruct import reopen_file, std_stream
+
+    for name in _STD_STREAMS:
+        if obj is getattr(sys, name, None) or obj is getattr(sys, f"__{name}__", None):
+            return (std_stream, (name,))
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str):
+        raise TypeError(
+            f"cannot pickle {type(obj).__name__} with no file name (name={name!r}): "
+            "only files opened by path can be reopened"
+        )
+    mode = getattr(obj, "mode", "rb")
+    if isinstance(obj, io.FileIO) and "b" not in mode:
+        mode += "b"
+    if obj.closed:
+        return (reopen_file, (name, mode, 0, True))
+    obj.flush()
+    position = obj.tell()
+    if isinstance(obj, io.TextIOWrapper):
+        return (reopen_file, (name, mode, position, False, obj.encoding, obj.errors, None))
+    return (reopen_file, (name, mode, position, False))
+
+
+_FILE_TYPES = (io.FileIO, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
 
 
 _SPECIAL: dict[type, Callable[[Any], Any]] = {
@@ -192,6 +219,7 @@ _SPECIAL: dict[type, Callable[[Any], Any]] = {
     threading.Event: _reduce_event,
     threading.Barrier: _reduce_barrier,
     **dict.fromkeys(_dill_only_types(), _reduce_with_dill),
+    **dict.fromkeys(_FILE_TYPES, _reduce_file),
 }
 
 

@@ -1,0 +1,259 @@
+"""The auto backend chooses per object inside one stream."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import omnipickle
+from conftest import check_python
+from helpers import Plain, importable_function
+
+
+def test_plain_data_uses_only_pickle_and_is_a_plain_stream_after_the_header() -> None:
+    obj = {"a": [1, 2.5, "x"], "b": (None, True)}
+    data = omnipickle.dumps(obj)
+    about = omnipickle.info(data)
+    assert about.backends == ("pickle",)
+    assert about.by_value is False
+    # Same bytes as the C pickler, but for the header.
+    assert data[48:] == pickle.dumps(obj, 5)
+
+
+def test_instances_of_importable_classes_give_pickles_bytes() -> None:
+    obj = [Plain(i, str(i)) for i in range(1000)]
+    data = omnipickle.dumps(obj)
+    assert data[48:] == pickle.dumps(obj, 5)
+    assert omnipickle.info(data).backends == ("pickle",)
+
+
+def test_importable_functions_go_by_reference() -> None:
+    data = omnipickle.dumps([importable_function, len, Plain])
+    assert data[48:] == pickle.dumps([importable_function, len, Plain], 5)
+    assert omnipickle.loads(data)[0] is importable_function
+
+
+def test_lambda_inside_plain_data_goes_by_value_and_the_rest_stays_shared() -> None:
+    shared = {"k": 1}
+    obj = {"rows": [shared, shared], "fn": lambda x: x * 2, "n": 5}
+    out = omnipickle.loads(omnipickle.dumps(obj))
+    assert out["fn"](4) == 8
+    assert out["rows"][0] is out["rows"][1]
+    about = omnipickle.info(omnipickle.dumps(obj))
+    assert about.by_value is True
+    assert set(about.backends) == {"pickle", "cloudpickle"}
+
+
+def test_lambda_half_way_through_instance_heavy_data_round_trips() -> None:
+    """The plain first attempt fails half-way; the result must still be complete and right."""
+    rows: list[Any] = [Plain(i, None) for i in range(5000)]
+    rows[2500] = Plain(-1, lambda: "found")
+    out = omnipickle.loads(omnipickle.dumps(rows))
+    assert [r.a for r in out] == [r.a for r in rows]
+    assert out[2500].b() == "found"
+
+
+def test_closure_captures_its_values() -> None:
+    def make(n: int) -> Any:
+        def add(x: int) -> int:
+            return x + n
+
+        return add
+
+    fns = omnipickle.loads(omnipickle.dumps([make(i) for i in range(5)]))
+    assert [f(10) for f in fns] == [10, 11, 12, 13, 14]
+
+
+def test_local_class_and_its_instances_round_trip() -> None:
+    class Local:
+        def __init__(self) -> None:
+            self.v = 3
+
+        def twice(self) -> int:
+            return self.v * 2
+
+    out = omnipickle.loads(omnipickle.dumps([Local(), Local()]))
+    assert [o.twice() for o in out] == [6, 6]
+    assert type(out[0]) is type(out[1])
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_acquired_lock_and_rlock_come_back_unlocked_and_usable(protocol: int) -> None:
+    lock, rlock = threading.Lock(), threading.RLock()
+    lock.acquire()
+    rlock.acquire()
+    try:
+        out_lock, out_rlock = omnipickle.loads(omnipickle.dumps((lock, rlock), protocol))
+    finally:
+        lock.release()
+        rlock.release()
+    assert isinstance(out_lock, type(threading.Lock()))
+    assert out_lock.acquire(timeout=1)
+    out_lock.release()
+    assert out_rlock.acquire(timeout=1)
+    assert out_rlock.acquire(timeout=1)  # re-entrant
+    out_rlock.release()
+    out_rlock.release()
+
+
+def test_condition_semaphore_event_barrier_are_recreated() -> None:
+    cond = threading.Condition()
+    sem = threading.Semaphore(3)
+    sem.acquire()
+    bounded = threading.BoundedSemaphore(2)
+    bounded.acquire()
+    event_set, event_clear = threading.Event(), threading.Event()
+    event_set.set()
+    barrier = threading.Barrier(2, timeout=5)
+    out = omnipickle.loads(omnipickle.dumps([cond, sem, bounded, event_set, event_clear, barrier]))
+    out_cond, out_sem, out_bounded, out_set, out_clear, out_barrier = out
+    with out_cond:
+        out_cond.notify_all()
+    assert out_sem._value == 2
+    assert out_bounded._value == 1
+    out_bounded.release()
+    with pytest.raises(ValueError):
+        out_bounded.release()  # still bounded at 2
+    assert out_set.is_set() and not out_clear.is_set()
+    assert out_barrier.parties == 2
+
+
+def test_recreated_condition_works_across_real_threads() -> None:
+    cond = omnipickle.loads(omnipickle.dumps(threading.Condition()))
+    box: list[int] = []
+
+    def waiter() -> None:
+        with cond:
+            cond.wait_for(lambda: box, timeout=5)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    with cond:
+        box.append(1)
+        cond.notify_all()
+    t.join(timeout=5)
+    assert not t.is_alive()
+
+
+def test_shared_lock_stays_shared_after_loading() -> None:
+    lock = threading.Lock()
+    a, b = omnipickle.loads(omnipickle.dumps([Plain(1, lock), Plain(2, lock)]))
+    assert a.b is b.b
+
+
+def test_weakref_goes_to_dill_for_that_object_only_and_keeps_identity() -> None:
+    target = Plain(1, 2)
+    data = omnipickle.dumps({"target": target, "ref": weakref.ref(target), "n": list(range(5))})
+    about = omnipickle.info(data)
+    assert set(about.backends) == {"pickle", "dill"}
+    out = omnipickle.loads(data)
+    assert out["ref"]() is out["target"]
+
+
+def test_weak_proxy_round_trips() -> None:
+    target = Plain(1, 2)
+    out = omnipickle.loads(omnipickle.dumps([target, weakref.proxy(target)]))
+    assert out[1].a == 1
+
+
+def test_open_binary_file_is_reopened_at_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"0123456789")
+    with open(path, "rb") as f:
+        f.read(4)
+        data = omnipickle.dumps({"f": f})
+    out = omnipickle.loads(data)["f"]
+    try:
+        assert out.read() == b"456789"
+    finally:
+        out.close()
+    assert omnipickle.info(data).backends == ("pickle",)
+
+
+def test_file_open_for_writing_is_reopened_without_truncating(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("first line\n")
+        data = omnipickle.dumps(f)
+    out = omnipickle.loads(data)
+    try:
+        out.write("second line\n")
+    finally:
+        out.close()
+    assert path.read_text(encoding="utf-8") == "first line\nsecond line\n"
+
+
+def test_standard_streams_come_back_as_the_loading_process_streams() -> None:
+    import sys
+
+    # (pytest replaces sys.stdout with its own capture object; the real one is __stdout__.)
+    assert omnipickle.loads(omnipickle.dumps(sys.__stdout__)) is sys.stdout
+
+
+def test_plain_data_does_not_import_cloudpickle_or_dill() -> None:
+    code = (
+        "import sys, omnipickle\n"
+        "class Local: pass\n"
+        "omnipickle.loads(omnipickle.dumps({'a': [1, 2], 'b': 'x', 'c': (1.5, None)}))\n"
+        "import fractions\n"
+        "omnipickle.loads(omnipickle.dumps([fractions.Fraction(1, 3)] * 10))\n"
+        "print(sorted(m for m in ('cloudpickle', 'dill', 'zstandard', 'lz4') if m in sys.modules))\n"
+    )
+    assert check_python(code=code).strip() == "[]"
+
+
+def test_buffer_callback_sees_each_buffer_once_even_when_the_dump_is_redone() -> None:
+    """Instance-heavy data with a lambda at the end makes auto redo the dump; the user's
+    callback must still be called once per buffer, in order."""
+    bufs = [pickle.PickleBuffer(bytearray([i]) * 1000) for i in range(3)]
+    rows: list[Any] = [Plain(i, bufs[i % 3]) for i in range(30)]
+    rows.append(Plain(99, lambda: 1))
+    seen: list[pickle.PickleBuffer] = []
+    data = omnipickle.dumps(rows, buffer_callback=seen.append)
+    # pickle hands each occurrence to the callback (buffers are not memoized): 30, not 60.
+    assert len(seen) == 30
+    out = omnipickle.loads(data, buffers=seen)
+    assert bytes(out[4].b) == bytes([1]) * 1000
+    assert out[-1].b() == 1
+
+
+def test_modules_registered_by_value_are_written_by_value(tmp_path: Path) -> None:
+    """A function from a module registered with cloudpickle.register_pickle_by_value loads
+    where the module does not exist."""
+    (tmp_path / "private_helpers.py").write_text("def triple(x):\n    return 3 * x\n")
+    payload = tmp_path / "p.bin"
+    dump = (
+        "import sys, cloudpickle, omnipickle\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import fractions, private_helpers\n"
+        "cloudpickle.register_pickle_by_value(private_helpers)\n"
+        "data = [fractions.Fraction(1, 2)] * 100 + [private_helpers.triple]\n"
+        f"omnipickle.dump(data, {str(payload)!r})\n"
+    )
+    check_python(code=dump)
+    (tmp_path / "private_helpers.py").unlink()
+    load = f"import omnipickle\nprint(omnipickle.load({str(payload)!r})[-1](5))\n"
+    assert check_python(code=load).strip() == "15"
+
+
+def test_pickling_error_from_user_reduce_keeps_its_type() -> None:
+    class Refuses:
+        def __reduce__(self) -> Any:
+            raise ValueError("not today")
+
+    with pytest.raises(ValueError, match="not today"):
+        omnipickle.dumps([Refuses()])
+
+
+def test_bytesio_is_not_dropped_and_keeps_its_data() -> None:
+    buf = io.BytesIO(b"payload")
+    buf.seek(3)
+    out = omnipickle.loads(omnipickle.dumps(buf))
+    assert out.getvalue() == b"payload"
+    assert out.tell() == 3
