@@ -203,7 +203,8 @@ def test_plain_data_does_not_import_cloudpickle_or_dill() -> None:
         "omnipickle.loads(omnipickle.dumps({'a': [1, 2], 'b': 'x', 'c': (1.5, None)}))\n"
         "import fractions\n"
         "omnipickle.loads(omnipickle.dumps([fractions.Fraction(1, 3)] * 10))\n"
-        "print(sorted(m for m in ('cloudpickle', 'dill', 'zstandard', 'lz4') if m in sys.modules))\n"
+        "optional = ('cloudpickle', 'dill', 'zstandard', 'lz4')\n"
+        "print(sorted(m for m in optional if m in sys.modules))\n"
     )
     assert check_python(code=code).strip() == "[]"
 

@@ -40,7 +40,7 @@ SAMPLES: dict[str, Any] = {
     "defaultdict": collections.defaultdict(list, {"k": [1]}),
     "deque": collections.deque([1, 2, 3], maxlen=5),
     "counter": collections.Counter("mississippi"),
-    "datetime": datetime.datetime(2026, 11, 27, 12, 30, tzinfo=datetime.timezone.utc),
+    "datetime": datetime.datetime(2026, 11, 27, 12, 30, tzinfo=datetime.UTC),
     "decimal": decimal.Decimal("3.14159"),
     "fraction": fractions.Fraction(22, 7),
     "uuid": uuid.UUID(int=12345),

@@ -186,10 +186,10 @@ def _reduce_file(obj: Any) -> tuple[Any, ...]:
     """Reopen at load time (dill reopens too, but loses the position in its default mode)."""
     from .._reconstruct import reopen_file, std_stream
 
-    for name in _STD_STREAMS:
-        if obj is getattr(sys, name, None) or obj is getattr(sys, f"__{name}__", None):
-            return (std_stream, (name,))
-    name = getattr(obj, "name", None)
+    for stream in _STD_STREAMS:
+        if obj is getattr(sys, stream, None) or obj is getattr(sys, f"__{stream}__", None):
+            return (std_stream, (stream,))
+    name: Any = getattr(obj, "name", None)
     if not isinstance(name, str):
         raise TypeError(
             f"cannot pickle {type(obj).__name__} with no file name (name={name!r}): "
