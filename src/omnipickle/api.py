@@ -488,7 +488,7 @@ def _load_plain(view: memoryview, opts: _LoadOptions) -> Any:
 
 
 def _malformed(exc: BaseException, view: memoryview) -> CorruptPayloadError:
-    if isinstance(exc, EOFError):
+    if isinstance(exc, EOFError) or "truncated" in str(exc):
         return TruncatedPayloadError(
             f"truncated pickle stream: the data ({len(view)} bytes) ends before the stream does"
         )
@@ -539,6 +539,10 @@ def loads(
         raise TruncatedPayloadError("empty payload: 0 bytes")
     if envelope.is_envelope(view):
         return _load_envelope(view, opts)
+    if len(view) < len(envelope.MAGIC) and envelope.MAGIC.startswith(view):
+        raise TruncatedPayloadError(
+            f"truncated payload: {len(view)} bytes, shorter than the {HEADER_SIZE}-byte header"
+        )
     return _load_plain(view, opts)
 
 

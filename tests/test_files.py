@@ -1,0 +1,214 @@
+"""dump/load with paths and file objects."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import omnipickle
+
+OBJ = {"rows": [{"i": i, "s": str(i)} for i in range(500)]}
+
+
+def test_dump_to_a_path_and_load_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "obj.pkl"
+    omnipickle.dump(OBJ, path)
+    assert omnipickle.load(path) == OBJ
+    assert omnipickle.load(str(path)) == OBJ
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"),
+    [(".pkl", None), (".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma"), (".lzma", "lzma"),
+     (".zst", "zstd"), (".lz4", "lz4"), (".pkl.zst", "zstd")],
+)
+def test_compression_is_inferred_from_the_suffix(tmp_path: Path, suffix: str, codec: Any) -> None:
+    path = tmp_path / f"obj{suffix}"
+    omnipickle.dump(OBJ, path)
+    assert omnipickle.info(path).codec == codec
+    assert omnipickle.load(path) == OBJ
+
+
+def test_explicit_compression_wins_over_the_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "obj.gz"
+    omnipickle.dump(OBJ, path, compression="bz2")
+    assert omnipickle.info(path).codec == "bz2"
+
+
+def test_renamed_compressed_file_loads_by_its_content(tmp_path: Path) -> None:
+    path = tmp_path / "obj.zst"
+    omnipickle.dump(OBJ, path)
+    renamed = path.rename(tmp_path / "misleading.gz")
+    assert omnipickle.load(renamed) == OBJ
+
+
+def test_dump_replaces_the_file_atomically_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "obj.pkl"
+    omnipickle.dump("old", path)
+    omnipickle.dump("new", path)
+    assert omnipickle.load(path) == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.pkl"]
+
+
+def test_failed_dump_leaves_the_old_file_untouched_and_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "obj.pkl"
+    omnipickle.dump("old", path)
+    before = path.read_bytes()
+    with pytest.raises(omnipickle.PicklingError):
+        omnipickle.dump({"ok": 1, "bad": (i for i in range(3))}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.pkl"]
+
+
+def test_failed_dump_to_a_new_path_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(omnipickle.PicklingError):
+        omnipickle.dump((i for i in range(3)), tmp_path / "new.pkl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_file_gets_the_usual_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "obj.pkl"
+    omnipickle.dump(1, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "obj.pkl"
+    omnipickle.dump(1, path)
+    path.chmod(0o640)
+    omnipickle.dump(2, path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
+def test_folder_that_cannot_be_written_gives_an_oserror_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    # /proc refuses new files even to root (a chmod-ed folder would not stop root).
+    with pytest.raises(OSError):
+        omnipickle.dump(1, "/proc/omnipickle-test.pkl")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(NotADirectoryError):
+        omnipickle.dump(1, not_a_folder / "obj.pkl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_missing_folder_is_a_filenotfounderror(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        omnipickle.dump(1, tmp_path / "no" / "such" / "obj.pkl")
+
+
+def test_several_payloads_in_one_file_object_load_in_turn(tmp_path: Path) -> None:
+    path = tmp_path / "many.bin"
+    with open(path, "wb") as f:
+        omnipickle.dump("first", f)
+        pickle.dump("plain pickle in between", f, protocol=5)
+        omnipickle.dump({"third": 3}, f, compression="gzip")
+        pickle.dump(["protocol 0"], f, protocol=0)
+        omnipickle.dump(4, f)
+    with open(path, "rb") as f:
+        out = []
+        while True:
+            try:
+                out.append(omnipickle.load(f))
+            except EOFError:
+                break
+    assert out == ["first", "plain pickle in between", {"third": 3}, ["protocol 0"], 4]
+
+
+def test_dump_and_load_through_a_pipe() -> None:
+    read_fd, write_fd = os.pipe()
+
+    def writer() -> None:
+        with os.fdopen(write_fd, "wb") as w:
+            omnipickle.dump(OBJ, w)
+            omnipickle.dump("second", w)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    with os.fdopen(read_fd, "rb") as r:
+        assert omnipickle.load(r) == OBJ
+        assert omnipickle.load(r) == "second"
+    t.join()
+
+
+@pytest.mark.parametrize("mode", ["w", "r"])
+def test_text_mode_file_is_a_typeerror(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("x")
+    with open(path, mode, encoding="utf-8") as f, pytest.raises(TypeError, match="binary mode"):
+        if mode == "w":
+            omnipickle.dump(1, f)
+        else:
+            omnipickle.load(f)
+
+
+@pytest.mark.parametrize("target", [42, None, b"bytes", 3.5])
+def test_dump_to_something_that_is_not_a_file_is_a_typeerror(target: Any) -> None:
+    with pytest.raises(TypeError, match="file"):
+        omnipickle.dump(1, target)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_plain_pickle_files_of_every_protocol_load(tmp_path: Path, protocol: int) -> None:
+    path = tmp_path / "plain.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(OBJ, f, protocol=protocol)
+    assert omnipickle.load(path) == OBJ
+
+
+@pytest.mark.parametrize(
+    "opener",
+    [gzip.open, bz2.open, lzma.open],
+    ids=["gzip", "bz2", "xz"],
+)
+def test_pickles_compressed_whole_by_other_tools_load(tmp_path: Path, opener: Any) -> None:
+    path = tmp_path / "foreign.bin"
+    with opener(path, "wb") as f:
+        pickle.dump(OBJ, f)
+    assert omnipickle.load(path) == OBJ
+
+
+def test_zstd_and_lz4_compressed_pickles_from_other_tools_load(tmp_path: Path) -> None:
+    import lz4.frame
+    import zstandard
+
+    raw = pickle.dumps(OBJ)
+    (tmp_path / "a").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    (tmp_path / "b").write_bytes(lz4.frame.compress(raw))
+    assert omnipickle.load(tmp_path / "a") == OBJ
+    assert omnipickle.load(tmp_path / "b") == OBJ
+
+
+def test_cloudpickle_and_dill_files_load(tmp_path: Path) -> None:
+    import cloudpickle
+    import dill
+
+    (tmp_path / "c").write_bytes(cloudpickle.dumps(lambda x: x + 1))
+    (tmp_path / "d").write_bytes(dill.dumps(lambda x: x + 2))
+    assert omnipickle.load(tmp_path / "c")(1) == 2
+    assert omnipickle.load(tmp_path / "d")(1) == 3
+
+
+def test_empty_file_is_an_eoferror(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    with pytest.raises(omnipickle.TruncatedPayloadError):
+        omnipickle.load(path)
+
+
+def test_truncated_file_object_payload(tmp_path: Path) -> None:
+    data = omnipickle.dumps(OBJ)
+    with pytest.raises(omnipickle.TruncatedPayloadError, match="truncated"):
+        omnipickle.load(io.BytesIO(data[:-5]))
