@@ -28,8 +28,16 @@ def test_dump_to_a_path_and_load_it_back(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("suffix", "codec"),
-    [(".pkl", None), (".gz", "gzip"), (".bz2", "bz2"), (".xz", "lzma"), (".lzma", "lzma"),
-     (".zst", "zstd"), (".lz4", "lz4"), (".pkl.zst", "zstd")],
+    [
+        (".pkl", None),
+        (".gz", "gzip"),
+        (".bz2", "bz2"),
+        (".xz", "lzma"),
+        (".lzma", "lzma"),
+        (".zst", "zstd"),
+        (".lz4", "lz4"),
+        (".pkl.zst", "zstd"),
+    ],
 )
 def test_compression_is_inferred_from_the_suffix(tmp_path: Path, suffix: str, codec: Any) -> None:
     path = tmp_path / f"obj{suffix}"

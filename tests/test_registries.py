@@ -1,0 +1,174 @@
+"""Backend and codec registries: strict verbs, lazy imports, clear errors."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+import omnipickle
+from omnipickle.backends import Backend, Pickled, get_backend
+from omnipickle.backends.base import ChunkSink
+from omnipickle.codecs import Codec, get_codec
+
+
+class ReversingBackend(Backend):
+    """A toy backend: pickle, with the list reversed (to see it was used)."""
+
+    name = "reversing"
+
+    def dumps(self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: Any) -> Pickled:
+        sink = ChunkSink()
+        pickle.Pickler(sink, protocol).dump(list(reversed(obj)))
+        return Pickled(
+            sink.chunks, sink.length, sink.crc, frozenset({"reversing"}), False, loader="reversing"
+        )
+
+    def loads(self, data: memoryview, **options: Any) -> Any:
+        return list(reversed(pickle.loads(data)))
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_registered_backend_is_used_and_recorded_by_name() -> None:
+    omnipickle.register_backend("reversing", ReversingBackend())
+    data = omnipickle.dumps([1, 2, 3], backend="reversing")
+    about = omnipickle.info(data)
+    assert about.backends == ("reversing",)
+    assert about.loader == "reversing"
+    assert about.extra == {"backends": ["reversing"], "loader": "reversing"}
+    assert omnipickle.loads(data) == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_registering_over_a_name_needs_replace() -> None:
+    omnipickle.register_backend("reversing", ReversingBackend())
+    with pytest.raises(ValueError, match="already registered"):
+        omnipickle.register_backend("reversing", ReversingBackend())
+    omnipickle.register_backend("reversing", ReversingBackend(), replace=True)
+    with pytest.raises(ValueError, match="already registered"):
+        omnipickle.register_backend("pickle", ReversingBackend())
+
+
+@pytest.mark.parametrize("name", ["", "has space", "1abc", None])
+def test_backend_name_must_be_an_identifier(name: Any) -> None:
+    with pytest.raises(ValueError, match="identifier"):
+        omnipickle.register_backend(name, ReversingBackend())
+
+
+def test_backend_must_be_a_backend_instance() -> None:
+    with pytest.raises(TypeError, match="Backend"):
+        omnipickle.register_backend("x", object())  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_backend_whose_package_is_missing_says_what_to_install() -> None:
+    omnipickle.register_backend("ghost", "ghost_package_that_is_not_there.mod:BACKEND")
+    with pytest.raises(omnipickle.BackendNotInstalledError, match="pip install") as info:
+        omnipickle.dumps(1, backend="ghost")
+    assert isinstance(info.value, ImportError)
+    assert not isinstance(info.value, ValueError)
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_payload_naming_an_unregistered_backend_is_refused_clearly() -> None:
+    omnipickle.register_backend("reversing", ReversingBackend())
+    data = omnipickle.dumps([1], backend="reversing")
+    from omnipickle.backends import REGISTRY
+
+    REGISTRY.unregister("reversing")
+    with pytest.raises(omnipickle.UnknownBackendError, match="reversing"):
+        omnipickle.loads(data)
+
+
+def test_backends_view_is_read_only_and_lists_the_builtins() -> None:
+    view = omnipickle.backends()
+    assert {"auto", "pickle", "cloudpickle", "dill"} <= set(view)
+    with pytest.raises(TypeError):
+        view["x"] = None  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", ["auto", "pickle", "cloudpickle", "dill"])
+def test_each_builtin_backend_loads_lazily(name: str) -> None:
+    assert isinstance(get_backend(name), Backend)
+
+
+# --- codecs --------------------------------------------------------------------------------------
+
+CODECS = sorted(omnipickle.codecs())
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_every_codec_round_trips_and_is_recorded(name: str) -> None:
+    obj = {"text": "abc" * 1000, "n": list(range(1000))}
+    data = omnipickle.dumps(obj, compression=name)
+    assert omnipickle.info(data).codec == get_codec(name).name
+    assert omnipickle.loads(data) == obj
+    assert len(data) < len(omnipickle.dumps(obj))
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_every_codec_magic_is_recognised_on_plain_pickles(name: str) -> None:
+    codec = get_codec(name)
+    compressed = codec.compress(pickle.dumps([1, 2, 3]))
+    assert compressed.startswith(codec.magic)
+    assert omnipickle.loads(compressed) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_every_codec_refuses_a_damaged_stream(name: str) -> None:
+    codec = get_codec(name)
+    compressed = codec.compress(b"x" * 10_000)
+    with pytest.raises(omnipickle.CorruptPayloadError):
+        codec.decompress(compressed[: len(compressed) // 2])
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_every_codec_checks_its_levels(name: str) -> None:
+    codec = get_codec(name)
+    assert codec.levels is not None
+    with pytest.raises(ValueError, match="out of range"):
+        omnipickle.dumps(1, compression=name, level=codec.levels.stop + 100)
+    data = omnipickle.dumps([1] * 100, compression=name, level=codec.levels.start)
+    assert omnipickle.loads(data) == [1] * 100
+
+
+def test_xz_is_an_alias_of_lzma() -> None:
+    assert omnipickle.info(omnipickle.dumps(1, compression="xz")).codec == "lzma"
+
+
+def test_unknown_codec_lists_the_known_ones() -> None:
+    with pytest.raises(omnipickle.UnknownCodecError, match="'gzip'.*'zstd'"):
+        omnipickle.dumps(1, compression="snappy")
+
+
+def test_level_without_compression_is_refused() -> None:
+    with pytest.raises(ValueError, match="level"):
+        omnipickle.dumps(1, level=3)
+
+
+class UpperCodec(Codec):
+    """A toy codec (reversible: reverses the bytes) registered by name only."""
+
+    name = "reverse"
+    magic = b""
+    levels = None
+
+    def compress(self, data: Any, level: int | None = None) -> bytes:
+        return bytes(data)[::-1]
+
+    def decompress(self, data: Any, max_size: int | None = None) -> bytes:
+        return bytes(data)[::-1]
+
+
+@pytest.mark.usefixtures("restore_registries")
+def test_registered_codec_is_recorded_by_name() -> None:
+    omnipickle.register_codec("reverse", UpperCodec())
+    data = omnipickle.dumps([1, 2], compression="reverse")
+    assert omnipickle.info(data).codec == "reverse"
+    assert omnipickle.loads(data) == [1, 2]
+
+
+def test_codec_must_be_a_codec_instance() -> None:
+    with pytest.raises(TypeError, match="Codec"):
+        omnipickle.register_codec("x", object())  # type: ignore[arg-type]
