@@ -123,7 +123,7 @@ def test_wrong_type_for_data_is_a_typeerror(data: Any) -> None:
 
 
 def test_unknown_backend_lists_the_known_ones() -> None:
-    with pytest.raises(omnipickle.UnknownBackendError, match="'auto'.*'dill'"):
+    with pytest.raises(omnipickle.UnknownBackendError, match=r"'auto'.*'dill'"):
         omnipickle.dumps(1, backend="nope")
     with pytest.raises(ValueError):
         omnipickle.dumps(1, backend="nope")

@@ -138,7 +138,7 @@ def test_xz_is_an_alias_of_lzma() -> None:
 
 
 def test_unknown_codec_lists_the_known_ones() -> None:
-    with pytest.raises(omnipickle.UnknownCodecError, match="'gzip'.*'zstd'"):
+    with pytest.raises(omnipickle.UnknownCodecError, match=r"'gzip'.*'zstd'"):
         omnipickle.dumps(1, compression="snappy")
 
 
