@@ -617,14 +617,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ("; quick" if args.quick else "")
     )
     workloads = build_workloads(sizes)
+    print(f"  built the workloads: {time.perf_counter() - started:.1f} s", file=sys.stderr)
     all_results: dict[str, dict[str, LibResult]] = {}
     for workload in workloads:
-        print(f"  running ({workload.key}) {workload.title}...", file=sys.stderr, flush=True)
+        workload_started = time.perf_counter()
         try:
             all_results[workload.key] = run_workload(workload, runs)
         except Exception:
             traceback.print_exc()
             return 1
+        spent = time.perf_counter() - workload_started
+        print(f"  ({workload.key}) {workload.title}: {spent:.1f} s", file=sys.stderr, flush=True)
     print()
     print(table(workloads, all_results))
     print()

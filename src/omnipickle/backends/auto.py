@@ -32,6 +32,7 @@ import copyreg
 import functools
 import io
 import itertools
+import operator
 import pickle
 import sys
 import threading
@@ -282,6 +283,66 @@ def special_reducers() -> dict[type, Callable[[Any], Any]]:
     return dict(_TABLE)
 
 
+# --- live resources that must not travel -------------------------------------------------------
+
+# (module, class) pairs; looked up in sys.modules only, so nothing is imported to check them.
+_LIVE_RESOURCE_BASES = (
+    ("threading", "Thread"),
+    ("subprocess", "Popen"),
+    ("multiprocessing.process", "BaseProcess"),
+    ("asyncio.events", "AbstractEventLoop"),
+    ("selectors", "BaseSelector"),
+    ("socket", "socket"),
+)
+
+
+def _live_resource_bases() -> tuple[type, ...]:
+    found = []
+    for module_name, attr in _LIVE_RESOURCE_BASES:
+        module = sys.modules.get(module_name)
+        cls = getattr(module, attr, None) if module is not None else None
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _refuse_live_resource(obj: Any) -> Any:
+    # Without this, a Thread or Popen would pickle "successfully" through its __dict__ (its
+    # locks being recreatable) and load as a zombie that looks alive.
+    raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object: it is a live resource")
+
+
+class DispatchTable(dict[type, Callable[[Any], Any]]):
+    """The pickler's ``dispatch_table``: a dict, so the C pickler looks types up in C.
+
+    The first time a type is missing, :meth:`__missing__` decides what it gets (our reducer,
+    a refusal for live resources including subclasses, or the type's own ``__reduce_ex__``
+    through ``operator.methodcaller``, a C callable) and stores it, so every later instance
+    of that type is dispatched without running any Python code.
+    """
+
+    __slots__ = ("_default", "_resources")
+
+    def __init__(self, protocol: int) -> None:
+        super().__init__(copyreg.dispatch_table)
+        self.update(_TABLE)
+        self._default = operator.methodcaller("__reduce_ex__", protocol)
+        self._resources = _live_resource_bases()
+
+    def __missing__(self, cls: type) -> Callable[[Any], Any]:
+        if issubclass(cls, type):
+            # Classes with a metaclass: the pickler saves them by name (or reducer_override
+            # by value) only when the table has no entry, so leave none.
+            raise KeyError(cls)
+        reducer: Callable[[Any], Any]
+        if self._resources and issubclass(cls, self._resources):
+            reducer = _refuse_live_resource
+        else:
+            reducer = self._default
+        self[cls] = reducer
+        return reducer
+
+
 def _class_reduce(cls: type) -> Any:
     """cloudpickle's by-value class reducer, with two of its losses repaired.
 
@@ -374,9 +435,8 @@ class AutoPickler(pickle.Pickler):
             protocol = pickle.HIGHEST_PROTOCOL
         super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
         if not _subclass_defines(type(self), "dispatch_table", AutoPickler):
-            # A plain dict is looked up in C; cloudpickle's ChainMap is not. Merged per pickler
-            # so that copyreg registrations made after import are honoured.
-            self.dispatch_table = {**copyreg.dispatch_table, **_TABLE}
+            # Built per pickler so that copyreg registrations made after import are honoured.
+            self.dispatch_table = DispatchTable(protocol)
         self.proto = protocol
         self.globals_ref: dict[int, dict[str, Any]] = {}
         self.by_value = False
@@ -425,7 +485,7 @@ def plain_pickler(
 ) -> pickle.Pickler:
     """The C pickler with auto's per-type reducers and no ``reducer_override``."""
     p = pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-    p.dispatch_table = {**copyreg.dispatch_table, **_TABLE}
+    p.dispatch_table = DispatchTable(protocol)
     return p
 
 
