@@ -47,6 +47,9 @@ def describe_failure(
             return err
         return None
 
+    def refused(candidate: Any) -> bool:
+        return _own_reduction_fails(candidate, make_pickler(NullSink()))
+
     if isinstance(exc, RecursionError):
         return PicklingError(
             "cannot serialize the object: the graph is nested too deeply for the pickler "
@@ -54,7 +57,7 @@ def describe_failure(
             path="root",
             type_name=type_name(obj),
         )
-    path, culprit, cause = _locate(obj, fails, exc)
+    path, culprit, cause = _locate(obj, fails, refused, exc)
     reason = _reason(culprit, cause)
     fix = _fix(culprit)
     tname = type_name(culprit)
@@ -63,11 +66,17 @@ def describe_failure(
 
 
 def _locate(
-    obj: Any, fails: Callable[[Any], BaseException | None], exc: BaseException
+    obj: Any,
+    fails: Callable[[Any], BaseException | None],
+    refused: Callable[[Any], bool],
+    exc: BaseException,
 ) -> tuple[str, Any, BaseException]:
+    """Follow failing children down from ``obj``; stop at a node refused for itself."""
     path, current, cause = "root", obj, exc
     seen = {id(obj)}
     for _ in range(_MAX_DEPTH):
+        if refused(current):
+            break
         for label, child in _children(current):
             if id(child) in seen:
                 continue
@@ -80,6 +89,50 @@ def _locate(
         else:
             break
     return path, current, cause
+
+
+_ATOMIC = frozenset(
+    {
+        dict,
+        list,
+        tuple,
+        set,
+        frozenset,
+        str,
+        bytes,
+        bytearray,
+        int,
+        float,
+        complex,
+        bool,
+        type(None),
+    }
+)
+
+
+def _own_reduction_fails(obj: Any, pickler: pickle.Pickler) -> bool:
+    """Whether reducing ``obj`` itself (not its parts) fails, as ``pickler`` would do it."""
+    t = type(obj)
+    if t in _ATOMIC or isinstance(obj, (type, types.FunctionType)):
+        return False
+    try:
+        override = getattr(pickler, "reducer_override", None)
+        if override is not None and override(obj) is not NotImplemented:
+            return False
+        table = getattr(pickler, "dispatch_table", None)
+        if table is None:
+            table = copyreg.dispatch_table
+        try:
+            reducer = table[t]
+        except KeyError:
+            reducer = None
+        if reducer is not None:
+            reducer(obj)
+        else:
+            obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - any failure to reduce the object itself
+        return True
+    return False
 
 
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -214,6 +267,10 @@ _RESOURCE_MODULES = frozenset(
 
 
 def _is_live_resource(obj: Any) -> bool:
+    from .backends.auto import _live_resource_bases
+
+    if isinstance(obj, _live_resource_bases()):
+        return True
     module = getattr(type(obj), "__module__", "") or ""
     return module.split(".")[0] in _RESOURCE_MODULES or isinstance(
         obj, (types.GeneratorType, types.FrameType, types.CoroutineType)
