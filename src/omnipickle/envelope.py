@@ -176,7 +176,8 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header:
         raise CorruptPayloadError(f"corrupt header: extra field of {extra_size} bytes")
     if len(data) < HEADER_SIZE + extra_size:
         raise TruncatedPayloadError(
-            f"truncated payload: {len(data)} bytes, the header alone is {HEADER_SIZE + extra_size}"
+            f"truncated payload or corrupt header: the header claims {HEADER_SIZE + extra_size} "
+            f"bytes of header, only {len(data)} bytes are there"
         )
     extra_bytes = bytes(data[HEADER_SIZE : HEADER_SIZE + extra_size])
     found = zlib.crc32(extra_bytes, zlib.crc32(data[: _FIXED.size]))

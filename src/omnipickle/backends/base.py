@@ -102,6 +102,16 @@ class ChunkSink:
         return n
 
 
+def stream_contains(chunks: list[bytes | bytearray | memoryview], *markers: bytes) -> bool:
+    """Whether any of ``markers`` occurs in the stream (a marker never spans two frames: the
+    picklers only cut frames between opcodes)."""
+    for chunk in chunks:
+        data = bytes(chunk) if isinstance(chunk, memoryview) else chunk
+        if any(marker in data for marker in markers):
+            return True
+    return False
+
+
 class NullSink:
     """A file that discards what is written (used to test-pickle parts of a graph)."""
 

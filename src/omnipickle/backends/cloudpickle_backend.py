@@ -8,7 +8,15 @@ from typing import Any
 
 import cloudpickle
 
-from .base import PICKLING_FAILURES, Backend, BufferCallback, ChunkSink, Pickled, fail
+from .base import (
+    PICKLING_FAILURES,
+    Backend,
+    BufferCallback,
+    ChunkSink,
+    Pickled,
+    fail,
+    stream_contains,
+)
 
 __all__ = ["CLOUDPICKLE", "CloudpickleBackend"]
 
@@ -35,10 +43,11 @@ class CloudpickleBackend(Backend):
         except PICKLING_FAILURES as exc:
             probe = functools.partial(_cloud_pickler, protocol=protocol)
             raise fail(obj, exc, probe) from exc
-        # Whether cloudpickle's reducers were used is not reported by cloudpickle; its name in
-        # the stream is the sign (a global of the cloudpickle package).
-        uses = frozenset({"pickle", "cloudpickle"})
-        return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=True)
+        # cloudpickle does not report whether its reducers were used; its own module name in
+        # the stream (every by-value reducer is a global of the cloudpickle package) does.
+        used = stream_contains(sink.chunks, b"cloudpickle")
+        uses = frozenset({"pickle", "cloudpickle"} if used else {"pickle"})
+        return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=used)
 
     def loads(
         self,

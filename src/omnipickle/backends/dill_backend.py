@@ -9,7 +9,15 @@ from typing import Any
 
 import dill
 
-from .base import PICKLING_FAILURES, Backend, BufferCallback, ChunkSink, Pickled, fail
+from .base import (
+    PICKLING_FAILURES,
+    Backend,
+    BufferCallback,
+    ChunkSink,
+    Pickled,
+    fail,
+    stream_contains,
+)
 
 __all__ = ["DILL", "DillBackend"]
 
@@ -37,8 +45,10 @@ class DillBackend(Backend):
         except PICKLING_FAILURES as exc:
             probe = functools.partial(_dill_pickler, protocol=protocol, fix_imports=fix_imports)
             raise fail(obj, exc, probe) from exc
+        # dill writes code through its own constructors; their names in the stream say so.
+        by_value = stream_contains(sink.chunks, b"_create_code", b"_create_type")
         uses = frozenset({"pickle", "dill"})
-        return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=True, loader="dill")
+        return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value, loader="dill")
 
     def loads(
         self,
