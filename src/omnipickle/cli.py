@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"omnipickle: {args.file}: {exc}", file=sys.stderr)
             return 1
         return 0
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses first
+    print(f"omnipickle: unknown command {args.command!r}", file=sys.stderr)  # pragma: no cover
     return 2  # pragma: no cover
 
 

@@ -17,7 +17,8 @@ _CHILD = textwrap.dedent(
     """
     import sys, omnipickle
     jobs = omnipickle.load(sys.argv[1])
-    print("  in the fresh process:", ", ".join(f"{name}(10) = {fn(10)}" for name, fn in jobs.items()))
+    results = ", ".join(f"{name}(10) = {fn(10)}" for name, fn in jobs.items())
+    print("  in the fresh process:", results)
     """
 )
 
