@@ -87,45 +87,48 @@ def _key(key: Any) -> bytes | None:
     return raw
 
 
-def _encode(
-    obj: Any,
-    protocol: int | None,
-    *,
-    fix_imports: bool,
-    buffer_callback: Callable[[pickle.PickleBuffer], Any] | None,
-    backend: str,
-    compression: str | Codec | None,
-    level: int | None,
-    key: Any,
-    on_unpicklable: str,
-    raw: bool,
-) -> list[Part]:
+@dataclass(frozen=True)
+class _DumpOptions:
+    """The keyword options of :func:`dumps` and :func:`dump`, as given."""
+
+    fix_imports: bool
+    buffer_callback: Callable[[pickle.PickleBuffer], Any] | None
+    backend: str
+    compression: str | Codec | None
+    level: int | None
+    key: Any
+    on_unpicklable: str
+    raw: bool
+
+
+def _encode(obj: Any, protocol: int | None, opts: _DumpOptions) -> list[Part]:
     """The payload as a list of parts to be written (or joined) in order."""
     proto = _protocol(protocol)
-    if on_unpicklable not in _ON_UNPICKLABLE:
+    if opts.on_unpicklable not in _ON_UNPICKLABLE:
         raise ValueError(
             f"on_unpicklable must be one of {', '.join(map(repr, _ON_UNPICKLABLE))}, "
-            f"got {on_unpicklable!r}"
+            f"got {opts.on_unpicklable!r}"
         )
-    if buffer_callback is not None and not callable(buffer_callback):
+    if opts.buffer_callback is not None and not callable(opts.buffer_callback):
         raise TypeError("buffer_callback must be callable or None")
-    if buffer_callback is not None and proto < 5:
+    if opts.buffer_callback is not None and proto < 5:
         raise ValueError("buffer_callback needs protocol 5 or higher")
-    codec = _codec(compression)
-    signing_key = _key(key)
-    if raw and (codec is not None or signing_key is not None):
+    codec = _codec(opts.compression)
+    signing_key = _key(opts.key)
+    if opts.raw and (codec is not None or signing_key is not None):
         raise ValueError("raw=True writes a plain pickle stream: it cannot be compressed or signed")
+    level = opts.level
     if codec is not None:
         level = codec.check_level(level)
     elif level is not None:
         raise ValueError("level is only meaningful with compression")
-    impl = BACKENDS.get(backend)
+    impl = BACKENDS.get(opts.backend)
     pickled = impl.dumps(
-        obj, protocol=proto, fix_imports=fix_imports, buffer_callback=buffer_callback
+        obj, protocol=proto, fix_imports=opts.fix_imports, buffer_callback=opts.buffer_callback
     )
-    if raw:
+    if opts.raw:
         return pickled.chunks
-    return _wrap(pickled, proto, codec, level, signing_key, buffer_callback is not None)
+    return _wrap(pickled, proto, codec, level, signing_key, opts.buffer_callback is not None)
 
 
 def _wrap(
@@ -249,18 +252,10 @@ def dumps(
         BackendNotInstalledError, CodecNotInstalledError: its package is missing.
         ValueError, TypeError: an option is out of range or of the wrong type.
     """
-    parts = _encode(
-        obj,
-        protocol,
-        fix_imports=fix_imports,
-        buffer_callback=buffer_callback,
-        backend=backend,
-        compression=compression,
-        level=level,
-        key=key,
-        on_unpicklable=on_unpicklable,
-        raw=raw,
+    opts = _DumpOptions(
+        fix_imports, buffer_callback, backend, compression, level, key, on_unpicklable, raw
     )
+    parts = _encode(obj, protocol, opts)
     if len(parts) == 1 and isinstance(parts[0], bytes):
         return parts[0]
     return b"".join(parts)
@@ -301,19 +296,11 @@ def dump(
             compression = found.name if found is not None else None
     else:
         check_binary_file(file, "w")
-    # Serialize before touching the file: a failure leaves nothing behind.
-    parts = _encode(
-        obj,
-        protocol,
-        fix_imports=fix_imports,
-        buffer_callback=buffer_callback,
-        backend=backend,
-        compression=compression,
-        level=level,
-        key=key,
-        on_unpicklable=on_unpicklable,
-        raw=raw,
+    opts = _DumpOptions(
+        fix_imports, buffer_callback, backend, compression, level, key, on_unpicklable, raw
     )
+    # Serialize before touching the file: a failure leaves nothing behind.
+    parts = _encode(obj, protocol, opts)
     if is_path(file):
         with atomic_writer(file) as f:  # type: ignore[arg-type]
             write_parts(f, parts)

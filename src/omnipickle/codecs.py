@@ -61,6 +61,11 @@ class Codec:
             )
         return level
 
+    def _level(self, level: int | None) -> int:
+        checked = self.check_level(level)
+        assert checked is not None  # every built-in codec has a default level
+        return checked
+
     def _import(self, module: str) -> Any:
         import importlib
 
@@ -85,21 +90,28 @@ class Codec:
         return out
 
 
-class _StdlibCodec(Codec):
-    """A codec whose module is in the standard library and offers ``decompressobj``."""
+class _IncrementalCodec(Codec):
+    """A codec with an incremental decompressor (``decompress(data[, limit])`` and ``eof``).
+
+    Subclasses provide :meth:`_new_decompressor`; :meth:`_feed` turns the package's own error
+    into ``ValueError``.
+    """
 
     def _new_decompressor(self) -> Any:
         raise NotImplementedError
 
+    def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
+        out: bytes = (
+            decompressor.decompress(data, limit) if limit >= 0 else decompressor.decompress(data)
+        )
+        return out
+
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
         decompressor = self._new_decompressor()
+        # One byte more than promised: a stream that is too long is caught, not trusted.
         limit = -1 if max_size is None else max_size + 1
         try:
-            out = (
-                decompressor.decompress(data, limit)
-                if limit >= 0
-                else decompressor.decompress(data)
-            )
+            out = self._feed(decompressor, data, limit)
         except (OSError, EOFError, ValueError, MemoryError) as exc:
             raise self._damaged(exc) from exc
         if not decompressor.eof:
@@ -107,7 +119,7 @@ class _StdlibCodec(Codec):
         return self._check_size(out, max_size)
 
 
-class GzipCodec(_StdlibCodec):
+class GzipCodec(_IncrementalCodec):
     """gzip (zlib's deflate in a gzip wrapper), from the standard library."""
 
     name = "gzip"
@@ -121,7 +133,7 @@ class GzipCodec(_StdlibCodec):
         import gzip
 
         # mtime=0: the same object gives the same bytes.
-        return gzip.compress(data, compresslevel=self.check_level(level) or 0, mtime=0)
+        return gzip.compress(data, compresslevel=self._level(level), mtime=0)
 
     def _new_decompressor(self) -> Any:
         import zlib
@@ -149,7 +161,7 @@ class _GzipDecompressor:
         return bool(self._inner.eof)
 
 
-class Bz2Codec(_StdlibCodec):
+class Bz2Codec(_IncrementalCodec):
     """bzip2, from the standard library."""
 
     name = "bz2"
@@ -162,7 +174,7 @@ class Bz2Codec(_StdlibCodec):
     def compress(self, data: Buffer, level: int | None = None) -> bytes:
         import bz2
 
-        return bz2.compress(data, self.check_level(level) or 9)
+        return bz2.compress(data, self._level(level))
 
     def _new_decompressor(self) -> Any:
         import bz2
@@ -170,7 +182,7 @@ class Bz2Codec(_StdlibCodec):
         return bz2.BZ2Decompressor()
 
 
-class LzmaCodec(_StdlibCodec):
+class LzmaCodec(_IncrementalCodec):
     """xz (LZMA2), from the standard library; also known as ``xz``."""
 
     name = "lzma"
@@ -191,7 +203,7 @@ class LzmaCodec(_StdlibCodec):
         return lzma.LZMADecompressor()
 
 
-class ZstdCodec(Codec):
+class ZstdCodec(_IncrementalCodec):
     """Zstandard, through the ``zstandard`` package (a dependency of omnipickle)."""
 
     name = "zstd"
@@ -208,19 +220,19 @@ class ZstdCodec(Codec):
         out: bytes = compressor.compress(data)
         return out
 
-    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+    def _new_decompressor(self) -> Any:
+        return self._import("zstandard").ZstdDecompressor().decompressobj()
+
+    def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
         zstandard = self._import("zstandard")
-        decompressor = zstandard.ZstdDecompressor().decompressobj()
         try:
             out: bytes = decompressor.decompress(data)
         except zstandard.ZstdError as exc:
-            raise self._damaged(exc) from exc
-        if not decompressor.eof:
-            raise CorruptPayloadError("the zstd-compressed payload is truncated")
-        return self._check_size(out, max_size)
+            raise ValueError(str(exc)) from exc
+        return out
 
 
-class Lz4Codec(Codec):
+class Lz4Codec(_IncrementalCodec):
     """LZ4 frames, through the ``lz4`` package (``pip install 'omnipickle[lz4]'``)."""
 
     name = "lz4"
@@ -236,16 +248,15 @@ class Lz4Codec(Codec):
         out: bytes = frame.compress(data, compression_level=self.check_level(level))
         return out
 
-    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
-        frame = self._import("lz4.frame")
-        decompressor = frame.LZ4FrameDecompressor()
+    def _new_decompressor(self) -> Any:
+        return self._import("lz4.frame").LZ4FrameDecompressor()
+
+    def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
         try:
-            out: bytes = decompressor.decompress(data)
+            out: bytes = decompressor.decompress(data, limit)
         except RuntimeError as exc:
-            raise self._damaged(exc) from exc
-        if not decompressor.eof:
-            raise CorruptPayloadError("the lz4-compressed payload is truncated")
-        return self._check_size(out, max_size)
+            raise ValueError(str(exc)) from exc
+        return out
 
 
 def _check(impl: object) -> None:

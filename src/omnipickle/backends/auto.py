@@ -48,7 +48,7 @@ from .base import (
     ChunkSink,
     Pickled,
     WatchedMarkerFound,
-    fail,
+    run_pickler,
 )
 
 __all__ = ["AUTO", "AutoBackend"]
@@ -595,30 +595,18 @@ class AutoBackend(Backend):
                 if callback is not None:
                     callback.rewind()
                 state.uses.clear()
-            sink = ChunkSink()
-            pickler = auto_pickler(sink, protocol, fix_imports, callback)
-            try:
-                pickler.dump(obj)
-            except PICKLING_FAILURES as exc:
-                locate = functools.partial(auto_pickler, protocol=protocol, fix_imports=fix_imports)
-                raise fail(obj, exc, locate) from exc
+            sink, pickler = run_pickler(
+                obj,
+                auto_pickler,
+                protocol=protocol,
+                fix_imports=fix_imports,
+                buffer_callback=callback,
+            )
             uses = frozenset({"pickle", *state.uses})
-            return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=pickler.by_value)
+            by_value = isinstance(pickler, AutoPickler) and pickler.by_value
+            return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value)
         finally:
             _STATE.reset(token)
-
-    def loads(
-        self,
-        data: memoryview,
-        *,
-        fix_imports: bool,
-        encoding: str,
-        errors: str,
-        buffers: Any,
-    ) -> Any:
-        return pickle.loads(
-            data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
-        )
 
 
 AUTO = AutoBackend()

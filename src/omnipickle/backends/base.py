@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import zlib
 from abc import ABC, abstractmethod
@@ -61,7 +62,6 @@ class Backend(ABC):
     ) -> Pickled:
         """Serialize ``obj``; raise :class:`omnipickle.PicklingError` naming the path."""
 
-    @abstractmethod
     def loads(
         self,
         data: memoryview,
@@ -71,7 +71,34 @@ class Backend(ABC):
         errors: str,
         buffers: Any,
     ) -> Any:
-        """Rebuild the object from a stream this backend (or a compatible one) wrote."""
+        """Rebuild the object from a stream this backend wrote (default: ``pickle.loads``)."""
+        return pickle.loads(
+            data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+        )
+
+
+PicklerFactory = Callable[..., pickle.Pickler]
+
+
+def run_pickler(
+    obj: Any,
+    make: PicklerFactory,
+    *,
+    protocol: int,
+    fix_imports: bool,
+    buffer_callback: BufferCallback,
+) -> tuple[ChunkSink, pickle.Pickler]:
+    """Dump ``obj`` with the pickler ``make(file, protocol, fix_imports, buffer_callback)``
+    builds; return the sink and the pickler. On failure raise :class:`PicklingError` naming
+    the path of the problem."""
+    sink = ChunkSink()
+    pickler = make(sink, protocol, fix_imports, buffer_callback)
+    try:
+        pickler.dump(obj)
+    except PICKLING_FAILURES as exc:
+        locate = functools.partial(make, protocol=protocol, fix_imports=fix_imports)
+        raise fail(obj, exc, locate) from exc
+    return sink, pickler
 
 
 class ChunkSink:

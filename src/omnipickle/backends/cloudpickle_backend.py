@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import pickle
 from typing import Any
 
 import cloudpickle
 
-from .base import (
-    PICKLING_FAILURES,
-    Backend,
-    BufferCallback,
-    ChunkSink,
-    Pickled,
-    fail,
-    stream_contains,
-)
+from .base import Backend, BufferCallback, Pickled, run_pickler, stream_contains
 
 __all__ = ["CLOUDPICKLE", "CloudpickleBackend"]
 
@@ -25,7 +16,10 @@ def _cloud_pickler(
     file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
 ) -> pickle.Pickler:
     # cloudpickle.Pickler takes no fix_imports; it only matters for protocols < 3.
-    return cloudpickle.Pickler(file, protocol=protocol, buffer_callback=buffer_callback)  # type: ignore[no-any-return]
+    pickler: pickle.Pickler = cloudpickle.Pickler(
+        file, protocol=protocol, buffer_callback=buffer_callback
+    )
+    return pickler
 
 
 class CloudpickleBackend(Backend):
@@ -37,30 +31,18 @@ class CloudpickleBackend(Backend):
     def dumps(
         self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
     ) -> Pickled:
-        sink = ChunkSink()
-        try:
-            _cloud_pickler(sink, protocol, fix_imports, buffer_callback).dump(obj)
-        except PICKLING_FAILURES as exc:
-            probe = functools.partial(_cloud_pickler, protocol=protocol)
-            raise fail(obj, exc, probe) from exc
+        sink, _ = run_pickler(
+            obj,
+            _cloud_pickler,
+            protocol=protocol,
+            fix_imports=fix_imports,
+            buffer_callback=buffer_callback,
+        )
         # cloudpickle does not report whether its reducers were used; its own module name in
         # the stream (every by-value reducer is a global of the cloudpickle package) does.
         used = stream_contains(sink.chunks, b"cloudpickle")
         uses = frozenset({"pickle", "cloudpickle"} if used else {"pickle"})
         return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=used)
-
-    def loads(
-        self,
-        data: memoryview,
-        *,
-        fix_imports: bool,
-        encoding: str,
-        errors: str,
-        buffers: Any,
-    ) -> Any:
-        return pickle.loads(
-            data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
-        )
 
 
 CLOUDPICKLE = CloudpickleBackend()

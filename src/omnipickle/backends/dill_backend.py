@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import pickle
 from typing import Any
 
 import dill
 
-from .base import (
-    PICKLING_FAILURES,
-    Backend,
-    BufferCallback,
-    ChunkSink,
-    Pickled,
-    fail,
-    stream_contains,
-)
+from .base import Backend, BufferCallback, Pickled, run_pickler, stream_contains
 
 __all__ = ["DILL", "DillBackend"]
 
@@ -25,9 +16,10 @@ __all__ = ["DILL", "DillBackend"]
 def _dill_pickler(
     file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
 ) -> pickle.Pickler:
-    return dill.Pickler(  # type: ignore[no-any-return]
+    pickler: pickle.Pickler = dill.Pickler(
         file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback
     )
+    return pickler
 
 
 class DillBackend(Backend):
@@ -39,12 +31,13 @@ class DillBackend(Backend):
     def dumps(
         self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
     ) -> Pickled:
-        sink = ChunkSink()
-        try:
-            _dill_pickler(sink, protocol, fix_imports, buffer_callback).dump(obj)
-        except PICKLING_FAILURES as exc:
-            probe = functools.partial(_dill_pickler, protocol=protocol, fix_imports=fix_imports)
-            raise fail(obj, exc, probe) from exc
+        sink, _ = run_pickler(
+            obj,
+            _dill_pickler,
+            protocol=protocol,
+            fix_imports=fix_imports,
+            buffer_callback=buffer_callback,
+        )
         # dill writes code through its own constructors; their names in the stream say so.
         by_value = stream_contains(sink.chunks, b"_create_code", b"_create_type")
         uses = frozenset({"pickle", "dill"})
@@ -59,6 +52,7 @@ class DillBackend(Backend):
         errors: str,
         buffers: Any,
     ) -> Any:
+        # dill's Unpickler maps the names of its own internals; pickle.loads would not.
         unpickler = dill.Unpickler(
             io.BytesIO(data),
             fix_imports=fix_imports,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import pickle
 from typing import Any
 
-from .base import PICKLING_FAILURES, Backend, BufferCallback, ChunkSink, Pickled, fail
+from .base import Backend, BufferCallback, Pickled, run_pickler
 
 __all__ = ["PICKLE", "PickleBackend"]
 
@@ -31,26 +30,14 @@ class PickleBackend(Backend):
     def dumps(
         self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
     ) -> Pickled:
-        sink = ChunkSink()
-        try:
-            _stdlib_pickler(sink, protocol, fix_imports, buffer_callback).dump(obj)
-        except PICKLING_FAILURES as exc:
-            probe = functools.partial(_stdlib_pickler, protocol=protocol, fix_imports=fix_imports)
-            raise fail(obj, exc, probe) from exc
-        return Pickled(sink.chunks, sink.length, sink.crc, frozenset({"pickle"}), by_value=False)
-
-    def loads(
-        self,
-        data: memoryview,
-        *,
-        fix_imports: bool,
-        encoding: str,
-        errors: str,
-        buffers: Any,
-    ) -> Any:
-        return pickle.loads(
-            data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+        sink, _ = run_pickler(
+            obj,
+            _stdlib_pickler,
+            protocol=protocol,
+            fix_imports=fix_imports,
+            buffer_callback=buffer_callback,
         )
+        return Pickled(sink.chunks, sink.length, sink.crc, frozenset({"pickle"}), by_value=False)
 
 
 PICKLE = PickleBackend()
