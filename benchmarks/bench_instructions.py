@@ -1,0 +1,104 @@
+"""Count CPU instructions of omnipickle.dumps/loads against pickle's, under callgrind.
+
+Timings on a shared virtual machine move by 10-20% from run to run, which hides a 5% bar.
+Instruction counts do not move: callgrind (valgrind) counts every instruction the process
+executes, whatever else the machine is doing. They do not count cache misses or page faults, so
+read them beside bench_core.py's timings, not instead of them.
+
+    python benchmarks/bench_instructions.py            # (a) dicts and (b) instances, 20k each
+    python benchmarks/bench_instructions.py --size 5000
+
+Needs valgrind (Debian: apt-get install valgrind). Each measurement runs a fresh interpreter
+twice, once doing the work and once only building the data, and reports the difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = """
+import dataclasses, pickle, sys
+sys.path.insert(0, {here!r})
+import omnipickle
+from benchtypes import Point, Record
+
+size, workload, library, op = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+if workload == "a":
+    data = [{{"id": i, "name": f"n{{i}}", "score": i * 0.5, "tags": ["x", "y"], "ok": True,
+             "none": None}} for i in range(size)]
+else:
+    n = len(dataclasses.fields(Record))
+    data = [Point(i, i * 0.5, f"p{{i}}") for i in range(size // 2)]
+    data += [Record(*([i] + [str(i)] * (n - 1))) for i in range(size // 2)]
+dumps = omnipickle.dumps if library == "omnipickle" else (lambda o: pickle.dumps(o, 5))
+loads = omnipickle.loads if library == "omnipickle" else pickle.loads
+payload = dumps(data)  # warm-up, and the input of loads
+if op == "dumps":
+    for _ in range(3):
+        dumps(data)
+elif op == "loads":
+    for _ in range(3):
+        loads(payload)
+"""
+
+
+def instructions(script: Path, *args: str) -> int:
+    """Instructions callgrind counts for ``python script args``."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                str(script),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    found = re.search(r"Collected : (\d+)", proc.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no total:\n{proc.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=20_000, help="items per workload")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "child.py"
+        script.write_text(CHILD.format(here=str(HERE)))
+        print(f"instructions for 3 calls, {args.size:,} items (millions); ratio omnipickle/pickle")
+        print(f"{'workload':<14}{'op':<7}{'pickle':>10}{'omnipickle':>12}{'ratio':>8}")
+        for workload, label in (("a", "(a) dicts"), ("b", "(b) instances")):
+            for op in ("dumps", "loads"):
+                counts = {}
+                for library in ("pickle", "omnipickle"):
+                    base = instructions(script, str(args.size), workload, library, "none")
+                    work = instructions(script, str(args.size), workload, library, op)
+                    counts[library] = (work - base) / 1e6
+                ratio = counts["omnipickle"] / counts["pickle"]
+                print(
+                    f"{label:<14}{op:<7}{counts['pickle']:>10.1f}{counts['omnipickle']:>12.1f}"
+                    f"{ratio:>8.3f}"
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
