@@ -483,10 +483,14 @@ def _subclass_defines(cls: type, name: str, stop: type) -> bool:
 def plain_pickler(
     file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
 ) -> pickle.Pickler:
-    """The C pickler with auto's per-type reducers and no ``reducer_override``."""
-    p = pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-    p.dispatch_table = DispatchTable(protocol)
-    return p
+    """The bare C pickler: no ``reducer_override`` and no ``dispatch_table``.
+
+    A dispatch table would cost a failed lookup (a ``KeyError`` raised and cleared in C) or a
+    call per instance; without one the pickler reads ``copyreg``'s table with no exception on a
+    miss. Everything auto handles specially (locks, weak references, files, live resources,
+    code) fails here, natively, and the dump goes to :class:`AutoPickler`.
+    """
+    return pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
 
 
 def auto_pickler(
