@@ -258,3 +258,23 @@ def test_bytesio_is_not_dropped_and_keeps_its_data() -> None:
     out = omnipickle.loads(omnipickle.dumps(buf))
     assert out.getvalue() == b"payload"
     assert out.tell() == 3
+
+
+def test_large_dumps_checksum_on_a_second_thread_and_leave_no_thread_behind() -> None:
+    big = [{"i": i, "s": str(i) * 8} for i in range(300_000)]  # > 4 MiB of stream
+    before = threading.active_count()
+    data = omnipickle.dumps(big)
+    assert omnipickle.info(data).checksum_ok is True
+    assert omnipickle.loads(data) == big
+    rows = [Plain(i, str(i) * 8) for i in range(200_000)]
+    assert omnipickle.loads(omnipickle.dumps(rows))[-1] == rows[-1]
+
+    class Refuses:
+        def __reduce__(self) -> Any:
+            raise ValueError("late failure")
+
+    with pytest.raises(ValueError, match="late failure"):
+        omnipickle.dumps([*rows, Refuses()])
+    with pytest.raises(ValueError, match="late failure"):
+        omnipickle.dumps([*big, Refuses()])
+    assert threading.active_count() == before

@@ -596,6 +596,8 @@ class AutoBackend(Backend):
                 else:
                     uses = frozenset({"pickle", *state.uses})
                     return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=False)
+                finally:
+                    sink.close()
                 if callback is not None:
                     callback.rewind()
                 state.uses.clear()
