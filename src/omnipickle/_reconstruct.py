@@ -7,12 +7,14 @@ behind, and its signature only ever gains optional parameters.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "dropped_resource",
     "load_dill",
     "make_barrier",
     "make_bounded_semaphore",
@@ -22,8 +24,15 @@ __all__ = [
     "make_rlock",
     "make_semaphore",
     "reopen_file",
+    "restore_state",
     "std_stream",
 ]
+
+# The live objects a caller handed to loads(..., resources=...), by drop index, while that
+# load runs (a context variable: concurrent loads in other threads do not see them).
+REATTACH: contextvars.ContextVar[Sequence[Any] | None] = contextvars.ContextVar(
+    "omnipickle_reattach", default=None
+)
 
 
 def make_lock() -> Any:
@@ -111,3 +120,53 @@ def reopen_file(
     if "a" not in mode:
         f.seek(position)
     return f
+
+
+def dropped_resource(index: int) -> Any:
+    """What a dropped live resource loads as: ``None``, or what the caller re-attached."""
+    reattach = REATTACH.get()
+    if reattach is None or not 0 <= index < len(reattach):
+        return None
+    return reattach[index]
+
+
+def restore_state(obj: Any, state: tuple[Any, tuple[str, ...]]) -> None:
+    """Set an object's state after transient attributes were left out of it.
+
+    ``state`` is ``(inner, names)``: the object's own state without the attributes in
+    ``names``. The class's ``__setstate__`` (if any) receives ``inner``; otherwise it is set as
+    pickle would (missing keys stay missing, keys the class can no longer hold are skipped).
+    Attributes in ``names`` that are still unset become ``None`` (those served by a
+    ``transient`` descriptor stay unset: it rebuilds them on first use). Finally the class's
+    ``__restore__`` hook, if any, is called.
+    """
+    from .resources import transient
+
+    inner, names = state
+    cls = type(obj)
+    setstate = getattr(cls, "__setstate__", None)
+    if setstate is not None:
+        setstate(obj, inner)
+    else:
+        parts = inner if isinstance(inner, tuple) else (inner, None)
+        for part in parts:
+            if not part:
+                continue
+            for key, value in part.items():
+                try:
+                    object.__setattr__(obj, key, value)
+                except AttributeError:
+                    continue  # an attribute this version of the class no longer has
+    for name in names:
+        if isinstance(getattr(cls, name, None), transient):
+            continue
+        try:
+            object.__getattribute__(obj, name)
+        except AttributeError:
+            try:
+                object.__setattr__(obj, name, None)
+            except AttributeError:
+                continue
+    hook = getattr(cls, "__restore__", None)
+    if hook is not None:
+        hook(obj)

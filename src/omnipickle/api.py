@@ -9,11 +9,13 @@ import os
 import pickle
 import struct
 import sys
-from collections.abc import Callable, Iterable
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 from . import envelope
+from ._reconstruct import REATTACH
 from .backends import BUILTIN_BITS, LOADER_IDS, PACKAGES, Pickled
 from .backends import REGISTRY as BACKENDS
 from .codecs import REGISTRY as CODECS
@@ -30,6 +32,7 @@ from .envelope import (
 from .errors import (
     BackendNotInstalledError,
     CorruptPayloadError,
+    DroppedResourceWarning,
     IncompatiblePayloadError,
     SignatureError,
     TruncatedPayloadError,
@@ -55,7 +58,7 @@ HIGHEST_PROTOCOL = pickle.HIGHEST_PROTOCOL
 DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 Part = bytes | bytearray | memoryview
-_ON_UNPICKLABLE = ("raise",)
+_ON_UNPICKLABLE = ("raise", "drop")
 _MIN_KEY = 16
 
 
@@ -123,12 +126,39 @@ def _encode(obj: Any, protocol: int | None, opts: _DumpOptions) -> list[Part]:
     elif level is not None:
         raise ValueError("level is only meaningful with compression")
     impl = BACKENDS.get(opts.backend)
-    pickled = impl.dumps(
-        obj, protocol=proto, fix_imports=opts.fix_imports, buffer_callback=opts.buffer_callback
-    )
+    if opts.on_unpicklable == "drop":
+        if not impl.supports_drop:
+            raise ValueError(
+                f'on_unpicklable="drop" needs the auto backend; the {impl.name!r} backend '
+                "cannot leave objects out"
+            )
+        pickled = impl.dumps(
+            obj,
+            protocol=proto,
+            fix_imports=opts.fix_imports,
+            buffer_callback=opts.buffer_callback,
+            on_unpicklable="drop",  # type: ignore[call-arg]
+        )
+        _warn_dropped(pickled.extra.get("dropped", ()))
+    else:
+        pickled = impl.dumps(
+            obj, protocol=proto, fix_imports=opts.fix_imports, buffer_callback=opts.buffer_callback
+        )
     if opts.raw:
         return pickled.chunks
     return _wrap(pickled, proto, codec, level, signing_key, opts.buffer_callback is not None)
+
+
+def _warn_dropped(dropped: Any) -> None:
+    if not dropped:
+        return
+    shown = ", ".join(f"{d['path']} ({d['type']})" for d in dropped[:10])
+    more = f" and {len(dropped) - 10} more" if len(dropped) > 10 else ""
+    warnings.warn(
+        f"{len(dropped)} live resource(s) left out, they will load as None: {shown}{more}",
+        DroppedResourceWarning,
+        stacklevel=4,
+    )
 
 
 def _wrap(
@@ -237,7 +267,11 @@ def dumps(
             ``"lz4"``) or ``None``.
         level: the codec's compression level (default: the codec's own default).
         key: sign the payload with HMAC-SHA256 under this key (at least 16 bytes).
-        on_unpicklable: ``"raise"``: an object that cannot be serialized raises.
+        on_unpicklable: ``"raise"`` (default): a part that cannot be serialized raises
+            :class:`PicklingError`. ``"drop"``: live resources (sockets, connections,
+            threads...) and other parts that cannot be serialized are left out and load as
+            ``None``; a :class:`DroppedResourceWarning` lists them, and the envelope records
+            them (``info(data).dropped``). Only the ``auto`` backend can drop.
         raw: write a plain pickle stream with no envelope (readable by :func:`pickle.loads`
             wherever the backends it used are installed); no compression or signature.
 
@@ -414,6 +448,53 @@ class _LoadOptions:
     errors: str
     buffers: Any
     key: bytes | None
+    resources: Mapping[Any, Any] | None = None
+
+
+def _check_resources(resources: Any) -> Mapping[Any, Any] | None:
+    if resources is None:
+        return None
+    if not isinstance(resources, Mapping):
+        raise TypeError(
+            f"resources must be a mapping of paths or types to objects, "
+            f"not {type(resources).__name__}"
+        )
+    for key in resources:
+        if not isinstance(key, (str, type)):
+            raise TypeError(
+                f"resources keys must be paths (str, e.g. 'root.client._sock') or types, "
+                f"not {type(key).__name__} {key!r}"
+            )
+    return resources
+
+
+def _reattach(header: Header, resources: Mapping[Any, Any] | None) -> list[Any] | None:
+    """The objects to put back where resources were dropped, by drop index (see
+    ``_reconstruct.dropped_resource``). Every key must match: nothing is half-applied."""
+    if not resources:
+        return None
+    dropped = header.extra.get("dropped", [])
+    chosen: list[Any] = [None] * len(dropped)
+    used: set[Any] = set()
+    for i, entry in enumerate(dropped):
+        path, tname = entry.get("path"), entry.get("type")
+        if path in resources:
+            chosen[i] = resources[path]
+            used.add(path)
+            continue
+        for key, value in resources.items():
+            if isinstance(key, type) and f"{key.__module__}.{key.__qualname__}" == tname:
+                chosen[i] = value
+                used.add(key)
+                break
+    unknown = [key for key in resources if key not in used]
+    if unknown:
+        listed = ", ".join(f"{d.get('path')} ({d.get('type')})" for d in dropped) or "nothing"
+        names = ", ".join(k if isinstance(k, str) else k.__qualname__ for k in unknown)
+        raise ValueError(
+            f"resources names {names}, which this payload did not drop; it dropped: {listed}"
+        )
+    return chosen
 
 
 def _load_envelope(view: memoryview, opts: _LoadOptions) -> Any:
@@ -437,6 +518,7 @@ def _load_envelope(view: memoryview, opts: _LoadOptions) -> Any:
             "buffers to loads(..., buffers=...)"
         )
     backend = BACKENDS.get(_loader_name(header))
+    token = REATTACH.set(_reattach(header, opts.resources))
     try:
         return backend.loads(
             stream,
@@ -451,9 +533,16 @@ def _load_envelope(view: memoryview, opts: _LoadOptions) -> Any:
         if isinstance(exc, UnpicklingError):
             raise
         raise UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}") from exc
+    finally:
+        REATTACH.reset(token)
 
 
 def _load_plain(view: memoryview, opts: _LoadOptions) -> Any:
+    if opts.resources:
+        raise ValueError(
+            "resources were given but the data is a plain pickle stream, which records no "
+            "dropped resources"
+        )
     if opts.key is not None:
         raise SignatureError(
             "a key was given but the data is a plain pickle stream, which cannot be signed"
@@ -497,6 +586,7 @@ def loads(
     errors: str = "strict",
     buffers: Iterable[Any] | None = None,
     key: bytes | None = None,
+    resources: Mapping[str | type, Any] | None = None,
 ) -> Any:
     """Rebuild an object from bytes.
 
@@ -507,6 +597,10 @@ def loads(
         data: the payload (any bytes-like object; it is not copied to strip the header).
         fix_imports, encoding, errors, buffers: as for :func:`pickle.loads`.
         key: verify the payload's HMAC-SHA256 signature with this key before unpickling.
+        resources: live objects to put back where ``dumps(..., on_unpicklable="drop")``
+            dropped resources, keyed by path (``"root.client._sock"``, as ``info().dropped``
+            lists them) or by type (every dropped object of that type). Unmatched dropped
+            resources load as ``None``.
 
     Returns:
         The object.
@@ -519,8 +613,12 @@ def loads(
         IncompatiblePayloadError: by-value code from another Python minor version, or a
             format newer than this release.
         BackendNotInstalledError: the payload needs a backend whose package is missing.
+        ValueError: ``resources`` names a path or type the payload did not drop (checked
+            before anything is unpickled).
     """
-    opts = _LoadOptions(fix_imports, encoding, errors, buffers, _key(key))
+    opts = _LoadOptions(
+        fix_imports, encoding, errors, buffers, _key(key), _check_resources(resources)
+    )
     view = _view(data)
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
@@ -541,6 +639,7 @@ def load(
     errors: str = "strict",
     buffers: Iterable[Any] | None = None,
     key: bytes | None = None,
+    resources: Mapping[str | type, Any] | None = None,
 ) -> Any:
     """Rebuild an object from a file (a path or a binary file object).
 
@@ -560,9 +659,12 @@ def load(
             errors=errors,
             buffers=buffers,
             key=key,
+            resources=resources,
         )
     check_binary_file(file, "r")
-    opts = _LoadOptions(fix_imports, encoding, errors, buffers, _key(key))
+    opts = _LoadOptions(
+        fix_imports, encoding, errors, buffers, _key(key), _check_resources(resources)
+    )
     return _load_stream(file, opts)  # type: ignore[arg-type]
 
 
@@ -673,6 +775,8 @@ class Info:
         out_of_band: whether it needs out-of-band buffers to load.
         checksum: the payload checksum, as 8 hex digits, and whether it matched.
         extra: the envelope's extra field.
+        dropped: the live resources ``on_unpicklable="drop"`` left out: ``{"path", "type"}``
+            for each, in the order of the stream.
     """
 
     format: str
@@ -690,6 +794,7 @@ class Info:
     checksum: str | None
     checksum_ok: bool | None
     extra: dict[str, Any]
+    dropped: tuple[dict[str, str], ...] = ()
 
     def __str__(self) -> str:
         rows = [
@@ -711,7 +816,10 @@ class Info:
                 else f"crc32 {self.checksum} ({'ok' if self.checksum_ok else 'MISMATCH'})",
             ),
         ]
-        rows += [(f"extra.{k}", v) for k, v in sorted(self.extra.items())]
+        if self.dropped:
+            rows.append(("dropped", f"{len(self.dropped)} live resource(s), loaded as None"))
+            rows += [(f"  {d['path']}", d["type"]) for d in self.dropped]
+        rows += [(f"extra.{k}", v) for k, v in sorted(self.extra.items()) if k != "dropped"]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -780,6 +888,7 @@ def info(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str] |
         checksum=f"{header.checksum:08x}",
         checksum_ok=ok,
         extra=dict(header.extra),
+        dropped=tuple(header.extra.get("dropped", ())),
     )
 
 
@@ -822,7 +931,7 @@ _DUMP_OPTIONS = (
     "on_unpicklable",
     "raw",
 )
-_LOAD_OPTIONS = ("fix_imports", "encoding", "errors", "buffers", "key")
+_LOAD_OPTIONS = ("fix_imports", "encoding", "errors", "buffers", "key", "resources")
 
 
 class Serializer:

@@ -8,6 +8,7 @@ own. The walk only happens on the error path, so it costs nothing when a dump su
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import pickle
 import types
@@ -16,7 +17,7 @@ from typing import Any
 
 from .errors import PicklingError
 
-__all__ = ["describe_failure", "type_name"]
+__all__ = ["describe_failure", "find_paths", "locate_failure", "type_name"]
 
 _MAX_CHILDREN = 100_000
 _MAX_DEPTH = 200
@@ -32,10 +33,10 @@ def type_name(obj: Any) -> str:
     return f"{module}.{qual}"
 
 
-def describe_failure(
+def locate_failure(
     obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
-) -> PicklingError:
-    """A :class:`PicklingError` for ``exc`` naming the path, type, reason and fix."""
+) -> tuple[str, Any, BaseException]:
+    """Where a failed dump of ``obj`` failed: ``(path, culprit, cause)``."""
     from .backends.base import NullSink
 
     def fails(candidate: Any) -> BaseException | None:
@@ -50,6 +51,13 @@ def describe_failure(
     def refused(candidate: Any) -> bool:
         return _own_reduction_fails(candidate, make_pickler(NullSink()))
 
+    return _locate(obj, fails, refused, exc)
+
+
+def describe_failure(
+    obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
+) -> PicklingError:
+    """A :class:`PicklingError` for ``exc`` naming the path, type, reason and fix."""
     if isinstance(exc, RecursionError):
         return PicklingError(
             "cannot serialize the object: the graph is nested too deeply for the pickler "
@@ -57,12 +65,38 @@ def describe_failure(
             path="root",
             type_name=type_name(obj),
         )
-    path, culprit, cause = _locate(obj, fails, refused, exc)
+    path, culprit, cause = locate_failure(obj, exc, make_pickler)
     reason = _reason(culprit, cause)
     fix = _fix(culprit)
     tname = type_name(culprit)
     message = f"cannot serialize {tname} at {path}: {reason}; {fix}"
     return PicklingError(message, path=path, type_name=tname)
+
+
+def find_paths(root: Any, targets: list[Any], limit: int = 1_000_000) -> list[str]:
+    """The path from ``root`` to each object in ``targets`` (breadth first: the shortest).
+
+    Objects not reached within ``limit`` visited nodes get ``"<not found>"``.
+    """
+    wanted = {id(t): i for i, t in enumerate(targets)}
+    found: dict[int, str] = {}
+    if id(root) in wanted:
+        found[wanted[id(root)]] = "root"
+    queue: collections.deque[tuple[str, Any]] = collections.deque([("root", root)])
+    seen = {id(root)}
+    visited = 0
+    while queue and len(found) < len(wanted) and visited < limit:
+        path, node = queue.popleft()
+        visited += 1
+        for label, child in _children(node):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            child_path = path + label
+            if id(child) in wanted:
+                found.setdefault(wanted[id(child)], child_path)
+            queue.append((child_path, child))
+    return [found.get(i, "<not found>") for i in range(len(targets))]
 
 
 def _locate(
@@ -233,45 +267,17 @@ def _reason(culprit: Any, cause: BaseException) -> str:
 def _fix(culprit: Any) -> str:
     if _is_live_resource(culprit):
         return (
-            "leave it out of the state (a __getstate__ that drops it and a __setstate__ that "
-            "reconnects) and recreate it after loading"
+            "mark the attribute transient (omnipickle.TransientMixin, omnipickle.transient) or "
+            'pass on_unpicklable="drop" to load it as None; omnipickle.explain(obj) lists '
+            "every such part"
         )
     return (
         "give its class a __reduce__ or __getstate__/__setstate__, or leave the object out "
-        "of what you serialize"
+        "of what you serialize; omnipickle.explain(obj) lists every such part"
     )
-
-
-_RESOURCE_MODULES = frozenset(
-    {
-        "socket",
-        "_socket",
-        "ssl",
-        "_ssl",
-        "sqlite3",
-        "_sqlite3",
-        "select",
-        "selectors",
-        "subprocess",
-        "threading",
-        "_thread",
-        "asyncio",
-        "multiprocessing",
-        "_io",
-        "io",
-        "mmap",
-        "_queue",
-        "queue",
-    }
-)
 
 
 def _is_live_resource(obj: Any) -> bool:
-    from .backends.auto import _live_resource_bases
+    from .resources import is_live_resource
 
-    if isinstance(obj, _live_resource_bases()):
-        return True
-    module = getattr(type(obj), "__module__", "") or ""
-    return module.split(".")[0] in _RESOURCE_MODULES or isinstance(
-        obj, (types.GeneratorType, types.FrameType, types.CoroutineType)
-    )
+    return is_live_resource(obj)

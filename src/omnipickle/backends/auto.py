@@ -30,17 +30,17 @@ from __future__ import annotations
 import contextvars
 import copyreg
 import functools
-import io
 import itertools
 import operator
 import pickle
 import sys
-import threading
 import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import PicklingError
+from ..resources import _refuse, has_user_rules, resource_rule
 from .base import (
     PICKLING_FAILURES,
     Backend,
@@ -60,10 +60,11 @@ _FIRST_ATTEMPT_FAILURES: tuple[type[BaseException], ...] = (WatchedMarkerFound, 
 class _DumpState:
     """What one dump used; reducers record into it through a context variable."""
 
-    __slots__ = ("uses",)
+    __slots__ = ("dropped", "uses")
 
     def __init__(self) -> None:
         self.uses: set[str] = set()
+        self.dropped: list[Any] = []
 
 
 _STATE: contextvars.ContextVar[_DumpState | None] = contextvars.ContextVar(
@@ -75,51 +76,6 @@ def _note(backend: str) -> None:
     state = _STATE.get()
     if state is not None:
         state.uses.add(backend)
-
-
-# --- reducers for synchronization primitives: recreated fresh, no dill needed ---------------
-
-
-def _reduce_lock(obj: Any) -> tuple[Any, ...]:
-    from .._reconstruct import make_lock
-
-    return (make_lock, ())
-
-
-def _reduce_rlock(obj: Any) -> tuple[Any, ...]:
-    from .._reconstruct import make_rlock
-
-    return (make_rlock, ())
-
-
-def _reduce_condition(obj: threading.Condition) -> tuple[Any, ...]:
-    from .._reconstruct import make_condition
-
-    return (make_condition, (obj._lock,))  # type: ignore[attr-defined]
-
-
-def _reduce_semaphore(obj: threading.Semaphore) -> tuple[Any, ...]:
-    from .._reconstruct import make_semaphore
-
-    return (make_semaphore, (obj._value,))
-
-
-def _reduce_bounded_semaphore(obj: threading.BoundedSemaphore) -> tuple[Any, ...]:
-    from .._reconstruct import make_bounded_semaphore
-
-    return (make_bounded_semaphore, (obj._value, obj._initial_value))  # type: ignore[attr-defined]
-
-
-def _reduce_event(obj: threading.Event) -> tuple[Any, ...]:
-    from .._reconstruct import make_event
-
-    return (make_event, (obj.is_set(),))
-
-
-def _reduce_barrier(obj: threading.Barrier) -> tuple[Any, ...]:
-    from .._reconstruct import make_barrier
-
-    return (make_barrier, (obj.parties, obj._action, obj._timeout))  # type: ignore[attr-defined]
 
 
 # --- objects only dill handles ---------------------------------------------------------------
@@ -178,50 +134,7 @@ def _dill_only_types() -> list[type]:
     ]
 
 
-# --- open files: reopened by path, mode and position -------------------------------------------
-
-_STD_STREAMS = ("stdin", "stdout", "stderr")
-
-
-def _reduce_file(obj: Any) -> tuple[Any, ...]:
-    """Reopen at load time (dill reopens too, but loses the position in its default mode)."""
-    from .._reconstruct import reopen_file, std_stream
-
-    for stream in _STD_STREAMS:
-        if obj is getattr(sys, stream, None) or obj is getattr(sys, f"__{stream}__", None):
-            return (std_stream, (stream,))
-    name: Any = getattr(obj, "name", None)
-    if not isinstance(name, str):
-        raise TypeError(
-            f"cannot pickle {type(obj).__name__} with no file name (name={name!r}): "
-            "only files opened by path can be reopened"
-        )
-    mode = getattr(obj, "mode", "rb")
-    if isinstance(obj, io.FileIO) and "b" not in mode:
-        mode += "b"
-    if obj.closed:
-        return (reopen_file, (name, mode, 0, True))
-    obj.flush()
-    position = obj.tell()
-    if isinstance(obj, io.TextIOWrapper):
-        return (reopen_file, (name, mode, position, False, obj.encoding, obj.errors, None))
-    return (reopen_file, (name, mode, position, False))
-
-
-_FILE_TYPES = (io.FileIO, io.BufferedReader, io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
-
-
-_SPECIAL: dict[type, Callable[[Any], Any]] = {
-    type(threading.Lock()): _reduce_lock,
-    type(threading.RLock()): _reduce_rlock,
-    threading.Condition: _reduce_condition,
-    threading.Semaphore: _reduce_semaphore,
-    threading.BoundedSemaphore: _reduce_bounded_semaphore,
-    threading.Event: _reduce_event,
-    threading.Barrier: _reduce_barrier,
-    **dict.fromkeys(_dill_only_types(), _reduce_with_dill),
-    **dict.fromkeys(_FILE_TYPES, _reduce_file),
-}
+_SPECIAL: dict[type, Callable[[Any], Any]] = dict.fromkeys(_dill_only_types(), _reduce_with_dill)
 
 
 # --- lazily borrowed cloudpickle reducers ---------------------------------------------------
@@ -283,62 +196,53 @@ def special_reducers() -> dict[type, Callable[[Any], Any]]:
     return dict(_TABLE)
 
 
-# --- live resources that must not travel -------------------------------------------------------
-
-# (module, class) pairs; looked up in sys.modules only, so nothing is imported to check them.
-_LIVE_RESOURCE_BASES = (
-    ("threading", "Thread"),
-    ("subprocess", "Popen"),
-    ("multiprocessing.process", "BaseProcess"),
-    ("asyncio.events", "AbstractEventLoop"),
-    ("selectors", "BaseSelector"),
-    ("socket", "socket"),
-)
+# --- the dispatch table: per-type decisions, made once per type ----------------------------
 
 
-def _live_resource_bases() -> tuple[type, ...]:
-    found = []
-    for module_name, attr in _LIVE_RESOURCE_BASES:
-        module = sys.modules.get(module_name)
-        cls = getattr(module, attr, None) if module is not None else None
-        if isinstance(cls, type):
-            found.append(cls)
-    return tuple(found)
+def _drop_live_resource(obj: Any) -> tuple[Any, ...]:
+    """Replace a live resource by a placeholder that loads as ``None`` (or a re-attached
+    object) and remember it, so that the envelope can say what was dropped and where."""
+    from .._reconstruct import dropped_resource
 
-
-def _refuse_live_resource(obj: Any) -> Any:
-    # Without this, a Thread or Popen would pickle "successfully" through its __dict__ (its
-    # locks being recreatable) and load as a zombie that looks alive.
-    raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object: it is a live resource")
+    state = _STATE.get()
+    index = 0
+    if state is not None:
+        index = len(state.dropped)
+        state.dropped.append(obj)
+    return (dropped_resource, (index,))
 
 
 class DispatchTable(dict[type, Callable[[Any], Any]]):
     """The pickler's ``dispatch_table``: a dict, so the C pickler looks types up in C.
 
-    The first time a type is missing, :meth:`__missing__` decides what it gets (our reducer,
-    a refusal for live resources including subclasses, or the type's own ``__reduce_ex__``
-    through ``operator.methodcaller``, a C callable) and stores it, so every later instance
-    of that type is dispatched without running any Python code.
+    The first time a type is missing, :meth:`__missing__` decides what it gets (a reducer of
+    the resource registry, a refusal or a drop for live resources, subclasses included, or the
+    type's own ``__reduce_ex__`` through ``operator.methodcaller``, a C callable) and stores
+    it, so every later instance of that type is dispatched without running Python code.
     """
 
-    __slots__ = ("_default", "_resources")
+    __slots__ = ("_default", "_drop")
 
-    def __init__(self, protocol: int) -> None:
+    def __init__(self, protocol: int, *, drop: bool = False) -> None:
         super().__init__(copyreg.dispatch_table)
         self.update(_TABLE)
         self._default = operator.methodcaller("__reduce_ex__", protocol)
-        self._resources = _live_resource_bases()
+        self._drop = drop
 
     def __missing__(self, cls: type) -> Callable[[Any], Any]:
         if issubclass(cls, type):
             # Classes with a metaclass: the pickler saves them by name (or reducer_override
             # by value) only when the table has no entry, so leave none.
             raise KeyError(cls)
+        rule = resource_rule(cls)  # type: ignore[arg-type]
         reducer: Callable[[Any], Any]
-        if self._resources and issubclass(cls, self._resources):
-            reducer = _refuse_live_resource
-        else:
+        if rule is None:
             reducer = self._default
+        elif rule.action == "drop":
+            reducer = _drop_live_resource if self._drop else _refuse
+        else:
+            assert rule.reducer is not None
+            reducer = rule.reducer
         self[cls] = reducer
         return reducer
 
@@ -572,21 +476,58 @@ class _ReplayingCallback:
         self.pos = 0
 
 
+class _DroppingPickler(AutoPickler):
+    """:class:`AutoPickler` for ``on_unpicklable="drop"``: live resources, and the objects in
+    ``drop_ids`` (found unpicklable by an earlier attempt), become placeholders."""
+
+    def __init__(
+        self,
+        file: Any,
+        protocol: int,
+        fix_imports: bool = True,
+        buffer_callback: BufferCallback = None,
+        drop_ids: frozenset[int] = frozenset(),
+    ) -> None:
+        super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
+        self.dispatch_table = DispatchTable(protocol, drop=True)
+        self._drop_ids = drop_ids
+
+    def reducer_override(self, obj: Any) -> Any:
+        if id(obj) in self._drop_ids:
+            return _drop_live_resource(obj)
+        return super().reducer_override(obj)
+
+
+# A graph with more distinct unpicklable objects than this is not worth dumping one by one.
+_MAX_DROP_ROUNDS = 64
+
+
 class AutoBackend(Backend):
     """Per object: the C pickler, code by value, dill, or a recreated primitive."""
 
     name = "auto"
     requires = None
+    supports_drop = True
 
     def dumps(
-        self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
+        self,
+        obj: Any,
+        *,
+        protocol: int,
+        fix_imports: bool,
+        buffer_callback: BufferCallback,
+        on_unpicklable: str = "raise",
     ) -> Pickled:
         callback = _ReplayingCallback(buffer_callback) if buffer_callback is not None else None
         by_value_modules = _by_value_modules()
         state = _DumpState()
         token = _STATE.set(state)
         try:
-            if probe(obj, by_value_modules) == INSTANCES:
+            if on_unpicklable == "drop":
+                return self._dump_dropping(obj, protocol, fix_imports, callback, state)
+            # User-registered resource rules may cover types pickle handles natively: then
+            # every object must go through the dispatch table.
+            if not has_user_rules() and probe(obj, by_value_modules) == INSTANCES:
                 watch = (_MAIN_MARKER, *(m.encode() for m in by_value_modules))
                 sink = ChunkSink(watch)
                 try:
@@ -613,6 +554,51 @@ class AutoBackend(Backend):
             return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value)
         finally:
             _STATE.reset(token)
+
+    def _dump_dropping(
+        self,
+        obj: Any,
+        protocol: int,
+        fix_imports: bool,
+        callback: _ReplayingCallback | None,
+        state: _DumpState,
+    ) -> Pickled:
+        from ..explain import describe_failure, find_paths, locate_failure, type_name
+
+        drop_ids: set[int] = set()
+        for _ in range(_MAX_DROP_ROUNDS):
+            state.uses.clear()
+            state.dropped.clear()
+            if callback is not None:
+                callback.rewind()
+            make = functools.partial(_DroppingPickler, drop_ids=frozenset(drop_ids))
+            sink = ChunkSink()
+            pickler = make(sink, protocol, fix_imports, callback)
+            try:
+                pickler.dump(obj)
+            except PICKLING_FAILURES as exc:
+                locate = functools.partial(make, protocol=protocol, fix_imports=fix_imports)
+                _, culprit, _ = locate_failure(obj, exc, locate)
+                if culprit is obj or id(culprit) in drop_ids:
+                    raise describe_failure(obj, exc, locate) from exc
+                drop_ids.add(id(culprit))
+                continue
+            finally:
+                sink.close()
+            paths = find_paths(obj, state.dropped)
+            dropped = [
+                {"path": path, "type": type_name(o)}
+                for path, o in zip(paths, state.dropped, strict=True)
+            ]
+            uses = frozenset({"pickle", *state.uses})
+            extra = {"dropped": dropped} if dropped else {}
+            return Pickled(
+                sink.chunks, sink.length, sink.crc, uses, by_value=pickler.by_value, extra=extra
+            )
+        raise PicklingError(
+            f"cannot serialize the object: more than {_MAX_DROP_ROUNDS} different parts of it "
+            "cannot be serialized; omnipickle.explain(obj) lists them"
+        )
 
 
 AUTO = AutoBackend()

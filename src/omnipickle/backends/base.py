@@ -58,6 +58,8 @@ class Backend(ABC):
 
     name: str = ""
     requires: str | None = None
+    supports_drop: bool = False
+    """Whether ``dumps`` takes ``on_unpicklable="drop"`` (live resources become ``None``)."""
 
     @abstractmethod
     def dumps(
