@@ -38,7 +38,16 @@ from .errors import (
     UnpicklingError,
     UnsafePayloadError,
 )
+from .explain import Explanation, explain
 from .picklers import Unpickler
+from .resources import (
+    ResourceAwareMixin,
+    ResourceRebuildError,
+    TransientMixin,
+    register_resource,
+    transient,
+)
+from .session import SessionReport, dump_session, load_session
 
 __version__ = "0.1.0.dev0"
 
@@ -54,6 +63,7 @@ __all__ = [
     "CodecNotInstalledError",
     "CorruptPayloadError",
     "DroppedResourceWarning",
+    "Explanation",
     "IncompatiblePayloadError",
     "Info",
     "OmnipickleError",
@@ -61,8 +71,12 @@ __all__ = [
     "PickleError",
     "Pickler",
     "PicklingError",
+    "ResourceAwareMixin",
+    "ResourceRebuildError",
     "Serializer",
+    "SessionReport",
     "SignatureError",
+    "TransientMixin",
     "TruncatedPayloadError",
     "UnknownBackendError",
     "UnknownCodecError",
@@ -72,10 +86,15 @@ __all__ = [
     "backends",
     "codecs",
     "dump",
+    "dump_session",
     "dumps",
+    "explain",
     "info",
     "load",
+    "load_session",
     "loads",
     "register_backend",
     "register_codec",
+    "register_resource",
+    "transient",
 ]
