@@ -91,8 +91,11 @@ def dump_session(
         for name, value in variables.items():
             try:
                 dumps(value, on_unpicklable="drop")
-            except (PicklingError, RecursionError) as exc:
+            except PicklingError as exc:
                 report.skipped[name] = str(exc).split(";")[0]
+                continue
+            except Exception as exc:  # noqa: BLE001 - a variable's own __reduce__ may raise anything; one bad variable must not sink the session
+                report.skipped[name] = f"{type(exc).__name__}: {exc}"
                 continue
             keep[name] = value
         data = dumps(keep, on_unpicklable="drop", **_without(options, "compression", "level"))
