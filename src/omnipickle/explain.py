@@ -287,9 +287,13 @@ def _fix(culprit: Any) -> str:
 
 
 def _is_live_resource(obj: Any) -> bool:
-    from .resources import is_live_resource
+    """A resource by the registry: dropped, or recreatable/reopenable but failing (a pipe)."""
+    from .resources import resource_rule
 
-    return is_live_resource(obj)
+    try:
+        return resource_rule(type(obj)) is not None  # type: ignore[arg-type]
+    except TypeError:
+        return False
 
 
 # --- explain(): every problem at once ----------------------------------------------------------
