@@ -46,7 +46,7 @@ def build(kind, workdir):
         handle.read(4)
         return {"file": handle}
     if kind == "pipe":
-        read_fd, write_fd = os.pipe()
+        read_fd, _write_fd = os.pipe()  # the write end stays open until exit
         return {"pipe": os.fdopen(read_fd, "rb"), "n": 1}
     if kind == "subprocess":
         proc = subprocess.Popen([sys.executable, "-c", "pass"])
