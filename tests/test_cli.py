@@ -17,6 +17,8 @@ def test_demo_runs_every_step_in_a_fresh_interpreter() -> None:
     assert "double(10) = 20, with_tax(10) = 12.0" in out
     assert "code by value  yes" in out
     assert "root['clients'][0]._sock" in out
+    assert "reconnected to stock.sqlite, total = 8" in out
+    assert "dropped root['clients'][0]._sock (socket.socket)" in out
     assert "CorruptPayloadError" in out
     assert out.rstrip().endswith("Done.")
 

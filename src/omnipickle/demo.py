@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import warnings
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -28,6 +31,38 @@ def _make_pricer(rate: float) -> Callable[[float], float]:
         return round(amount * (1 + rate), 2)
 
     return price
+
+
+class Inventory(omnipickle.TransientMixin):
+    """A sqlite-backed class: its connection is left out and reopened after loading."""
+
+    __transient__ = ("conn",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path)
+        self.conn.execute("create table if not exists stock (item text, qty int)")
+
+    def __restore__(self) -> None:
+        self.conn = sqlite3.connect(self.path)
+
+    def add(self, item: str, qty: int) -> None:
+        self.conn.execute("insert into stock values (?, ?)", (item, qty))
+        self.conn.commit()
+
+    def total(self) -> int:
+        return int(self.conn.execute("select coalesce(sum(qty), 0) from stock").fetchone()[0])
+
+
+_INVENTORY_CHILD = textwrap.dedent(
+    """
+    import sys, omnipickle
+    inventory = omnipickle.load(sys.argv[1])
+    inventory.add("pears", 5)
+    print(f"  in the fresh process: reconnected to {inventory.path.rsplit('/', 1)[-1]}, "
+          f"total = {inventory.total()}")
+    """
+)
 
 
 class _Client:
@@ -81,7 +116,25 @@ def run(out: TextIO | None = None) -> int:
         print(f"  identical to pickle.dumps after the header: {same}", file=out)
         ok &= same
 
-    _section(out, "4. A live socket cannot travel; the error says where and what to do")
+        _section(out, "4. An object holding a database connection, saved and reconnected")
+        inventory = Inventory(os.path.join(folder, "stock.sqlite"))
+        inventory.add("apples", 3)
+        saved = os.path.join(folder, "inventory.pkl")
+        omnipickle.dump(inventory, saved)
+        print("  saved an Inventory (TransientMixin, __transient__ = ('conn',))", file=out)
+        child = subprocess.run(
+            [sys.executable, "-c", _INVENTORY_CHILD, saved],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        print(child.stdout.rstrip() or child.stderr.rstrip(), file=out)
+        ok &= child.returncode == 0 and child.stdout.rstrip().endswith("total = 8")
+        inventory.conn.close()
+
+    _section(out, "5. A live socket cannot travel; the error says where and what to do")
     server = socket.create_server(("127.0.0.1", 0))
     sock = socket.create_connection(server.getsockname())
     peer, _ = server.accept()
@@ -95,11 +148,21 @@ def run(out: TextIO | None = None) -> int:
         ok &= exc.path == "root['clients'][0]._sock"
     else:
         ok = False
-    finally:
-        for s in (peer, sock, server):
-            s.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", omnipickle.DroppedResourceWarning)
+        dropped = omnipickle.dumps({"clients": [_Client(sock)]}, on_unpicklable="drop")
+    print('  with on_unpicklable="drop" it loads as None, and the payload says so:', file=out)
+    for entry in omnipickle.info(dropped).dropped:
+        print(f"    dropped {entry['path']} ({entry['type']})", file=out)
+    ok &= omnipickle.loads(dropped)["clients"][0]._sock is None
+    print("  omnipickle.explain() lists every such part at once:", file=out)
+    report = omnipickle.explain({"clients": [_Client(sock)], "lock": threading.Lock()})
+    for row in report.rows:
+        print(f"    {row.path:<22} {row.type_name:<16} {row.kind}", file=out)
+    for s in (peer, sock, server):
+        s.close()
 
-    _section(out, "5. Damage is caught before anything is unpickled")
+    _section(out, "6. Damage is caught before anything is unpickled")
     damaged = bytearray(omnipickle.dumps({"balance": 100}))
     damaged[-2] ^= 0x01
     try:
