@@ -74,6 +74,18 @@ class _Client:
         self._sock = sock
 
 
+def _run_child(code: str, path: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with ``path`` as its argument."""
+    return subprocess.run(
+        [sys.executable, "-c", code, path],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
 def _section(out: TextIO, title: str) -> None:
     print(f"\n== {title}", file=out)
 
@@ -92,14 +104,7 @@ def run(out: TextIO | None = None) -> int:
         env = dict(os.environ)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(omnipickle.__file__)))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        child = subprocess.run(
-            [sys.executable, "-c", _CHILD, path],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        child = _run_child(_CHILD, path, env)
         print(child.stdout.rstrip() or child.stderr.rstrip(), file=out)
         ok &= child.returncode == 0
 
@@ -122,14 +127,7 @@ def run(out: TextIO | None = None) -> int:
         saved = os.path.join(folder, "inventory.pkl")
         omnipickle.dump(inventory, saved)
         print("  saved an Inventory (TransientMixin, __transient__ = ('conn',))", file=out)
-        child = subprocess.run(
-            [sys.executable, "-c", _INVENTORY_CHILD, saved],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        child = _run_child(_INVENTORY_CHILD, saved, env)
         print(child.stdout.rstrip() or child.stderr.rstrip(), file=out)
         ok &= child.returncode == 0 and child.stdout.rstrip().endswith("total = 8")
         inventory.conn.close()
