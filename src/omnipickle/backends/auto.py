@@ -508,6 +508,7 @@ class AutoBackend(Backend):
     name = "auto"
     requires = None
     supports_drop = True
+    streams = True
 
     def dumps(
         self,
@@ -517,19 +518,21 @@ class AutoBackend(Backend):
         fix_imports: bool,
         buffer_callback: BufferCallback,
         on_unpicklable: str = "raise",
+        sink: Any = None,
     ) -> Pickled:
         callback = _ReplayingCallback(buffer_callback) if buffer_callback is not None else None
+        if sink is None:
+            sink = ChunkSink()
         by_value_modules = _by_value_modules()
         state = _DumpState()
         token = _STATE.set(state)
         try:
             if on_unpicklable == "drop":
-                return self._dump_dropping(obj, protocol, fix_imports, callback, state)
+                return self._dump_dropping(obj, protocol, fix_imports, callback, state, sink)
             # User-registered resource rules may cover types pickle handles natively: then
             # every object must go through the dispatch table.
             if not has_user_rules() and probe(obj, by_value_modules) == INSTANCES:
-                watch = (_MAIN_MARKER, *(m.encode() for m in by_value_modules))
-                sink = ChunkSink(watch)
+                sink.watch = (_MAIN_MARKER, *(m.encode() for m in by_value_modules))
                 try:
                     plain_pickler(sink, protocol, fix_imports, callback).dump(obj)
                 except _FIRST_ATTEMPT_FAILURES:
@@ -539,6 +542,8 @@ class AutoBackend(Backend):
                     return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=False)
                 finally:
                     sink.close()
+                    sink.watch = ()
+                sink.reset()
                 if callback is not None:
                     callback.rewind()
                 state.uses.clear()
@@ -548,6 +553,7 @@ class AutoBackend(Backend):
                 protocol=protocol,
                 fix_imports=fix_imports,
                 buffer_callback=callback,
+                sink=sink,
             )
             uses = frozenset({"pickle", *state.uses})
             by_value = isinstance(pickler, AutoPickler) and pickler.by_value
@@ -562,6 +568,7 @@ class AutoBackend(Backend):
         fix_imports: bool,
         callback: _ReplayingCallback | None,
         state: _DumpState,
+        sink: Any,
     ) -> Pickled:
         from ..explain import describe_failure, find_paths, locate_failure, type_name
 
@@ -569,10 +576,10 @@ class AutoBackend(Backend):
         for _ in range(_MAX_DROP_ROUNDS):
             state.uses.clear()
             state.dropped.clear()
+            sink.reset()
             if callback is not None:
                 callback.rewind()
             make = functools.partial(_DroppingPickler, drop_ids=frozenset(drop_ids))
-            sink = ChunkSink()
             pickler = make(sink, protocol, fix_imports, callback)
             try:
                 pickler.dump(obj)

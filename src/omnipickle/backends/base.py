@@ -58,6 +58,8 @@ class Backend(ABC):
 
     name: str = ""
     requires: str | None = None
+    streams: bool = False
+    """Whether ``dumps`` takes ``sink=`` and writes the stream into it as it is made."""
     supports_drop: bool = False
     """Whether ``dumps`` takes ``on_unpicklable="drop"`` (live resources become ``None``)."""
 
@@ -92,11 +94,13 @@ def run_pickler(
     protocol: int,
     fix_imports: bool,
     buffer_callback: BufferCallback,
-) -> tuple[ChunkSink, pickle.Pickler]:
+    sink: Any = None,
+) -> tuple[Any, pickle.Pickler]:
     """Dump ``obj`` with the pickler ``make(file, protocol, fix_imports, buffer_callback)``
-    builds; return the sink and the pickler. On failure raise :class:`PicklingError` naming
-    the path of the problem."""
-    sink = ChunkSink()
+    builds, into ``sink`` (default: a new :class:`ChunkSink`); return the sink and the pickler.
+    On failure raise :class:`PicklingError` naming the path of the problem."""
+    if sink is None:
+        sink = ChunkSink()
     pickler = make(sink, protocol, fix_imports, buffer_callback)
     try:
         pickler.dump(obj)
@@ -183,6 +187,13 @@ class ChunkSink:
         if self._worker is not None:
             self._crc = self._worker.finish()
             self._worker = None
+
+    def reset(self) -> None:
+        """Forget everything written (a dump is about to be redone)."""
+        self.close()
+        self.chunks = []
+        self._crc = 0
+        self.length = 0
 
 
 _CORES = os.cpu_count() or 1

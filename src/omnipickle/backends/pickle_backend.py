@@ -26,9 +26,16 @@ class PickleBackend(Backend):
 
     name = "pickle"
     requires = None
+    streams = True
 
     def dumps(
-        self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
+        self,
+        obj: Any,
+        *,
+        protocol: int,
+        fix_imports: bool,
+        buffer_callback: BufferCallback,
+        sink: Any = None,
     ) -> Pickled:
         sink, _ = run_pickler(
             obj,
@@ -36,6 +43,7 @@ class PickleBackend(Backend):
             protocol=protocol,
             fix_imports=fix_imports,
             buffer_callback=buffer_callback,
+            sink=sink,
         )
         return Pickled(sink.chunks, sink.length, sink.crc, frozenset({"pickle"}), by_value=False)
 
