@@ -23,6 +23,7 @@ from .codecs import Codec, codec_by_id, codec_for_magic, codec_for_suffix
 from .envelope import (
     FLAG_BY_VALUE,
     FLAG_OUT_OF_BAND,
+    FLAG_SECTIONS,
     FLAG_SIGNED,
     HEADER_SIZE,
     NAMED,
@@ -104,8 +105,18 @@ class _DumpOptions:
     raw: bool
 
 
-def _encode(obj: Any, protocol: int | None, opts: _DumpOptions) -> list[Part]:
-    """The payload as a list of parts to be written (or joined) in order."""
+@dataclass(frozen=True)
+class _Prepared:
+    """Validated dump options."""
+
+    protocol: int
+    codec: Codec | None
+    level: int | None
+    key: bytes | None
+    backend: Any
+
+
+def _prepare(protocol: int | None, opts: _DumpOptions) -> _Prepared:
     proto = _protocol(protocol)
     if opts.on_unpicklable not in _ON_UNPICKLABLE:
         raise ValueError(
@@ -126,27 +137,42 @@ def _encode(obj: Any, protocol: int | None, opts: _DumpOptions) -> list[Part]:
     elif level is not None:
         raise ValueError("level is only meaningful with compression")
     impl = BACKENDS.get(opts.backend)
+    if opts.on_unpicklable == "drop" and not impl.supports_drop:
+        raise ValueError(
+            f'on_unpicklable="drop" needs the auto backend; the {impl.name!r} backend '
+            "cannot leave objects out"
+        )
+    return _Prepared(proto, codec, level, signing_key, impl)
+
+
+def _pickle_with(
+    obj: Any, prep: _Prepared, opts: _DumpOptions, buffer_callback: Any, sink: Any = None
+) -> Pickled:
+    """Run the backend: the stream goes to ``sink`` when the backend streams."""
+    options: dict[str, Any] = {
+        "protocol": prep.protocol,
+        "fix_imports": opts.fix_imports,
+        "buffer_callback": buffer_callback,
+    }
+    if sink is not None:
+        options["sink"] = sink
     if opts.on_unpicklable == "drop":
-        if not impl.supports_drop:
-            raise ValueError(
-                f'on_unpicklable="drop" needs the auto backend; the {impl.name!r} backend '
-                "cannot leave objects out"
-            )
-        pickled = impl.dumps(
-            obj,
-            protocol=proto,
-            fix_imports=opts.fix_imports,
-            buffer_callback=opts.buffer_callback,
-            on_unpicklable="drop",  # type: ignore[call-arg]
-        )
+        options["on_unpicklable"] = "drop"
+    pickled: Pickled = prep.backend.dumps(obj, **options)
+    if opts.on_unpicklable == "drop":
         _warn_dropped(pickled.extra.get("dropped", ()))
-    else:
-        pickled = impl.dumps(
-            obj, protocol=proto, fix_imports=opts.fix_imports, buffer_callback=opts.buffer_callback
-        )
+    return pickled
+
+
+def _encode(obj: Any, protocol: int | None, opts: _DumpOptions) -> list[Part]:
+    """The payload as a list of parts to be written (or joined) in order."""
+    prep = _prepare(protocol, opts)
+    pickled = _pickle_with(obj, prep, opts, opts.buffer_callback)
     if opts.raw:
         return pickled.chunks
-    return _wrap(pickled, proto, codec, level, signing_key, opts.buffer_callback is not None)
+    return _wrap(
+        pickled, prep.protocol, prep.codec, prep.level, prep.key, opts.buffer_callback is not None
+    )
 
 
 def _warn_dropped(dropped: Any) -> None:
@@ -157,7 +183,56 @@ def _warn_dropped(dropped: Any) -> None:
     warnings.warn(
         f"{len(dropped)} live resource(s) left out, they will load as None: {shown}{more}",
         DroppedResourceWarning,
-        stacklevel=4,
+        stacklevel=5,
+    )
+
+
+def _header(
+    pickled: Pickled,
+    protocol: int,
+    codec: Codec | None,
+    *,
+    signed: bool,
+    out_of_band: bool,
+    stored_length: int,
+    checksum: int,
+    extra: dict[str, Any] | None = None,
+    sections: bool = False,
+    size: int | None = None,
+) -> bytes:
+    """The envelope header for ``pickled`` (see docs/format.md)."""
+    fields: dict[str, Any] = dict(pickled.extra)
+    fields.update(extra or {})
+    bits = 0
+    named = []
+    for name in sorted(pickled.uses):
+        if name in BUILTIN_BITS:
+            bits |= BUILTIN_BITS[name]
+        else:
+            named.append(name)
+    if named:
+        fields["backends"] = named
+    loader = LOADER_IDS.get(pickled.loader, NAMED)
+    if loader == NAMED:
+        fields["loader"] = pickled.loader
+    codec_id = 0
+    if codec is not None:
+        codec_id = codec.codec_id if codec.codec_id is not None else NAMED
+        if codec_id == NAMED:
+            fields["codec"] = codec.name
+    flags = (FLAG_BY_VALUE if pickled.by_value else 0) | (FLAG_OUT_OF_BAND if out_of_band else 0)
+    flags |= (FLAG_SIGNED if signed else 0) | (FLAG_SECTIONS if sections else 0)
+    return envelope.build_header(
+        flags=flags,
+        protocol=protocol,
+        loader=loader,
+        backend_bits=bits,
+        codec_id=codec_id,
+        stored_length=stored_length,
+        raw_length=pickled.length,
+        checksum=checksum,
+        extra=fields or None,
+        size=size,
     )
 
 
@@ -169,21 +244,7 @@ def _wrap(
     key: bytes | None,
     out_of_band: bool,
 ) -> list[Part]:
-    extra: dict[str, Any] = dict(pickled.extra)
-    bits = 0
-    named = []
-    for name in sorted(pickled.uses):
-        if name in BUILTIN_BITS:
-            bits |= BUILTIN_BITS[name]
-        else:
-            named.append(name)
-    if named:
-        extra["backends"] = named
-    loader = LOADER_IDS.get(pickled.loader, NAMED)
-    if loader == NAMED:
-        extra["loader"] = pickled.loader
     if codec is None:
-        codec_id = 0
         stored: list[Part] = pickled.chunks
         checksum = pickled.crc if pickled.crc is not None else _crc(stored)
         stored_length = pickled.length
@@ -192,21 +253,14 @@ def _wrap(
         stored = [compressed]
         checksum = _crc(stored)
         stored_length = len(compressed)
-        codec_id = codec.codec_id if codec.codec_id is not None else NAMED
-        if codec_id == NAMED:
-            extra["codec"] = codec.name
-    flags = (FLAG_BY_VALUE if pickled.by_value else 0) | (FLAG_OUT_OF_BAND if out_of_band else 0)
-    flags |= FLAG_SIGNED if key is not None else 0
-    header = envelope.build_header(
-        flags=flags,
-        protocol=protocol,
-        loader=loader,
-        backend_bits=bits,
-        codec_id=codec_id,
+    header = _header(
+        pickled,
+        protocol,
+        codec,
+        signed=key is not None,
+        out_of_band=out_of_band,
         stored_length=stored_length,
-        raw_length=pickled.length,
         checksum=checksum,
-        extra=extra or None,
     )
     parts: list[Part] = [header, *stored]
     if key is not None:

@@ -8,6 +8,7 @@ raise :class:`CodecNotInstalledError` naming the extra to install.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -39,6 +40,20 @@ class Codec:
     def compress(self, data: Buffer, level: int | None = None) -> bytes:
         """Compress ``data`` at ``level`` (``None``: the codec's default)."""
         raise NotImplementedError
+
+    def compressobj(self, level: int | None = None) -> Any:
+        """An incremental compressor: ``compress(data) -> bytes`` then ``flush() -> bytes``.
+
+        The default compresses everything at ``flush``; built-in codecs stream.
+        """
+        return _WholeCompressor(self, level)
+
+    def reader(self, file: Any) -> Any:
+        """A readable binary file that decompresses ``file`` as it is read.
+
+        The default reads ``file`` whole and decompresses it; built-in codecs stream.
+        """
+        return io.BytesIO(self.decompress(file.read()))
 
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
         """Decompress ``data``; raise :class:`CorruptPayloadError` if it is damaged.
@@ -88,6 +103,67 @@ class Codec:
                 f"the header says {max_size}"
             )
         return out
+
+
+class _WholeCompressor:
+    """``compressobj`` for a codec that only compresses whole buffers."""
+
+    def __init__(self, codec: Codec, level: int | None) -> None:
+        self._codec = codec
+        self._level = level
+        self._parts: list[bytes] = []
+
+    def compress(self, data: Buffer) -> bytes:
+        self._parts.append(bytes(data))
+        return b""
+
+    def flush(self) -> bytes:
+        return self._codec.compress(b"".join(self._parts), self._level)
+
+
+class _Lz4Compressobj:
+    """lz4.frame's compressor with the ``compress``/``flush`` shape of zlib's."""
+
+    def __init__(self, compressor: Any) -> None:
+        self._compressor = compressor
+        self._started = False
+
+    def compress(self, data: Buffer) -> bytes:
+        head = b""
+        if not self._started:
+            head = self._compressor.begin()
+            self._started = True
+        out: bytes = head + self._compressor.compress(data)
+        return out
+
+    def flush(self) -> bytes:
+        head = b"" if self._started else self._compressor.begin()
+        self._started = True
+        out: bytes = head + self._compressor.flush()
+        return out
+
+
+class _DamageTranslatingReader(io.RawIOBase):
+    """A decompressing reader whose errors become :class:`CorruptPayloadError`."""
+
+    def __init__(self, inner: Any, codec: Codec) -> None:
+        super().__init__()
+        self._inner = inner
+        self._codec = codec
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._inner.read(len(memoryview(buffer)))
+        except CorruptPayloadError:
+            raise
+        except (OSError, EOFError, ValueError, RuntimeError) as exc:
+            raise self._codec._damaged(exc) from exc
+        n = len(data)
+        memoryview(buffer)[:n] = data
+        return n
 
 
 class _IncrementalCodec(Codec):
@@ -140,6 +216,16 @@ class GzipCodec(_IncrementalCodec):
 
         return _GzipDecompressor(zlib.decompressobj(16 + zlib.MAX_WBITS))
 
+    def compressobj(self, level: int | None = None) -> Any:
+        import zlib
+
+        return zlib.compressobj(self._level(level), zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+
+    def reader(self, file: Any) -> Any:
+        import gzip
+
+        return _buffered(gzip.GzipFile(fileobj=file, mode="rb"), self)
+
 
 class _GzipDecompressor:
     """zlib's decompressobj with the ``eof``/``decompress(data, limit)`` shape of bz2/lzma."""
@@ -181,6 +267,16 @@ class Bz2Codec(_IncrementalCodec):
 
         return bz2.BZ2Decompressor()
 
+    def compressobj(self, level: int | None = None) -> Any:
+        import bz2
+
+        return bz2.BZ2Compressor(self._level(level))
+
+    def reader(self, file: Any) -> Any:
+        import bz2
+
+        return _buffered(bz2.BZ2File(file, "rb"), self)
+
 
 class LzmaCodec(_IncrementalCodec):
     """xz (LZMA2), from the standard library; also known as ``xz``."""
@@ -202,6 +298,16 @@ class LzmaCodec(_IncrementalCodec):
 
         return lzma.LZMADecompressor()
 
+    def compressobj(self, level: int | None = None) -> Any:
+        import lzma
+
+        return lzma.LZMACompressor(preset=self.check_level(level))
+
+    def reader(self, file: Any) -> Any:
+        import lzma
+
+        return _buffered(lzma.LZMAFile(file, "rb"), self)
+
 
 class ZstdCodec(_IncrementalCodec):
     """Zstandard, through the ``zstandard`` package (a dependency of omnipickle)."""
@@ -222,6 +328,18 @@ class ZstdCodec(_IncrementalCodec):
 
     def _new_decompressor(self) -> Any:
         return self._import("zstandard").ZstdDecompressor().decompressobj()
+
+    def compressobj(self, level: int | None = None, *, threads: int = 0) -> Any:
+        zstandard = self._import("zstandard")
+        compressor = zstandard.ZstdCompressor(
+            level=self.check_level(level), write_checksum=False, threads=threads
+        )
+        return compressor.compressobj()
+
+    def reader(self, file: Any) -> Any:
+        zstandard = self._import("zstandard")
+        inner = zstandard.ZstdDecompressor().stream_reader(file, read_across_frames=False)
+        return _buffered(inner, self)
 
     def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
         zstandard = self._import("zstandard")
@@ -251,12 +369,25 @@ class Lz4Codec(_IncrementalCodec):
     def _new_decompressor(self) -> Any:
         return self._import("lz4.frame").LZ4FrameDecompressor()
 
+    def compressobj(self, level: int | None = None) -> Any:
+        frame = self._import("lz4.frame")
+        return _Lz4Compressobj(frame.LZ4FrameCompressor(compression_level=self.check_level(level)))
+
+    def reader(self, file: Any) -> Any:
+        frame = self._import("lz4.frame")
+        return _buffered(frame.LZ4FrameFile(file, "rb"), self)
+
     def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
         try:
             out: bytes = decompressor.decompress(data, limit)
         except RuntimeError as exc:
             raise ValueError(str(exc)) from exc
         return out
+
+
+def _buffered(inner: Any, codec: Codec) -> io.BufferedReader:
+    """``inner`` (a decompressing file) behind a buffer, its errors made documented ones."""
+    return io.BufferedReader(_DamageTranslatingReader(inner, codec), buffer_size=1 << 16)
 
 
 def _check(impl: object) -> None:

@@ -24,7 +24,7 @@ offset size   field
 40     4      checksum of the stored payload
 44     4      CRC-32 of bytes 0-43 followed by the extra field
 48     E      extra: a UTF-8 JSON object (absent when E is 0)
-48+E   ...    the stored payload
+48+E   ...    the stored payload, then (flag SECTIONS) the sections the extra field lists
 ...    32     HMAC-SHA256 of everything before it, when the SIGNED flag is set
 ====== ====== =================================================================
 """
@@ -54,7 +54,9 @@ FLAG_BY_VALUE = 0x02
 """The stream holds code (functions, classes) serialized by value."""
 FLAG_OUT_OF_BAND = 0x04
 """The stream was written with a ``buffer_callback``: loading needs the same ``buffers``."""
-KNOWN_FLAGS = FLAG_SIGNED | FLAG_BY_VALUE | FLAG_OUT_OF_BAND
+FLAG_SECTIONS = 0x08
+"""Large out-of-band buffers follow the stream as sections, listed in the extra field."""
+KNOWN_FLAGS = FLAG_SIGNED | FLAG_BY_VALUE | FLAG_OUT_OF_BAND | FLAG_SECTIONS
 
 CHECKSUM_CRC32 = 1
 SIGNATURE_SIZE = 32
@@ -86,10 +88,18 @@ class Header:
         return HEADER_SIZE + self.extra_size
 
     @property
+    def body_end(self) -> int:
+        """Where the payload (stream and sections) ends: the signature tag, if any, follows."""
+        end = self.extra.get("end") if self.flags & FLAG_SECTIONS else None
+        if isinstance(end, int) and end >= self.payload_offset + self.stored_length:
+            return end
+        return self.payload_offset + self.stored_length
+
+    @property
     def total_length(self) -> int:
         """Header, payload and signature tag together."""
         tag = SIGNATURE_SIZE if self.flags & FLAG_SIGNED else 0
-        return self.payload_offset + self.stored_length + tag
+        return self.body_end + tag
 
     @property
     def signed(self) -> bool:
@@ -111,11 +121,21 @@ def build_header(
     raw_length: int,
     checksum: int,
     extra: dict[str, Any] | None = None,
+    size: int | None = None,
 ) -> bytes:
-    """The header bytes for a payload with these properties."""
+    """The header bytes for a payload with these properties.
+
+    With ``size``, the extra field is padded with spaces (JSON allows them) so that the header
+    is exactly ``size`` bytes; ``ValueError`` if it does not fit.
+    """
     extra_bytes = (
         json.dumps(extra, sort_keys=True, separators=(",", ":")).encode() if extra else b""
     )
+    if size is not None:
+        room = size - HEADER_SIZE
+        if len(extra_bytes) > room:
+            raise ValueError(f"header of {HEADER_SIZE + len(extra_bytes)} bytes exceeds {size}")
+        extra_bytes = (extra_bytes or b"{}").ljust(room, b" ")
     fixed = _FIXED.pack(
         MAGIC,
         FORMAT_VERSION,
@@ -249,3 +269,55 @@ def check_payload(header: Header, data: bytes | bytearray | memoryview) -> memor
             f"(stored {header.checksum:#010x}, computed {found:#010x})"
         )
     return payload
+
+
+@dataclass(frozen=True)
+class Section:
+    """One out-of-band buffer stored after the stream (flag SECTIONS)."""
+
+    offset: int
+    stored: int
+    raw: int
+    crc: int
+
+
+def sections(header: Header) -> list[Section]:
+    """The sections the header lists, checked for shape and bounds (not their checksums).
+
+    Raises:
+        CorruptPayloadError: the list is malformed or points outside the payload.
+    """
+    if not header.flags & FLAG_SECTIONS:
+        return []
+    entries = header.extra.get("sections")
+    if not isinstance(entries, list):
+        raise CorruptPayloadError("corrupt header: the SECTIONS flag is set but no list is")
+    found = []
+    low = header.payload_offset + header.stored_length
+    for entry in entries:
+        fields = [
+            entry.get(k) if isinstance(entry, dict) else None
+            for k in ("offset", "stored", "raw", "crc")
+        ]
+        if not all(isinstance(v, int) and v >= 0 for v in fields):
+            raise CorruptPayloadError(f"corrupt header: malformed section entry {entry!r}")
+        section = Section(*fields)  # type: ignore[arg-type]
+        if section.offset < low or section.offset + section.stored > header.body_end:
+            raise CorruptPayloadError(
+                f"corrupt header: a section at {section.offset} (+{section.stored}) lies outside "
+                f"the payload ({low}..{header.body_end})"
+            )
+        found.append(section)
+    return found
+
+
+def check_section(section: Section, data: memoryview) -> memoryview:
+    """The stored bytes of ``section`` in ``data``, after checking their checksum."""
+    stored = data[section.offset : section.offset + section.stored]
+    found = zlib.crc32(stored)
+    if found != section.crc:
+        raise CorruptPayloadError(
+            f"corrupt payload: checksum mismatch in the section at {section.offset} "
+            f"(stored {section.crc:#010x}, computed {found:#010x})"
+        )
+    return stored
