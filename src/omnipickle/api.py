@@ -39,7 +39,14 @@ from .errors import (
     TruncatedPayloadError,
     UnpicklingError,
 )
-from .files import atomic_writer, check_binary_file, is_path, write_parts
+from .files import (
+    atomic_writer,
+    check_binary_file,
+    dump_to_file,
+    is_path,
+    load_from_path,
+    write_parts,
+)
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -387,13 +394,22 @@ def dump(
     opts = _DumpOptions(
         fix_imports, buffer_callback, backend, compression, level, key, on_unpicklable, raw
     )
-    # Serialize before touching the file: a failure leaves nothing behind.
-    parts = _encode(obj, protocol, opts)
     if is_path(file):
+        # A failure at any point removes the temporary file and leaves the target as it was.
         with atomic_writer(file) as f:  # type: ignore[arg-type]
-            write_parts(f, parts)
+            dump_to_file(obj, f, protocol, opts)
+    elif _seekable(file):
+        dump_to_file(obj, file, protocol, opts)  # type: ignore[arg-type]
     else:
-        write_parts(file, parts)  # type: ignore[arg-type]
+        # Serialize before touching the file: a failure leaves nothing half-written.
+        write_parts(file, _encode(obj, protocol, opts))  # type: ignore[arg-type]
+
+
+def _seekable(file: Any) -> bool:
+    try:
+        return bool(file.seekable()) and isinstance(file.tell(), int)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -457,7 +473,7 @@ def _verify(header: Header, view: memoryview, key: bytes | None) -> None:
         return
     if not header.signed:
         raise SignatureError("a key was given but the payload is not signed")
-    end = header.payload_offset + header.stored_length
+    end = header.body_end
     expected = hmac.new(key, view[:end], hashlib.sha256).digest()
     if not hmac.compare_digest(expected, bytes(view[end : end + SIGNATURE_SIZE])):
         raise SignatureError(
@@ -551,17 +567,12 @@ def _reattach(header: Header, resources: Mapping[Any, Any] | None) -> list[Any] 
     return chosen
 
 
-def _load_envelope(view: memoryview, opts: _LoadOptions) -> Any:
-    header = envelope.parse_header(view)
-    payload = envelope.check_payload(header, view)
-    _verify(header, view, opts.key)
+def _preflight(header: Header, opts: _LoadOptions) -> Codec | None:
+    """Checks made before anything is decompressed or unpickled; returns the codec."""
     _check_python(header)
     _check_backends(header)
     codec = _header_codec(header)
-    stream: Any = payload
-    if codec is not None:
-        stream = memoryview(codec.decompress(payload, header.raw_length))
-    elif header.raw_length != header.stored_length:
+    if codec is None and header.raw_length != header.stored_length:
         raise CorruptPayloadError(
             f"corrupt header: uncompressed payload of {header.stored_length} bytes but a "
             f"stream length of {header.raw_length}"
@@ -571,15 +582,63 @@ def _load_envelope(view: memoryview, opts: _LoadOptions) -> Any:
             "this payload was written with a buffer_callback: pass the same out-of-band "
             "buffers to loads(..., buffers=...)"
         )
+    if header.flags & FLAG_SECTIONS and opts.buffers is not None:
+        raise ValueError(
+            "this payload carries its own out-of-band buffers (sections): do not pass buffers="
+        )
+    return codec
+
+
+def _section_buffers(
+    header: Header, view: memoryview, codec: Codec | None, mapped: bool
+) -> list[Any] | None:
+    """The out-of-band buffers stored in ``view``'s sections.
+
+    Mapped (``mmap_mode``): views of the file itself, checksums not checked (that would read
+    every byte). Otherwise: checked, and copied (or decompressed) into writable memory.
+    """
+    found = envelope.sections(header)
+    if not found:
+        return None
+    buffers: list[Any] = []
+    for section in found:
+        if mapped:
+            stored = view[section.offset : section.offset + section.stored]
+        else:
+            stored = envelope.check_section(section, view)
+        if codec is not None:
+            buffers.append(bytearray(codec.decompress(stored, section.raw)))
+        elif section.stored != section.raw:
+            raise CorruptPayloadError(
+                f"corrupt header: an uncompressed section of {section.stored} bytes claims "
+                f"{section.raw}"
+            )
+        else:
+            buffers.append(stored if mapped else bytearray(stored))
+    return buffers
+
+
+def _unpickle(header: Header, opts: _LoadOptions, stream: Any, buffers: Any) -> Any:
+    """Run the payload's loader on ``stream`` (bytes-like, or a readable file)."""
     backend = BACKENDS.get(_loader_name(header))
     token = REATTACH.set(_reattach(header, opts.resources))
     try:
+        if not isinstance(stream, (bytes, bytearray, memoryview)):
+            if backend.name in ("auto", "pickle"):
+                return pickle.Unpickler(
+                    stream,
+                    fix_imports=opts.fix_imports,
+                    encoding=opts.encoding,
+                    errors=opts.errors,
+                    buffers=buffers,
+                ).load()
+            stream = memoryview(stream.read())
         return backend.loads(
             stream,
             fix_imports=opts.fix_imports,
             encoding=opts.encoding,
             errors=opts.errors,
-            buffers=opts.buffers,
+            buffers=buffers,
         )
     except EOFError as exc:
         raise UnpicklingError(f"the pickle stream inside the payload ends early: {exc}") from exc
@@ -589,6 +648,18 @@ def _load_envelope(view: memoryview, opts: _LoadOptions) -> Any:
         raise UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}") from exc
     finally:
         REATTACH.reset(token)
+
+
+def _load_envelope(view: memoryview, opts: _LoadOptions, *, mapped: bool = False) -> Any:
+    header = envelope.parse_header(view)
+    payload = envelope.check_payload(header, view)
+    _verify(header, view, opts.key)
+    codec = _preflight(header, opts)
+    stream: Any = payload
+    if codec is not None:
+        stream = memoryview(codec.decompress(payload, header.raw_length))
+    buffers = _section_buffers(header, view, codec, mapped)
+    return _unpickle(header, opts, stream, buffers if buffers is not None else opts.buffers)
 
 
 def _load_plain(view: memoryview, opts: _LoadOptions) -> Any:
@@ -673,7 +744,10 @@ def loads(
     opts = _LoadOptions(
         fix_imports, encoding, errors, buffers, _key(key), _check_resources(resources)
     )
-    view = _view(data)
+    return _loads_view(_view(data), opts)
+
+
+def _loads_view(view: memoryview, opts: _LoadOptions) -> Any:
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
     if envelope.is_envelope(view):
@@ -694,31 +768,32 @@ def load(
     buffers: Iterable[Any] | None = None,
     key: bytes | None = None,
     resources: Mapping[str | type, Any] | None = None,
+    mmap_mode: str | None = None,
 ) -> Any:
     """Rebuild an object from a file (a path or a binary file object).
 
     The format is found from the data, never from the file name: renamed and compressed files
     load. From a file object, exactly one payload is read, so several can be read in turn; at
-    the end of the file :class:`TruncatedPayloadError` (an ``EOFError``) is raised.
+    the end of the file :class:`TruncatedPayloadError` (an ``EOFError``) is raised. From a path,
+    a large payload is checked, then unpickled as the file is read (never held whole in
+    memory).
 
-    The other arguments are those of :func:`loads`, which lists what is raised.
+    Args:
+        mmap_mode: ``"r"`` or ``"c"`` (a path only): memory-map the file; large arrays come back
+            as read-only (``"r"``) or copy-on-write (``"c"``) views of it, so loading takes
+            milliseconds whatever their size. The header and the stream are checked; the
+            arrays' own checksums are not (that would read every byte). A compressed file
+            cannot be memory-mapped (``ValueError``).
+        The others: as for :func:`loads`, which lists what is raised.
     """
-    if is_path(file):
-        with open(file, "rb") as f:  # type: ignore[arg-type]
-            data = f.read()
-        return loads(
-            data,
-            fix_imports=fix_imports,
-            encoding=encoding,
-            errors=errors,
-            buffers=buffers,
-            key=key,
-            resources=resources,
-        )
-    check_binary_file(file, "r")
     opts = _LoadOptions(
         fix_imports, encoding, errors, buffers, _key(key), _check_resources(resources)
     )
+    if is_path(file):
+        return load_from_path(file, opts, mmap_mode)
+    if mmap_mode is not None:
+        raise TypeError("mmap_mode needs a path: a file object cannot be memory-mapped here")
+    check_binary_file(file, "r")
     return _load_stream(file, opts)  # type: ignore[arg-type]
 
 

@@ -9,8 +9,12 @@ or the new one; a failed dump leaves the old file untouched and removes its temp
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import io
+import mmap
 import os
+import pickle
 import queue
 import tempfile
 import threading
@@ -180,6 +184,7 @@ class FileSink:
 
     def _spill(self) -> None:
         self.spilled = True
+        self._closed = False  # the stream may have been closed while it was in memory
         self.out.write(bytes(HEADER_ROOM))
         pending, self.chunks = self.chunks, []
         if (os.cpu_count() or 1) > 1:
@@ -258,3 +263,317 @@ def copy_range(file: IO[bytes], start: int, length: int, chunk: int = 8 << 20) -
             raise EOFError(f"the file ended {remaining} bytes early")
         remaining -= len(data)
         yield data
+
+
+# --- dump to a file: the stream and its sections, as they are made --------------------------------
+
+# Out-of-band buffers at least this large become sections of their own; smaller ones stay in the
+# stream.
+SECTION_MIN = 1 << 16
+# Sections start at multiples of this (relative to the payload), so arrays memory-mapped from the
+# file are aligned for any dtype.
+SECTION_ALIGN = 64
+_SLICE = 8 << 20
+
+
+def dump_to_file(obj: Any, out: IO[bytes], protocol: int | None, opts: Any) -> None:
+    """Write one payload to the seekable binary file ``out``, streaming when it is large.
+
+    Small payloads are assembled in memory and written compactly (as ``dumps`` makes them).
+    Large ones are written while pickling (compressed on a second thread), with large
+    out-of-band buffers (numpy arrays...) written as sections straight from their memory, and
+    the header written last into room left for it.
+    """
+    from . import api
+
+    prep = api._prepare(protocol, opts)
+    if opts.raw or not prep.backend.streams:
+        write_parts(out, api._encode(obj, protocol, opts))
+        return
+    start = out.tell()
+    sink = FileSink(out, prep.codec, prep.level)
+    buffers: list[pickle.PickleBuffer] = []
+    callback = opts.buffer_callback
+    if callback is None and prep.protocol >= 5:
+
+        def callback(buf: pickle.PickleBuffer) -> bool:
+            if buf.raw().nbytes >= SECTION_MIN:
+                buffers.append(buf)
+                return False  # out of band: a section
+            return True
+
+    try:
+        pickled = api._pickle_with(obj, prep, opts, callback, sink=sink)
+    except BaseException:
+        sink.reset()
+        raise
+    user_buffers = opts.buffer_callback is not None
+    if not sink.spilled and not buffers:
+        parts = api._wrap(pickled, prep.protocol, prep.codec, prep.level, prep.key, user_buffers)
+        write_parts(out, parts)
+        return
+    if not sink.spilled:
+        sink._spill()
+    sink.close()
+    entries = [_write_section(out, start, buf, prep.codec, prep.level) for buf in buffers]
+    end = out.tell() - start
+    extra: dict[str, Any] = {"end": end}
+    if entries:
+        extra["sections"] = entries
+    room = HEADER_ROOM
+    while True:
+        try:
+            header = api._header(
+                pickled,
+                prep.protocol,
+                prep.codec,
+                signed=prep.key is not None,
+                out_of_band=user_buffers,
+                stored_length=sink.stored,
+                checksum=sink.crc or 0,
+                extra=extra,
+                sections=bool(entries),
+                size=room,
+            )
+            break
+        except ValueError:
+            # More metadata than the room left (hundreds of sections or dropped resources):
+            # move the body along, once.
+            grow = HEADER_ROOM * (1 + (room // HEADER_ROOM))
+            _shift(out, start + room, end - room, grow - room)
+            delta = grow - room
+            room = grow
+            end += delta
+            extra["end"] = end
+            for entry in entries:
+                entry["offset"] += delta
+    out.seek(start)
+    out.write(header)
+    out.seek(start + end)
+    if prep.key is not None:
+        mac = hmac.new(prep.key, digestmod=hashlib.sha256)
+        for piece in copy_range(out, start, end):
+            mac.update(piece)
+        out.seek(start + end)
+        out.write(mac.digest())
+
+
+def _write_section(
+    out: IO[bytes], start: int, buf: pickle.PickleBuffer, codec: Any, level: int | None
+) -> dict[str, int]:
+    """Write one buffer, aligned, compressed or not; return its section entry."""
+    pad = -(out.tell() - start) % SECTION_ALIGN
+    if pad:
+        out.write(bytes(pad))
+    offset = out.tell() - start
+    data = buf.raw()
+    stored = 0
+    crc = 0
+    if codec is None:
+        # The checksum of one slice is computed on a second thread while the next is written
+        # (both release the GIL), so a large array costs about what writing it costs.
+        from .backends.base import _CrcWorker
+
+        worker = _CrcWorker(0)
+        try:
+            for i in range(0, data.nbytes, _SLICE):
+                piece = data[i : i + _SLICE]
+                worker.put(piece)
+                out.write(piece)
+        finally:
+            crc = worker.finish()
+        stored = data.nbytes
+    else:
+        compressor = _section_compressor(codec, level, data.nbytes)
+        for i in range(0, data.nbytes, _SLICE):
+            chunk = compressor.compress(data[i : i + _SLICE])
+            if chunk:
+                out.write(chunk)
+                crc = zlib.crc32(chunk, crc)
+                stored += len(chunk)
+        tail = compressor.flush()
+        if tail:
+            out.write(tail)
+            crc = zlib.crc32(tail, crc)
+            stored += len(tail)
+    return {"offset": offset, "stored": stored, "raw": data.nbytes, "crc": crc}
+
+
+def _section_compressor(codec: Any, level: int | None, size: int) -> Any:
+    from .codecs import ZstdCodec
+
+    if isinstance(codec, ZstdCodec) and size >= 4 * _SLICE:
+        # zstd compresses large inputs on several threads (-1: one per core).
+        return codec.compressobj(level, threads=-1)
+    return codec.compressobj(level)
+
+
+def _shift(out: IO[bytes], offset: int, length: int, delta: int) -> None:
+    """Move ``length`` bytes at ``offset`` forward by ``delta``, from the end backwards."""
+    position = offset + length
+    while position > offset:
+        size = min(_SLICE, position - offset)
+        position -= size
+        out.seek(position)
+        data = out.read(size)
+        out.seek(position + delta)
+        out.write(data)
+    out.seek(offset)
+    out.write(bytes(delta))
+
+
+# --- load from a path: streamed, or memory-mapped -------------------------------------------------
+
+# Payloads at least this large are loaded from the file as they are unpickled instead of being
+# read into memory first.
+STREAM_LOAD_AFTER = 8 << 20
+_MMAP_MODES = {"r": mmap.ACCESS_READ, "c": mmap.ACCESS_COPY}
+
+
+class _Bounded(io.RawIOBase):
+    """A read-only window ``[start, start + length)`` of ``file``."""
+
+    def __init__(self, file: IO[bytes], start: int, length: int) -> None:
+        super().__init__()
+        self._file = file
+        self._position = start
+        self._end = start + length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._end - self._position)
+        if want <= 0:
+            return 0
+        self._file.seek(self._position)
+        got = self._file.readinto(view[:want])  # type: ignore[attr-defined]
+        if not got:
+            return 0
+        self._position += got
+        return int(got)
+
+
+def _bounded(file: IO[bytes], start: int, length: int) -> io.BufferedReader:
+    return io.BufferedReader(_Bounded(file, start, length), buffer_size=1 << 16)
+
+
+def load_from_path(path: Any, opts: Any, mmap_mode: str | None) -> Any:
+    """Load the payload in the file at ``path``.
+
+    Large omnipickle payloads are checked (signature, checksums) and then unpickled from the
+    file as it is read, never held whole in memory; their sections are read straight into the
+    buffers they become. With ``mmap_mode``, the file is memory-mapped and large buffers (numpy
+    arrays) are views of it.
+    """
+    from . import api, envelope
+    from .errors import TruncatedPayloadError
+
+    if mmap_mode is not None and mmap_mode not in _MMAP_MODES:
+        raise ValueError(f"mmap_mode must be None, 'r' or 'c', not {mmap_mode!r}")
+    with open(path, "rb") as f:
+        head = f.read(envelope.HEADER_SIZE)
+        if not envelope.is_envelope(head):
+            if mmap_mode is not None:
+                raise ValueError(
+                    f"{os.fspath(path)} is not an omnipickle payload written by dump(); only "
+                    "those can be memory-mapped: load it without mmap_mode"
+                )
+            return api._loads_view(memoryview(head + f.read()), opts)
+        extra_size = int.from_bytes(head[20:24], "little")
+        header = envelope.parse_header(head + f.read(min(extra_size, 1 << 20)))
+        size = os.fstat(f.fileno()).st_size
+        if mmap_mode is not None:
+            codec = api._header_codec(header)
+            if codec is not None:
+                raise ValueError(
+                    f"{os.fspath(path)} is {codec.name}-compressed and cannot be memory-mapped: "
+                    "load it without mmap_mode, or dump it with compression=None"
+                )
+            if size < header.total_length:
+                raise TruncatedPayloadError(
+                    f"truncated payload: the header promises {header.total_length} bytes, "
+                    f"the file has {size}"
+                )
+            mapped = mmap.mmap(f.fileno(), 0, access=_MMAP_MODES[mmap_mode])
+            return api._load_envelope(memoryview(mapped), opts, mapped=True)
+        if header.total_length < STREAM_LOAD_AFTER or size < header.total_length:
+            f.seek(0)
+            return api._loads_view(memoryview(f.read()), opts)
+        return _load_streaming(f, header, opts)
+
+
+def _load_streaming(f: IO[bytes], header: Any, opts: Any) -> Any:
+    from . import api, envelope
+    from .errors import CorruptPayloadError, SignatureError
+
+    if opts.key is not None:
+        if not header.signed:
+            raise SignatureError("a key was given but the payload is not signed")
+        mac = hmac.new(opts.key, digestmod=hashlib.sha256)
+        for piece in copy_range(f, 0, header.body_end):
+            mac.update(piece)
+        f.seek(header.body_end)
+        if not hmac.compare_digest(mac.digest(), f.read(32)):
+            raise SignatureError(
+                "the payload's signature does not verify: wrong key, or the payload was altered"
+            )
+    crc = 0
+    for piece in copy_range(f, header.payload_offset, header.stored_length):
+        crc = zlib.crc32(piece, crc)
+    if crc != header.checksum:
+        raise CorruptPayloadError(
+            f"corrupt payload: checksum mismatch over {header.stored_length} bytes "
+            f"(stored {header.checksum:#010x}, computed {crc:#010x})"
+        )
+    codec = api._preflight(header, opts)
+    buffers = [_read_section(f, section, codec) for section in envelope.sections(header)]
+    reader: Any = _bounded(f, header.payload_offset, header.stored_length)
+    if codec is not None:
+        reader = codec.reader(reader)
+    return api._unpickle(header, opts, reader, buffers or opts.buffers)
+
+
+def _read_section(f: IO[bytes], section: Any, codec: Any) -> bytearray:
+    """Read one section into a new buffer, checking its checksum first."""
+    from .errors import CorruptPayloadError
+
+    crc = 0
+    if codec is None:
+        if section.stored != section.raw:
+            raise CorruptPayloadError(
+                f"corrupt header: an uncompressed section of {section.stored} bytes claims "
+                f"{section.raw}"
+            )
+        data = bytearray(section.raw)
+        view = memoryview(data)
+        f.seek(section.offset)
+        done = 0
+        while done < section.raw:
+            got = f.readinto(view[done : done + _SLICE])  # type: ignore[attr-defined]
+            if not got:
+                raise CorruptPayloadError(f"the file ends inside the section at {section.offset}")
+            crc = zlib.crc32(view[done : done + got], crc)
+            done += got
+    else:
+        for piece in copy_range(f, section.offset, section.stored):
+            crc = zlib.crc32(piece, crc)
+        data = bytearray(section.raw)
+        reader = codec.reader(_bounded(f, section.offset, section.stored))
+        got = reader.readinto(data)
+        while got < section.raw:
+            more = reader.readinto(memoryview(data)[got:])
+            if not more:
+                break
+            got += more
+        if got != section.raw:
+            raise CorruptPayloadError(
+                f"the section at {section.offset} decompressed to {got} bytes, not {section.raw}"
+            )
+    if crc != section.crc:
+        raise CorruptPayloadError(
+            f"corrupt payload: checksum mismatch in the section at {section.offset} "
+            f"(stored {section.crc:#010x}, computed {crc:#010x})"
+        )
+    return data
