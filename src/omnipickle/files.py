@@ -62,7 +62,8 @@ def atomic_writer(path: PathLike) -> Iterator[IO[bytes]]:
     prefix = f".{os.path.basename(target)}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
+        # Readable too: a signed payload is read back to compute its signature.
+        with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -287,7 +288,9 @@ def dump_to_file(obj: Any, out: IO[bytes], protocol: int | None, opts: Any) -> N
     from . import api
 
     prep = api._prepare(protocol, opts)
-    if opts.raw or not prep.backend.streams:
+    # Streaming writes the header last, and may read the file back (to sign it, or to make
+    # room for a large header): a file we cannot read gets the payload built in memory.
+    if opts.raw or not prep.backend.streams or not _readable(out):
         write_parts(out, api._encode(obj, protocol, opts))
         return
     start = out.tell()
@@ -356,6 +359,13 @@ def dump_to_file(obj: Any, out: IO[bytes], protocol: int | None, opts: Any) -> N
             mac.update(piece)
         out.seek(start + end)
         out.write(mac.digest())
+
+
+def _readable(file: Any) -> bool:
+    try:
+        return bool(file.readable())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _write_section(
