@@ -164,11 +164,14 @@ class FileSink:
         return self.start + HEADER_ROOM
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        for marker in self.watch:
-            if marker in data:
-                from .backends.base import WatchedMarkerFound
+        if type(data) is bytes:
+            for marker in self.watch:
+                if marker in data:
+                    from .backends.base import WatchedMarkerFound
 
-                raise WatchedMarkerFound(marker)
+                    raise WatchedMarkerFound(marker)
+        else:
+            data = memoryview(data)  # an in-band buffer handed over as it is: data, not opcodes
         n = data.nbytes if isinstance(data, memoryview) else len(data)
         self.length += n
         if not self.spilled:
@@ -394,28 +397,29 @@ def _write_section(
             crc = worker.finish()
         stored = data.nbytes
     else:
-        compressor = _section_compressor(codec, level, data.nbytes)
+        counter = _CountingWriter(out)
+        writer = codec.writer(counter, level, size_hint=data.nbytes)
         for i in range(0, data.nbytes, _SLICE):
-            chunk = compressor.compress(data[i : i + _SLICE])
-            if chunk:
-                out.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-                stored += len(chunk)
-        tail = compressor.flush()
-        if tail:
-            out.write(tail)
-            crc = zlib.crc32(tail, crc)
-            stored += len(tail)
+            writer.write(data[i : i + _SLICE])
+        writer.close()
+        stored, crc = counter.count, counter.crc
     return {"offset": offset, "stored": stored, "raw": data.nbytes, "crc": crc}
 
 
-def _section_compressor(codec: Any, level: int | None, size: int) -> Any:
-    from .codecs import ZstdCodec
+class _CountingWriter:
+    """Writes through to ``out``, counting the bytes and their CRC-32."""
 
-    if isinstance(codec, ZstdCodec) and size >= 4 * _SLICE:
-        # zstd compresses large inputs on several threads (-1: one per core).
-        return codec.compressobj(level, threads=-1)
-    return codec.compressobj(level)
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.count = 0
+        self.crc = 0
+
+    def write(self, data: Any) -> int:
+        self._out.write(data)
+        n = memoryview(data).nbytes
+        self.crc = zlib.crc32(data, self.crc)
+        self.count += n
+        return n
 
 
 def _shift(out: IO[bytes], offset: int, length: int, delta: int) -> None:

@@ -161,10 +161,15 @@ class ChunkSink:
         self.watch = watch
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        for marker in self.watch:
-            if marker in data:
-                raise WatchedMarkerFound(marker)
-        # The C pickler hands large bytes objects over as they are; keep a reference, no copy.
+        if type(data) is bytes:
+            for marker in self.watch:
+                if marker in data:
+                    raise WatchedMarkerFound(marker)
+        else:
+            # A large in-band buffer (a PickleBuffer, a bytearray): the C pickler hands it over
+            # as it is, outside any frame. It is data, never opcodes: nothing to watch for.
+            data = memoryview(data)
+        # Keep a reference, no copy.
         self.chunks.append(data)
         if self._worker is not None:
             self._worker.put(data)
