@@ -220,3 +220,42 @@ def test_truncated_file_object_payload(tmp_path: Path) -> None:
     data = omnipickle.dumps(OBJ)
     with pytest.raises(omnipickle.TruncatedPayloadError, match="truncated"):
         omnipickle.load(io.BytesIO(data[:-5]))
+
+
+@pytest.mark.parametrize(
+    ("compression", "suffix"),
+    [("gzip", "gz"), ("bz2", "bz"), ("lzma", "lzma"), ("lz4", "lz4"), ("zipfile", "zip"),
+     ("pickle", "pkl")],
+)
+def test_compress_pickle_files_load(tmp_path: Path, compression: str, suffix: str) -> None:
+    import compress_pickle
+
+    path = tmp_path / f"cp.{suffix}"
+    compress_pickle.dump(OBJ, path, compression=compression)
+    assert omnipickle.load(path) == OBJ
+    with open(path, "rb") as f:
+        assert omnipickle.load(f) == OBJ
+
+
+@pytest.mark.parametrize(
+    "compress",
+    [0, ("zlib", 3), ("gzip", 3), ("bz2", 3), ("lzma", 3), ("xz", 3), ("lz4", 3)],
+    ids=str,
+)
+def test_joblib_files_of_plain_objects_load(tmp_path: Path, compress: Any) -> None:
+    import joblib
+
+    path = tmp_path / "jl.bin"
+    joblib.dump(OBJ, path, compress=compress)
+    assert omnipickle.load(path) == OBJ
+
+
+def test_zip_archive_of_several_files_is_refused_clearly(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "two.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a", pickle.dumps(1))
+        archive.writestr("b", pickle.dumps(2))
+    with pytest.raises(omnipickle.CorruptPayloadError, match="2 files"):
+        omnipickle.load(path)

@@ -19,7 +19,14 @@ from ._reconstruct import REATTACH
 from .backends import BUILTIN_BITS, LOADER_IDS, PACKAGES, Pickled
 from .backends import REGISTRY as BACKENDS
 from .codecs import REGISTRY as CODECS
-from .codecs import Codec, codec_by_id, codec_for_magic, codec_for_suffix
+from .codecs import (
+    Codec,
+    codec_by_id,
+    codec_for_magic,
+    codec_for_suffix,
+    decompress_foreign,
+    is_foreign,
+)
 from .envelope import (
     FLAG_BY_VALUE,
     FLAG_OUT_OF_BAND,
@@ -676,6 +683,10 @@ def _load_plain(view: memoryview, opts: _LoadOptions) -> Any:
     stream: Any = view
     if codec is not None:
         stream = codec.decompress(view)
+    else:
+        foreign = decompress_foreign(view)
+        if foreign is not None:
+            stream = foreign
     try:
         return pickle.loads(
             stream,
@@ -827,7 +838,7 @@ def _load_stream(file: IO[bytes], opts: _LoadOptions) -> Any:
         header = envelope.parse_header(header_bytes)
         rest = _read_exactly(file, header.total_length - len(header_bytes), "payload")
         return _load_envelope(memoryview(header_bytes + rest), opts)
-    if codec_for_magic(head) is not None:
+    if codec_for_magic(head) is not None or is_foreign(head):
         # A pickle compressed whole by another tool: the compressed stream has no inner end
         # mark the unpickler could stop at, so it is read to the end of the file.
         return _load_plain(memoryview(head + file.read()), opts)
