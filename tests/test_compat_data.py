@@ -52,6 +52,17 @@ def test_old_payload_loads(path: Path, spec: dict[str, Any]) -> None:
     if expect == "data":
         assert omnipickle.load(path, **options) == EXPECTED_DATA
         return
+    if expect == "arange":
+        import numpy as np
+
+        loaded = omnipickle.load(path, **options)["a"]
+        assert np.array_equal(loaded, np.arange(20_000, dtype=np.float64))
+        mapped = omnipickle.load(path, mmap_mode="r")["a"]
+        assert np.array_equal(mapped, loaded)
+        return
+    if expect == "rows":
+        assert omnipickle.load(path, **options) == [{"i": i} for i in range(150_000)]
+        return
     assert expect.startswith("function-times-7-on-python-")
     written_by = expect.rsplit("-", 1)[1]
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -35,9 +35,21 @@ def main() -> None:
     folder.mkdir(exist_ok=True)
     manifest: dict[str, dict[str, object]] = {}
 
+    manifest_path = folder / "MANIFEST.json"
+    if manifest_path.exists():
+        manifest.update(json.loads(manifest_path.read_text()))
+
     def write(name: str, payload: bytes, expect: str, **load: object) -> None:
+        if name in manifest:
+            return  # committed payloads are never rewritten
         (folder / name).write_bytes(payload)
         manifest[name] = {"expect": expect, "load": load}
+
+    def dump_file(name: str, obj: object, expect: str, **options: object) -> None:
+        if name in manifest:
+            return
+        omnipickle.dump(obj, folder / name, **options)  # type: ignore[arg-type]
+        manifest[name] = {"expect": expect, "load": {}}
 
     write("plain.omni", omnipickle.dumps(DATA), "data")
     for protocol in range(omnipickle.HIGHEST_PROTOCOL + 1):
@@ -53,7 +65,17 @@ def main() -> None:
         omnipickle.dumps(lambda x: x * 7),
         f"function-times-7-on-python-{sys.version_info[0]}.{sys.version_info[1]}",
     )
-    (folder / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    # Written by dump() to a file: large arrays as sections; a large stream streamed.
+    import numpy as np
+
+    dump_file("sections.omni", {"a": np.arange(20_000, dtype=np.float64)}, "arange")
+    dump_file(
+        "streamed-zstd.omni",
+        [{"i": i} for i in range(150_000)],
+        "rows",
+        compression="zstd",
+    )
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     print(f"wrote {len(manifest)} payloads to {folder}")
 
 
