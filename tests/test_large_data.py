@@ -173,7 +173,7 @@ def test_header_larger_than_its_room_moves_the_body(
     omnipickle.dump(many, path, key=b"k" * 16)
     out = omnipickle.load(path, key=b"k" * 16)
     assert all(np.array_equal(a, b) for a, b in zip(out, many, strict=True))
-    assert omnipickle.envelope.parse_header(path.read_bytes()).payload_offset > 4096
+    assert omnipickle.envelope.parse_header(path.read_bytes()).payload_offset > files.HEADER_ROOM
 
 
 def test_user_buffer_callback_keeps_buffers_out_of_the_file(tmp_path: Path) -> None:

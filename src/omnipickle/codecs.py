@@ -371,10 +371,15 @@ class ZstdCodec(_IncrementalCodec):
 
     def compressobj(self, level: int | None = None, *, threads: int = 0) -> Any:
         zstandard = self._import("zstandard")
-        compressor = zstandard.ZstdCompressor(
-            level=self.check_level(level), write_checksum=False, threads=threads
+        checked = self._level(level)
+        # A stream of unknown size gets zstd's parameters for small inputs; an 8 MiB window
+        # (what it picks for large known sizes) makes streamed files no bigger than one-shot
+        # compression of the whole stream.
+        default = zstandard.ZstdCompressionParameters.from_level(checked)
+        params = zstandard.ZstdCompressionParameters.from_level(
+            checked, window_log=max(default.window_log, 23), threads=threads
         )
-        return compressor.compressobj()
+        return zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def writer(self, file: Any, level: int | None = None, *, size_hint: int = 0) -> Any:
         zstandard = self._import("zstandard")

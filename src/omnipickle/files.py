@@ -120,9 +120,9 @@ def _fsync_dir(folder: str) -> None:
 # Payloads whose stream stays under this size are assembled in memory and written compactly;
 # past it (or when large buffers go to sections) they are written to the file as they are made.
 SPILL_AFTER = 1 << 20
-# Room left at the start of a streamed payload for its header, written last (a page, which also
-# aligns what follows for memory mapping).
-HEADER_ROOM = 4096
+# Room left at the start of a streamed payload for its header, written last. A header that
+# needs more (hundreds of sections or dropped resources) moves the body along once.
+HEADER_ROOM = 1024
 # Frames waiting for the compression thread, at most (the pickler waits beyond that).
 _QUEUE_FRAMES = 32
 
