@@ -224,8 +224,14 @@ def test_truncated_file_object_payload(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("compression", "suffix"),
-    [("gzip", "gz"), ("bz2", "bz"), ("lzma", "lzma"), ("lz4", "lz4"), ("zipfile", "zip"),
-     ("pickle", "pkl")],
+    [
+        ("gzip", "gz"),
+        ("bz2", "bz"),
+        ("lzma", "lzma"),
+        ("lz4", "lz4"),
+        ("zipfile", "zip"),
+        ("pickle", "pkl"),
+    ],
 )
 def test_compress_pickle_files_load(tmp_path: Path, compression: str, suffix: str) -> None:
     import compress_pickle
