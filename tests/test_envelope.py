@@ -47,7 +47,9 @@ def test_info_reports_the_envelope_without_unpickling() -> None:
     assert about.by_value is True
     assert about.checksum_ok is True
     assert about.python == f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert about.stored_size == len(data) - 48 - 32
+    header = envelope.parse_header(data)
+    assert about.stored_size == len(data) - header.payload_offset - 32
+    assert about.extra["kid"] == omnipickle.api.key_id(KEY)
     text = str(about)
     assert "zstd" in text and "signed" in text and "cloudpickle" in text
 
@@ -216,12 +218,14 @@ def test_unsigned_payload_is_refused_when_a_key_is_given() -> None:
 
 def test_tampered_signed_payload_is_refused_before_unpickling() -> None:
     data = bytearray(_payload(key=KEY))
-    data[60] ^= 1
-    # Recompute the checksum so that only the signature can catch it.
     header = envelope.parse_header(bytes(data))
     start, end = header.payload_offset, header.payload_offset + header.stored_length
+    data[start + 10] ^= 1
+    # Recompute both checksums so that only the signature can catch it.
     data[40:44] = zlib.crc32(bytes(data[start:end])).to_bytes(4, "little")
-    data[44:48] = zlib.crc32(bytes(data[:44])).to_bytes(4, "little")
+    data[44:48] = zlib.crc32(bytes(data[48:start]), zlib.crc32(bytes(data[:44]))).to_bytes(
+        4, "little"
+    )
     with pytest.raises(omnipickle.SignatureError):
         omnipickle.loads(bytes(data), key=KEY)
 
@@ -230,6 +234,28 @@ def test_tampered_signed_payload_is_refused_before_unpickling() -> None:
 def test_short_keys_are_refused(key: bytes) -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         omnipickle.dumps(1, key=key)
+
+
+def test_key_rotation_signs_with_the_first_and_verifies_with_any() -> None:
+    old, new = b"o" * 32, b"n" * 32
+    signed_old = _payload(key=old)
+    signed_new = _payload(key=[new, old])
+    assert omnipickle.info(signed_new).extra["kid"] == omnipickle.api.key_id(new)
+    for data in (signed_old, signed_new):
+        assert omnipickle.loads(data, key=[new, old])["text"] == "hello"
+    with pytest.raises(omnipickle.SignatureError):
+        omnipickle.loads(signed_old, key=[new])
+    with pytest.raises(ValueError, match="empty list"):
+        omnipickle.loads(signed_old, key=[])
+    with pytest.raises(ValueError, match="16 bytes"):
+        omnipickle.loads(signed_old, key=[new, b"short"])
+
+
+def test_key_id_reveals_nothing_usable_and_is_stable() -> None:
+    kid = omnipickle.api.key_id(KEY)
+    assert len(kid) == 8
+    assert KEY.hex()[:8] != kid
+    assert omnipickle.api.key_id(KEY) == kid
 
 
 def test_str_key_is_a_typeerror() -> None:

@@ -92,17 +92,53 @@ def _protocol(protocol: int | None) -> int:
     return protocol
 
 
-def _key(key: Any) -> bytes | None:
-    if key is None:
-        return None
+def _one_key(key: Any) -> bytes:
     if isinstance(key, str):
         raise TypeError("key must be bytes, not str: encode it, e.g. key.encode()")
     if not isinstance(key, (bytes, bytearray, memoryview)):
-        raise TypeError(f"key must be bytes, not {type(key).__name__}")
+        raise TypeError(f"key must be bytes or a list of bytes, not {type(key).__name__}")
     raw = bytes(key)
     if len(raw) < _MIN_KEY:
         raise ValueError(f"key must be at least {_MIN_KEY} bytes long, got {len(raw)}")
     return raw
+
+
+def _keys(key: Any) -> tuple[bytes, ...] | None:
+    """``key`` as a tuple of checked keys: one key, or a list (rotation: sign with the first,
+    verify with any)."""
+    if key is None:
+        return None
+    if isinstance(key, (list, tuple)):
+        if not key:
+            raise ValueError("key is an empty list: give at least one key")
+        return tuple(_one_key(k) for k in key)
+    return (_one_key(key),)
+
+
+def _key(key: Any) -> bytes | None:
+    """The signing key: ``key``, or the first of a list."""
+    keys = _keys(key)
+    return keys[0] if keys else None
+
+
+def key_id(key: bytes) -> str:
+    """A short public fingerprint of ``key``, written in signed payloads' headers so that the
+    right key of a rotation list is tried first (it reveals nothing usable about the key)."""
+    return hashlib.sha256(b"omnipickle key id\0" + key).hexdigest()[:8]
+
+
+def signature_matches(keys: tuple[bytes, ...], kid: Any, chunks: Iterable[Any], tag: bytes) -> bool:
+    """Whether one of ``keys`` signed ``chunks`` with ``tag`` (constant-time comparisons); the
+    key whose id is ``kid`` is tried first, and every key is fed in one pass."""
+    ordered = sorted(keys, key=lambda k: key_id(k) != kid)
+    macs = [hmac.new(k, digestmod=hashlib.sha256) for k in ordered]
+    for chunk in chunks:
+        for mac in macs:
+            mac.update(chunk)
+    matched = False
+    for mac in macs:
+        matched |= hmac.compare_digest(mac.digest(), tag)
+    return matched
 
 
 @dataclass(frozen=True)
@@ -206,7 +242,7 @@ def _header(
     protocol: int,
     codec: Codec | None,
     *,
-    signed: bool,
+    key: bytes | None,
     out_of_band: bool,
     stored_length: int,
     checksum: int,
@@ -217,6 +253,9 @@ def _header(
     """The envelope header for ``pickled`` (see docs/format.md)."""
     fields: dict[str, Any] = dict(pickled.extra)
     fields.update(extra or {})
+    signed = key is not None
+    if key is not None:
+        fields["kid"] = key_id(key)
     bits = 0
     named = []
     for name in sorted(pickled.uses):
@@ -271,7 +310,7 @@ def _wrap(
         pickled,
         protocol,
         codec,
-        signed=key is not None,
+        key=key,
         out_of_band=out_of_band,
         stored_length=stored_length,
         checksum=checksum,
@@ -475,14 +514,14 @@ def _check_python(header: Header) -> None:
         )
 
 
-def _verify(header: Header, view: memoryview, key: bytes | None) -> None:
-    if key is None:
+def _verify(header: Header, view: memoryview, keys: tuple[bytes, ...] | None) -> None:
+    if keys is None:
         return
     if not header.signed:
         raise SignatureError("a key was given but the payload is not signed")
     end = header.body_end
-    expected = hmac.new(key, view[:end], hashlib.sha256).digest()
-    if not hmac.compare_digest(expected, bytes(view[end : end + SIGNATURE_SIZE])):
+    tag = bytes(view[end : end + SIGNATURE_SIZE])
+    if not signature_matches(keys, header.extra.get("kid"), [view[:end]], tag):
         raise SignatureError(
             "the payload's signature does not verify: wrong key, or the payload was altered"
         )
@@ -524,7 +563,7 @@ class _LoadOptions:
     encoding: str
     errors: str
     buffers: Any
-    key: bytes | None
+    key: tuple[bytes, ...] | None
     resources: Mapping[Any, Any] | None = None
 
 
@@ -753,7 +792,7 @@ def loads(
             before anything is unpickled).
     """
     opts = _LoadOptions(
-        fix_imports, encoding, errors, buffers, _key(key), _check_resources(resources)
+        fix_imports, encoding, errors, buffers, _keys(key), _check_resources(resources)
     )
     return _loads_view(_view(data), opts)
 
@@ -798,7 +837,7 @@ def load(
         The others: as for :func:`loads`, which lists what is raised.
     """
     opts = _LoadOptions(
-        fix_imports, encoding, errors, buffers, _key(key), _check_resources(resources)
+        fix_imports, encoding, errors, buffers, _keys(key), _check_resources(resources)
     )
     if is_path(file):
         return load_from_path(file, opts, mmap_mode)
@@ -1098,7 +1137,7 @@ class Serializer:
         if defaults.get("compression") is not None:
             _codec(defaults["compression"])
         if "key" in defaults:
-            _key(defaults["key"])
+            _keys(defaults["key"])
         self._defaults = dict(defaults)
 
     def __repr__(self) -> str:

@@ -333,7 +333,7 @@ def dump_to_file(obj: Any, out: IO[bytes], protocol: int | None, opts: Any) -> N
                 pickled,
                 prep.protocol,
                 prep.codec,
-                signed=prep.key is not None,
+                key=prep.key,
                 out_of_band=user_buffers,
                 stored_length=sink.stored,
                 checksum=sink.crc or 0,
@@ -525,11 +525,10 @@ def _load_streaming(f: IO[bytes], header: Any, opts: Any) -> Any:
     if opts.key is not None:
         if not header.signed:
             raise SignatureError("a key was given but the payload is not signed")
-        mac = hmac.new(opts.key, digestmod=hashlib.sha256)
-        for piece in copy_range(f, 0, header.body_end):
-            mac.update(piece)
         f.seek(header.body_end)
-        if not hmac.compare_digest(mac.digest(), f.read(32)):
+        tag = f.read(32)
+        pieces = copy_range(f, 0, header.body_end)
+        if not api.signature_matches(opts.key, header.extra.get("kid"), pieces, tag):
             raise SignatureError(
                 "the payload's signature does not verify: wrong key, or the payload was altered"
             )
