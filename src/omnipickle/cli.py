@@ -6,24 +6,224 @@ Exit codes: 0 success, 1 a problem with the data, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import sys
+import time
 from collections.abc import Sequence
 
-from .errors import OmnipickleError
+from .errors import (
+    CodecNotInstalledError,
+    OmnipickleError,
+    SignatureError,
+    UnknownCodecError,
+)
 
 __all__ = ["main"]
+
+_MIN_KEY = 16
+_PROGRESS_BYTES = 50 * 1024 * 1024
+_EXIT_OK, _EXIT_DATA, _EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    """Bad usage found after parsing (a key file that cannot be used, an unknown codec)."""
+
+
+class _DataError(Exception):
+    """A problem with the data that is not one of omnipickle's own errors."""
+
+
+_LOAD_FAILURES = (
+    pickle.UnpicklingError,
+    AttributeError,
+    ImportError,
+    TypeError,
+    ValueError,
+    EOFError,
+    KeyError,
+    IndexError,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnipickle",
         description="Serialize anything a Python program holds; inspect payloads.",
+        epilog="Exit codes: 0 success, 1 a problem with the data, 2 bad usage.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("demo", help="a guided tour, in a few seconds")
     info = commands.add_parser("info", help="what a payload's envelope says (nothing is unpickled)")
     info.add_argument("file", help="a payload file (omnipickle, pickle, or compressed pickle)")
+
+    scan = commands.add_parser(
+        "scan",
+        help="list what a payload would import and call (nothing is unpickled)",
+        description="List every global a payload would import and call, without unpickling "
+        "it, and say whether restricted loading (omnipickle.loads(..., restricted=True)) "
+        "would accept it. Exit 0: it would; 1: it would refuse it, or the file is damaged.",
+    )
+    scan.add_argument("file", help="a payload file (omnipickle, pickle, or compressed pickle)")
+    scan.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also allow this global ('pkg.module.Name') or package ('pkg.*'); repeatable",
+    )
+    scan.add_argument(
+        "--key-file",
+        metavar="K",
+        help="a file holding the signing key: if the payload's signature verifies, code by "
+        "value is accepted as it is by a load with that key",
+    )
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a payload's signature (nothing is unpickled)",
+        description="Check a signed payload's HMAC-SHA256 signature. Exit 0: it verifies; "
+        "1: it does not, the payload is unsigned, or it is damaged.",
+    )
+    verify.add_argument("file", help="a signed omnipickle payload file")
+    verify.add_argument(
+        "--key-file",
+        required=True,
+        metavar="K",
+        help="a file holding the key (its bytes; one trailing newline is ignored)",
+    )
+
+    convert = commands.add_parser(
+        "convert",
+        help="rewrite a payload with other compression or a signature (UNPICKLES it)",
+        description="Load IN with omnipickle.load and write it to OUT with omnipickle.dump "
+        "(atomically). WARNING: this unpickles IN, which runs whatever code IN asks for: only "
+        "convert files you trust (check untrusted ones with 'omnipickle scan' first).",
+    )
+    convert.add_argument("input", metavar="IN", help="the payload to read")
+    convert.add_argument("output", metavar="OUT", help="where to write it (replaced atomically)")
+    convert.add_argument(
+        "--compression",
+        metavar="C",
+        help="gzip, bz2, lzma (xz), zstd, lz4, a registered codec, or 'none' "
+        "(default: from OUT's suffix, as omnipickle.dump does)",
+    )
+    convert.add_argument(
+        "--key-file",
+        metavar="K",
+        help="sign OUT with this key; if IN is signed, it must verify with the same key",
+    )
     return parser
+
+
+def _read_key(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except OSError as exc:
+        raise _UsageError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
+    if key.endswith(b"\n"):
+        key = key[:-1]
+    if len(key) < _MIN_KEY:
+        raise _UsageError(
+            f"the key in {path} is {len(key)} bytes long; keys must be at least {_MIN_KEY} bytes"
+        )
+    return key
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _progress(message: str) -> None:
+    print(f"omnipickle: {message}", file=sys.stderr, flush=True)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .api import info
+
+    print(info(args.file))
+    return _EXIT_OK
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from .security import _parse_allow, scan, verify_signature
+
+    try:
+        _parse_allow(args.allow)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from exc
+    trusted = False
+    if args.key_file is not None:
+        key = _read_key(args.key_file)
+        try:
+            verify_signature(args.file, key)
+        except SignatureError as exc:
+            _progress(f"{args.file}: {exc}; scanning as untrusted")
+        else:
+            trusted = True
+            _progress(f"{args.file}: signature verified: code by value is accepted")
+    report = scan(args.file, allow=args.allow, trusted=trusted)
+    print(report)
+    return _EXIT_OK if report.accepted else _EXIT_DATA
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .security import verify_signature
+
+    key = _read_key(args.key_file)
+    verify_signature(args.file, key)
+    print(f"{args.file}: signature OK")
+    return _EXIT_OK
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .api import dump, info, load
+    from .codecs import get_codec
+
+    key = _read_key(args.key_file) if args.key_file is not None else None
+    compression = args.compression
+    if compression is not None and compression != "none":
+        try:
+            get_codec(compression)
+        except (UnknownCodecError, CodecNotInstalledError) as exc:
+            raise _UsageError(str(exc)) from exc
+    size = _size(args.input)
+    loud = size > _PROGRESS_BYTES
+    start = time.perf_counter()
+    # A signed input is verified when a key is given; an unsigned one is simply read.
+    signed = info(args.input).signed
+    if signed and key is None:
+        _progress(f"note: {args.input} is signed, and was not verified (no --key-file)")
+    if loud:
+        _progress(f"loading {args.input} ({size / 1e6:,.0f} MB)...")
+    try:
+        obj = load(args.input, key=key if signed else None)
+    except OmnipickleError:
+        raise
+    except _LOAD_FAILURES as exc:
+        # Unpickling runs the payload's own code, which may fail in any of these ways.
+        raise _DataError(f"cannot load it: {type(exc).__name__}: {exc}") from exc
+    if loud:
+        _progress(f"loaded in {time.perf_counter() - start:.1f} s; writing {args.output}...")
+    if compression == "none":
+        # For a path, dump infers the codec from the suffix when compression is None; written
+        # to a file object it infers nothing (and still streams, and still goes atomically).
+        from .files import atomic_writer
+
+        with atomic_writer(args.output) as f:
+            dump(obj, f, key=key)
+    else:
+        dump(obj, args.output, compression=compression, key=key)
+    if loud:
+        _progress(f"done in {time.perf_counter() - start:.1f} s")
+    return _EXIT_OK
+
+
+_COMMANDS = {"info": _info, "scan": _scan, "verify": _verify, "convert": _convert}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,20 +237,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run
 
         return run()
-    if args.command == "info":
-        from .api import info
-
-        try:
-            print(info(args.file))
-        except OSError as exc:
-            print(f"omnipickle: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
-            return 1
-        except OmnipickleError as exc:
-            print(f"omnipickle: {args.file}: {exc}", file=sys.stderr)
-            return 1
-        return 0
-    print(f"omnipickle: unknown command {args.command!r}", file=sys.stderr)  # pragma: no cover
-    return 2  # pragma: no cover
+    command = _COMMANDS.get(args.command)
+    if command is None:  # pragma: no cover - argparse refuses unknown commands
+        print(f"omnipickle: unknown command {args.command!r}", file=sys.stderr)
+        return _EXIT_USAGE
+    try:
+        return command(args)
+    except _UsageError as exc:
+        print(f"omnipickle {args.command}: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    except OSError as exc:
+        name = exc.filename or getattr(args, "file", None) or getattr(args, "input", "?")
+        verb = "write" if name == getattr(args, "output", None) else "read"
+        print(f"omnipickle: cannot {verb} {name}: {exc.strerror or exc}", file=sys.stderr)
+        return _EXIT_DATA
+    except (OmnipickleError, _DataError) as exc:
+        where = getattr(args, "file", None) or getattr(args, "input", "")
+        print(f"omnipickle: {where}: {exc}", file=sys.stderr)
+        return _EXIT_DATA
 
 
 if __name__ == "__main__":
