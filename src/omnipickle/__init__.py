@@ -47,6 +47,7 @@ from .resources import (
     register_resource,
     transient,
 )
+from .security import ScanReport, scan
 from .session import SessionReport, dump_session, load_session
 
 __version__ = "0.1.0.dev0"
@@ -73,6 +74,7 @@ __all__ = [
     "PicklingError",
     "ResourceAwareMixin",
     "ResourceRebuildError",
+    "ScanReport",
     "Serializer",
     "SessionReport",
     "SignatureError",
@@ -96,5 +98,6 @@ __all__ = [
     "register_backend",
     "register_codec",
     "register_resource",
+    "scan",
     "transient",
 ]

@@ -57,10 +57,12 @@ def make_semaphore(value: int) -> threading.Semaphore:
 
 def make_bounded_semaphore(value: int, initial: int) -> threading.BoundedSemaphore:
     """A ``threading.BoundedSemaphore`` with its bound and its counter."""
+    if not (isinstance(value, int) and isinstance(initial, int) and 0 <= value <= initial):
+        raise ValueError(f"a bounded semaphore needs 0 <= value <= bound, got {value}, {initial}")
     sem = threading.BoundedSemaphore(initial)
-    # Take back what was taken before pickling, so the counter matches and the bound holds.
-    for _ in range(max(0, initial - value)):
-        sem.acquire(blocking=False)
+    # Set the counter directly (taking it down one acquire at a time would loop `initial`
+    # times, and a payload may ask for a bound of 10**12).
+    sem._value = value
     return sem
 
 

@@ -472,7 +472,13 @@ _MALFORMED = (
     OverflowError,
     UnicodeDecodeError,
     MemoryError,
+    TypeError,
+    LookupError,
+    ArithmeticError,
 )
+# A plain stream naming a module or attribute this environment lacks: damaged, or written
+# where something else is installed. Either way an UnpicklingError, with the cause chained.
+_MISSING_NAME = (ImportError, AttributeError)
 
 
 def _view(data: Any) -> memoryview:
@@ -565,6 +571,23 @@ class _LoadOptions:
     buffers: Any
     key: tuple[bytes, ...] | None
     resources: Mapping[Any, Any] | None = None
+    restricted: bool = False
+    allow: tuple[str, ...] | None = None
+
+
+def _check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | None]:
+    if not isinstance(restricted, bool):
+        raise TypeError(f"restricted must be True or False, not {restricted!r}")
+    if allow is None:
+        return restricted, None
+    if not restricted:
+        raise ValueError("allow= only applies to restricted loading: pass restricted=True too")
+    if isinstance(allow, str):
+        allow = (allow,)
+    from .security import _parse_allow
+
+    _parse_allow(allow)  # a typo in an allow-list raises here, before anything is read
+    return restricted, tuple(allow)
 
 
 def _check_resources(resources: Any) -> Mapping[Any, Any] | None:
@@ -669,6 +692,22 @@ def _unpickle(header: Header, opts: _LoadOptions, stream: Any, buffers: Any) -> 
     backend = BACKENDS.get(_loader_name(header))
     token = REATTACH.set(_reattach(header, opts.resources))
     try:
+        if opts.restricted:
+            from .security import restricted_loads
+
+            if not isinstance(stream, (bytes, bytearray, memoryview)):
+                stream = stream.read()
+            # Code by value is trusted only through a signature that verified (a key was
+            # given, so it did, or loading stopped before here).
+            return restricted_loads(
+                stream,
+                allow=opts.allow,
+                trusted=opts.key is not None and header.signed,
+                fix_imports=opts.fix_imports,
+                encoding=opts.encoding,
+                errors=opts.errors,
+                buffers=buffers,
+            )
         if not isinstance(stream, (bytes, bytearray, memoryview)):
             if backend.name in ("auto", "pickle"):
                 return pickle.Unpickler(
@@ -726,6 +765,18 @@ def _load_plain(view: memoryview, opts: _LoadOptions) -> Any:
         foreign = decompress_foreign(view)
         if foreign is not None:
             stream = foreign
+    if opts.restricted:
+        from .security import restricted_loads
+
+        return restricted_loads(
+            stream,
+            allow=opts.allow,
+            trusted=False,  # a plain stream carries no signature
+            fix_imports=opts.fix_imports,
+            encoding=opts.encoding,
+            errors=opts.errors,
+            buffers=opts.buffers,
+        )
     try:
         return pickle.loads(
             stream,
@@ -734,8 +785,17 @@ def _load_plain(view: memoryview, opts: _LoadOptions) -> Any:
             errors=opts.errors,
             buffers=opts.buffers,
         )
+    except _MISSING_NAME as exc:
+        raise _missing_name(exc) from exc
     except _MALFORMED as exc:
         raise _malformed(exc, view) from exc
+
+
+def _missing_name(exc: BaseException) -> UnpicklingError:
+    return UnpicklingError(
+        f"the pickle stream names something this environment lacks ({type(exc).__name__}: "
+        f"{exc}): the stream is damaged, or was written where other packages are installed"
+    )
 
 
 def _malformed(exc: BaseException, view: memoryview) -> CorruptPayloadError:
@@ -762,6 +822,8 @@ def loads(
     buffers: Iterable[Any] | None = None,
     key: bytes | None = None,
     resources: Mapping[str | type, Any] | None = None,
+    restricted: bool = False,
+    allow: Iterable[str] | None = None,
 ) -> Any:
     """Rebuild an object from bytes.
 
@@ -776,6 +838,12 @@ def loads(
             dropped resources, keyed by path (``"root.client._sock"``, as ``info().dropped``
             lists them) or by type (every dropped object of that type). Unmatched dropped
             resources load as ``None``.
+        restricted: accept only allow-listed globals (a safe default set of data types,
+            extended with ``allow``); the first refused one raises
+            :class:`UnsafePayloadError` before it is imported or called. Code serialized by
+            value is accepted only if the payload's signature verified with ``key``.
+        allow: extra globals for restricted loading: exact names (``"pkg.module.Name"``) and
+            prefixes (``"pkg.*"``).
 
     Returns:
         The object.
@@ -789,10 +857,18 @@ def loads(
             format newer than this release.
         BackendNotInstalledError: the payload needs a backend whose package is missing.
         ValueError: ``resources`` names a path or type the payload did not drop (checked
-            before anything is unpickled).
+            before anything is unpickled); ``allow`` is malformed or given without
+            ``restricted``.
+        UnsafePayloadError: restricted loading refused a global.
     """
     opts = _LoadOptions(
-        fix_imports, encoding, errors, buffers, _keys(key), _check_resources(resources)
+        fix_imports,
+        encoding,
+        errors,
+        buffers,
+        _keys(key),
+        _check_resources(resources),
+        *_check_allow(restricted, allow),
     )
     return _loads_view(_view(data), opts)
 
@@ -819,6 +895,8 @@ def load(
     key: bytes | None = None,
     resources: Mapping[str | type, Any] | None = None,
     mmap_mode: str | None = None,
+    restricted: bool = False,
+    allow: Iterable[str] | None = None,
 ) -> Any:
     """Rebuild an object from a file (a path or a binary file object).
 
@@ -837,7 +915,13 @@ def load(
         The others: as for :func:`loads`, which lists what is raised.
     """
     opts = _LoadOptions(
-        fix_imports, encoding, errors, buffers, _keys(key), _check_resources(resources)
+        fix_imports,
+        encoding,
+        errors,
+        buffers,
+        _keys(key),
+        _check_resources(resources),
+        *_check_allow(restricted, allow),
     )
     if is_path(file):
         return load_from_path(file, opts, mmap_mode)
@@ -877,7 +961,7 @@ def _load_stream(file: IO[bytes], opts: _LoadOptions) -> Any:
         header = envelope.parse_header(header_bytes)
         rest = _read_exactly(file, header.total_length - len(header_bytes), "payload")
         return _load_envelope(memoryview(header_bytes + rest), opts)
-    if codec_for_magic(head) is not None or is_foreign(head):
+    if codec_for_magic(head) is not None or is_foreign(head) or opts.restricted:
         # A pickle compressed whole by another tool: the compressed stream has no inner end
         # mark the unpickler could stop at, so it is read to the end of the file.
         return _load_plain(memoryview(head + file.read()), opts)
@@ -890,6 +974,8 @@ def _load_stream(file: IO[bytes], opts: _LoadOptions) -> Any:
             errors=opts.errors,
             buffers=opts.buffers,
         ).load()
+    except _MISSING_NAME as exc:
+        raise _missing_name(exc) from exc
     except _MALFORMED as exc:
         raise _malformed(exc, memoryview(head)) from exc
 
@@ -1110,7 +1196,16 @@ _DUMP_OPTIONS = (
     "on_unpicklable",
     "raw",
 )
-_LOAD_OPTIONS = ("fix_imports", "encoding", "errors", "buffers", "key", "resources")
+_LOAD_OPTIONS = (
+    "fix_imports",
+    "encoding",
+    "errors",
+    "buffers",
+    "key",
+    "resources",
+    "restricted",
+    "allow",
+)
 
 
 class Serializer:

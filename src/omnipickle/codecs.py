@@ -9,6 +9,7 @@ raise :class:`CodecNotInstalledError` naming the extra to install.
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -109,6 +110,13 @@ class Codec:
                 f"the header says {max_size}"
             )
         return out
+
+
+def _check_plausible(max_size: int | None, name: str) -> None:
+    if max_size is not None and not 0 <= max_size < sys.maxsize // 2:
+        raise CorruptPayloadError(
+            f"corrupt header: the {name}-compressed payload claims {max_size} bytes"
+        )
 
 
 class _WholeCompressor:
@@ -223,6 +231,7 @@ class _IncrementalCodec(Codec):
         return out
 
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+        _check_plausible(max_size, self.name)
         decompressor = self._new_decompressor()
         # One byte more than promised: a stream that is too long is caught, not trusted.
         limit = -1 if max_size is None else max_size + 1
@@ -338,6 +347,14 @@ class LzmaCodec(_IncrementalCodec):
 
         return lzma.LZMADecompressor()
 
+    def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
+        import lzma
+
+        try:
+            return super()._feed(decompressor, data, limit)
+        except lzma.LZMAError as exc:
+            raise ValueError(str(exc)) from exc
+
     def compressobj(self, level: int | None = None) -> Any:
         import lzma
 
@@ -403,6 +420,29 @@ class ZstdCodec(_IncrementalCodec):
         except zstandard.ZstdError as exc:
             raise ValueError(str(exc)) from exc
         return out
+
+    def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
+        if max_size is None:
+            return super().decompress(data)
+        _check_plausible(max_size, self.name)
+        zstandard = self._import("zstandard")
+        # decompressobj has no output limit: read at most one byte more than the header
+        # promises through a stream reader, so a small bomb cannot fill memory first.
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(data), read_across_frames=False
+        )
+        chunks = []
+        remaining = max_size + 1
+        try:
+            while remaining > 0:
+                chunk = reader.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except zstandard.ZstdError as exc:
+            raise self._damaged(exc) from exc
+        return self._check_size(b"".join(chunks), max_size)
 
 
 class Lz4Codec(_IncrementalCodec):
