@@ -144,10 +144,14 @@ class _CompressingWriter:
         self._compressor = compressor
 
     def write(self, data: Buffer) -> int:
-        out = self._compressor.compress(data)
-        if out:
-            self._file.write(out)
-        return len(memoryview(data))
+        view = memoryview(data).cast("B")
+        # In 1 MiB pieces: a compressor hands back about as much as it is given, and a whole
+        # array at once would be a second copy of it in memory.
+        for start in range(0, view.nbytes, 1 << 20):
+            out = self._compressor.compress(view[start : start + (1 << 20)])
+            if out:
+                self._file.write(out)
+        return view.nbytes
 
     def close(self) -> None:
         tail = self._compressor.flush()
