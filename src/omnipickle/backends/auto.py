@@ -352,7 +352,9 @@ class AutoPickler(pickle.Pickler):
         if t is _FunctionType:
             if importable(obj, self._by_value_modules):
                 return NotImplemented
-            rv = _cloudpickle().Pickler._function_reduce(self, obj)
+            # Not importable by name: by value (cloudpickle's reducer, without its own check,
+            # which would look the function up a second time).
+            rv = _cloudpickle().Pickler._dynamic_function_reduce(self, obj)
         elif issubclass(t, type):
             if importable(obj, self._by_value_modules):
                 return NotImplemented
