@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from typing import Any
 
 import pytest
@@ -172,3 +173,25 @@ def test_registered_codec_is_recorded_by_name() -> None:
 def test_codec_must_be_a_codec_instance() -> None:
     with pytest.raises(TypeError, match="Codec"):
         omnipickle.register_codec("x", object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"), [("zstd", "pip install zstandard"), ("lz4", "pip install 'omnipickle[lz4]'")]
+)
+def test_missing_codec_package_says_what_to_install(
+    name: str, hint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    codec = get_codec(name)
+    real = importlib.import_module
+
+    def fake(module: str, *args: Any) -> Any:
+        if module.startswith(("zstandard", "lz4")):
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+        return real(module, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(omnipickle.CodecNotInstalledError, match=re.escape(hint)) as info:
+        codec.compress(b"data")
+    assert isinstance(info.value, ImportError)

@@ -37,7 +37,7 @@ class Codec:
     default_level: ClassVar[int | None] = None
     levels: ClassVar[range | None] = None
     requires: ClassVar[str | None] = None
-    """The extra (``pip install omnipickle[NAME]``) or package the codec needs."""
+    """What to ``pip install`` when the codec's package is missing."""
 
     def compress(self, data: Buffer, level: int | None = None) -> bytes:
         """Compress ``data`` at ``level`` (``None``: the codec's default)."""
@@ -95,10 +95,10 @@ class Codec:
         try:
             return importlib.import_module(module)
         except ImportError as exc:
-            extra = self.requires or module
+            hint = self.requires or module
             raise CodecNotInstalledError(
                 f"the {self.name} codec needs the {module!r} package, which is not installed: "
-                f"pip install 'omnipickle[{extra}]'"
+                f"pip install {hint}"
             ) from exc
 
     def _damaged(self, exc: BaseException) -> CorruptPayloadError:
@@ -380,7 +380,7 @@ class ZstdCodec(_IncrementalCodec):
     suffixes = (".zst", ".zstd")
     default_level = 3
     levels = range(-7, 23)
-    requires = "zstd"
+    requires = "zstandard"  # a dependency of omnipickle: missing only if uninstalled
 
     def compress(self, data: Buffer, level: int | None = None) -> bytes:
         zstandard = self._import("zstandard")
@@ -405,9 +405,10 @@ class ZstdCodec(_IncrementalCodec):
 
     def writer(self, file: Any, level: int | None = None, *, size_hint: int = 0) -> Any:
         zstandard = self._import("zstandard")
-        # zstd's own threads: measured on 400 MB of arrays (benchmarks/bench_files.py, two
-        # cores) they were slower than one (1.11 s vs 0.97 s) and held ~76 MB of extra
-        # buffers; kept for machines with cores to spare, past a size no test reaches.
+        # zstd's own threads: on 400 MB of arrays (benchmarks/bench_files.py, two cores) they
+        # held 73-92 MB of extra buffers (over the 10% memory bar) for a speed-up that came
+        # and went between runs (0.67-1.11 s against 0.81-0.97 s for one thread); kept for
+        # machines with cores to spare, past a size no test reaches.
         threads = -1 if size_hint >= _ZSTD_THREADS_AFTER and (os.cpu_count() or 1) > 4 else 0
         compressor = zstandard.ZstdCompressor(
             level=self.check_level(level), write_checksum=False, threads=threads
@@ -461,7 +462,7 @@ class Lz4Codec(_IncrementalCodec):
     suffixes = (".lz4",)
     default_level = 0
     levels = range(-1, 17)
-    requires = "lz4"
+    requires = "'omnipickle[lz4]'"
 
     def compress(self, data: Buffer, level: int | None = None) -> bytes:
         frame = self._import("lz4.frame")
