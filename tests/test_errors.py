@@ -164,3 +164,13 @@ def test_popen_is_refused() -> None:
             omnipickle.dumps(Plain(proc, None))
     finally:
         proc.wait()
+
+
+def test_path_is_right_when_a_large_array_sits_beside_the_problem() -> None:
+    """The locator test-pickles siblings; a large in-band buffer (handed to the sink whole,
+    without len()) must not be mistaken for the culprit."""
+    import numpy as np
+
+    with socket.socket() as sock, pytest.raises(omnipickle.PicklingError) as info:
+        omnipickle.dumps({"arr": np.arange(200_000.0), "z": sock})
+    assert info.value.path == "root['z']"

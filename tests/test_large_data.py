@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -284,4 +283,3 @@ def test_pipe_dump_of_arrays_works(tmp_path: Path) -> None:
         omnipickle.dump(_arrays(), w, compression="lz4")
     t.join()
     assert _same(out[0], _arrays())
-    _ = io

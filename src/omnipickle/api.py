@@ -10,6 +10,7 @@ import pickle
 import struct
 import sys
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -325,8 +326,6 @@ def _wrap(
 
 
 def _crc(parts: Iterable[Part]) -> int:
-    import zlib
-
     crc = 0
     for part in parts:
         crc = zlib.crc32(part, crc)

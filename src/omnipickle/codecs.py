@@ -391,7 +391,7 @@ class ZstdCodec(_IncrementalCodec):
     def _new_decompressor(self) -> Any:
         return self._import("zstandard").ZstdDecompressor().decompressobj()
 
-    def compressobj(self, level: int | None = None, *, threads: int = 0) -> Any:
+    def compressobj(self, level: int | None = None) -> Any:
         zstandard = self._import("zstandard")
         checked = self._level(level)
         # A stream of unknown size gets zstd's parameters for small inputs; an 8 MiB window
@@ -399,7 +399,7 @@ class ZstdCodec(_IncrementalCodec):
         # compression of the whole stream.
         default = zstandard.ZstdCompressionParameters.from_level(checked)
         params = zstandard.ZstdCompressionParameters.from_level(
-            checked, window_log=max(default.window_log, 23), threads=threads
+            checked, window_log=max(default.window_log, 23)
         )
         return zstandard.ZstdCompressor(compression_params=params).compressobj()
 

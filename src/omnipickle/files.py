@@ -158,21 +158,10 @@ class FileSink:
         self._error: BaseException | None = None
         self._closed = False
 
-    @property
-    def stream_offset(self) -> int:
-        """Where the stored stream starts in the file (once spilled)."""
-        return self.start + HEADER_ROOM
-
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        if type(data) is bytes:
-            for marker in self.watch:
-                if marker in data:
-                    from .backends.base import WatchedMarkerFound
+        from .backends.base import accept_chunk
 
-                    raise WatchedMarkerFound(marker)
-        else:
-            data = memoryview(data)  # an in-band buffer handed over as it is: data, not opcodes
-        n = data.nbytes if isinstance(data, memoryview) else len(data)
+        data, n = accept_chunk(data, self.watch)
         self.length += n
         if not self.spilled:
             self.chunks.append(data)

@@ -191,11 +191,6 @@ _TABLE: dict[type, Callable[[Any], Any]] = {
 }
 
 
-def special_reducers() -> dict[type, Callable[[Any], Any]]:
-    """The per-type reducers auto adds to the pickler's dispatch table (a copy)."""
-    return dict(_TABLE)
-
-
 # --- the dispatch table: per-type decisions, made once per type ----------------------------
 
 
@@ -327,6 +322,9 @@ class AutoPickler(pickle.Pickler):
         fix_imports, buffer_callback: as for :class:`pickle.Pickler`.
     """
 
+    # Whether live resources become placeholders (on_unpicklable="drop") instead of errors.
+    _drop_resources = False
+
     def __init__(
         self,
         file: Any,
@@ -340,7 +338,7 @@ class AutoPickler(pickle.Pickler):
         super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
         if not _subclass_defines(type(self), "dispatch_table", AutoPickler):
             # Built per pickler so that copyreg registrations made after import are honoured.
-            self.dispatch_table = DispatchTable(protocol)
+            self.dispatch_table = DispatchTable(protocol, drop=self._drop_resources)
         self.proto = protocol
         self.globals_ref: dict[int, dict[str, Any]] = {}
         self.by_value = False
@@ -482,6 +480,8 @@ class _DroppingPickler(AutoPickler):
     """:class:`AutoPickler` for ``on_unpicklable="drop"``: live resources, and the objects in
     ``drop_ids`` (found unpicklable by an earlier attempt), become placeholders."""
 
+    _drop_resources = True
+
     def __init__(
         self,
         file: Any,
@@ -491,7 +491,6 @@ class _DroppingPickler(AutoPickler):
         drop_ids: frozenset[int] = frozenset(),
     ) -> None:
         super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-        self.dispatch_table = DispatchTable(protocol, drop=True)
         self._drop_ids = drop_ids
 
     def reducer_override(self, obj: Any) -> Any:

@@ -142,6 +142,25 @@ class _CrcWorker:
         return self.crc
 
 
+def accept_chunk(
+    data: bytes | bytearray | memoryview, watch: tuple[bytes, ...] = ()
+) -> tuple[bytes | memoryview, int]:
+    """What a pickler wrote, as kept by a sink: the chunk and its length in bytes.
+
+    Frames (``bytes``) are checked for the ``watch`` markers. A large in-band buffer (a
+    ``PickleBuffer``, a ``bytearray``) is handed over by the C pickler as it is, outside any
+    frame: it is data, never opcodes, so it is not watched, and it has no ``len()``: it is
+    taken as a memoryview.
+    """
+    if type(data) is bytes:
+        for marker in watch:
+            if marker in data:
+                raise WatchedMarkerFound(marker)
+        return data, len(data)
+    view = memoryview(data)
+    return view, view.nbytes
+
+
 class ChunkSink:
     """A write-only file for a pickler: keeps the chunks and a running CRC-32.
 
@@ -161,23 +180,15 @@ class ChunkSink:
         self.watch = watch
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        if type(data) is bytes:
-            for marker in self.watch:
-                if marker in data:
-                    raise WatchedMarkerFound(marker)
-        else:
-            # A large in-band buffer (a PickleBuffer, a bytearray): the C pickler hands it over
-            # as it is, outside any frame. It is data, never opcodes: nothing to watch for.
-            data = memoryview(data)
+        chunk, n = accept_chunk(data, self.watch)
         # Keep a reference, no copy.
-        self.chunks.append(data)
+        self.chunks.append(chunk)
         if self._worker is not None:
-            self._worker.put(data)
+            self._worker.put(chunk)
         else:
-            self._crc = zlib.crc32(data, self._crc)
+            self._crc = zlib.crc32(chunk, self._crc)
             if self.length > PARALLEL_CRC_AFTER and _CORES > 1:
                 self._worker = _CrcWorker(self._crc)
-        n = len(data) if not isinstance(data, memoryview) else data.nbytes
         self.length += n
         return n
 
@@ -220,7 +231,7 @@ class NullSink:
     __slots__ = ()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        return len(data)
+        return accept_chunk(data)[1]
 
 
 class WatchedMarkerFound(Exception):
