@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import omnipickle
 from helpers import Plain, Slotted, WithState
+from omnipickle.format import header as envelope
 from omnipickle.security import restricted_loads, scan
 
 KEY = b"fuzzing-key-0123456789"
@@ -188,7 +189,7 @@ def random_mutation(rng: random.Random, corpus: list[bytes]) -> bytes:
 def header_mutation(data: bytes, rng: random.Random) -> bytes:
     import zlib
 
-    if not omnipickle.envelope.is_envelope(data) or len(data) < omnipickle.envelope.HEADER_SIZE:
+    if not envelope.is_envelope(data) or len(data) < envelope.HEADER_SIZE:
         return data
     out = bytearray(data)
     pos = rng.randrange(8, 44)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 import omnipickle
-from omnipickle import envelope
+from omnipickle.format import header as envelope
+from omnipickle.format.signing import key_id
 
 KEY = b"k" * 32
 
@@ -49,7 +50,7 @@ def test_info_reports_the_envelope_without_unpickling() -> None:
     assert about.python == f"{sys.version_info[0]}.{sys.version_info[1]}"
     header = envelope.parse_header(data)
     assert about.stored_size == len(data) - header.payload_offset - 32
-    assert about.extra["kid"] == omnipickle.api.key_id(KEY)
+    assert about.extra["kid"] == key_id(KEY)
     text = str(about)
     assert "zstd" in text and "signed" in text and "cloudpickle" in text
 
@@ -240,7 +241,7 @@ def test_key_rotation_signs_with_the_first_and_verifies_with_any() -> None:
     old, new = b"o" * 32, b"n" * 32
     signed_old = _payload(key=old)
     signed_new = _payload(key=[new, old])
-    assert omnipickle.info(signed_new).extra["kid"] == omnipickle.api.key_id(new)
+    assert omnipickle.info(signed_new).extra["kid"] == key_id(new)
     for data in (signed_old, signed_new):
         assert omnipickle.loads(data, key=[new, old])["text"] == "hello"
     with pytest.raises(omnipickle.SignatureError):
@@ -252,10 +253,10 @@ def test_key_rotation_signs_with_the_first_and_verifies_with_any() -> None:
 
 
 def test_key_id_reveals_nothing_usable_and_is_stable() -> None:
-    kid = omnipickle.api.key_id(KEY)
+    kid = key_id(KEY)
     assert len(kid) == 8
     assert KEY.hex()[:8] != kid
-    assert omnipickle.api.key_id(KEY) == kid
+    assert key_id(KEY) == kid
 
 
 def test_str_key_is_a_typeerror() -> None:

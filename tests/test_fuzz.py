@@ -33,9 +33,9 @@ from hypothesis import strategies as st
 import omnipickle
 from conftest import run_python
 from helpers import Plain, Slotted, WithState
-from omnipickle import envelope
 from omnipickle.codecs import REGISTRY as CODECS
 from omnipickle.errors import CodecNotInstalledError
+from omnipickle.format import header as envelope
 from omnipickle.security import restricted_loads, scan
 
 KEY = b"fuzzing-key-0123456789"

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import omnipickle
-from omnipickle import files
+from omnipickle.format import header as envelope
+from omnipickle.format import reader, writer
 
 CODECS = [None, *sorted(omnipickle.codecs())]
 
@@ -97,8 +98,8 @@ def test_large_stream_is_written_while_pickling(tmp_path: Path, codec: Any) -> N
     rows = [{"i": i, "s": str(i) * 4} for i in range(120_000)]  # a stream > 1 MiB
     path = tmp_path / "rows.bin"
     omnipickle.dump(rows, path, compression=codec)
-    header = omnipickle.envelope.parse_header(path.read_bytes()[:8192])
-    assert header.payload_offset == files.HEADER_ROOM  # streamed: room left for the header
+    header = envelope.parse_header(path.read_bytes()[:8192])
+    assert header.payload_offset == writer.HEADER_ROOM  # streamed: room left for the header
     assert omnipickle.load(path) == rows
 
 
@@ -112,10 +113,10 @@ def test_small_payloads_are_written_compactly(tmp_path: Path) -> None:
 def tiny_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Exercise the framing logic of huge payloads (slices, spills, streamed loads) on small
     ones: files > 4 GiB are out of reach here."""
-    monkeypatch.setattr(files, "SPILL_AFTER", 1000)
-    monkeypatch.setattr(files, "STREAM_LOAD_AFTER", 1000)
-    monkeypatch.setattr(files, "SECTION_MIN", 100)
-    monkeypatch.setattr(files, "_SLICE", 777)
+    monkeypatch.setattr(writer, "SPILL_AFTER", 1000)
+    monkeypatch.setattr(writer, "SECTION_MIN", 100)
+    monkeypatch.setattr(writer, "_SLICE", 777)
+    monkeypatch.setattr(reader, "_SLICE", 777)
 
 
 @pytest.mark.usefixtures("tiny_limits")
@@ -134,7 +135,7 @@ def test_framing_with_small_chunk_sizes(tmp_path: Path, codec: Any) -> None:
 def test_streamed_load_checks_before_unpickling(tmp_path: Path, codec: Any, where: str) -> None:
     path = tmp_path / "f.bin"
     omnipickle.dump(_arrays(), path, compression=codec, key=b"k" * 16)
-    header = omnipickle.envelope.parse_header(path.read_bytes()[:8192])
+    header = envelope.parse_header(path.read_bytes()[:8192])
     offset = {
         "stream": header.payload_offset + 10,
         "section": header.extra["sections"][1]["offset"] + 5,
@@ -166,13 +167,13 @@ def test_truncated_streamed_file_is_refused(tmp_path: Path) -> None:
 def test_header_larger_than_its_room_moves_the_body(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(files, "SECTION_MIN", 16)
+    monkeypatch.setattr(writer, "SECTION_MIN", 16)
     many = [np.full(8, i, dtype=np.float64) for i in range(300)]  # 300 sections: ~20 KB header
     path = tmp_path / "many.bin"
     omnipickle.dump(many, path, key=b"k" * 16)
     out = omnipickle.load(path, key=b"k" * 16)
     assert all(np.array_equal(a, b) for a, b in zip(out, many, strict=True))
-    assert omnipickle.envelope.parse_header(path.read_bytes()).payload_offset > files.HEADER_ROOM
+    assert envelope.parse_header(path.read_bytes()).payload_offset > writer.HEADER_ROOM
 
 
 def test_user_buffer_callback_keeps_buffers_out_of_the_file(tmp_path: Path) -> None:

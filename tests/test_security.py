@@ -28,7 +28,6 @@ import pytest
 import omnipickle
 from conftest import check_python
 from helpers import Plain, Slotted, WithState
-from omnipickle import envelope
 from omnipickle._reconstruct import load_dill, make_bounded_semaphore
 from omnipickle.codecs import get_codec
 from omnipickle.errors import (
@@ -38,6 +37,7 @@ from omnipickle.errors import (
     UnpicklingError,
     UnsafePayloadError,
 )
+from omnipickle.format import header as envelope
 from omnipickle.security import (
     DEFAULT_ALLOW,
     TRUSTED_ALLOW,

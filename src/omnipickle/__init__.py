@@ -9,11 +9,12 @@ changes no global state of :mod:`pickle` or :mod:`copyreg`.
 
 from __future__ import annotations
 
+from importlib import metadata as _metadata
+
 from .api import (
     DEFAULT_PROTOCOL,
     HIGHEST_PROTOCOL,
     Info,
-    Serializer,
     dump,
     dumps,
     info,
@@ -48,9 +49,13 @@ from .resources import (
     transient,
 )
 from .security import ScanReport, scan
+from .serializer import Serializer
 from .session import SessionReport, dump_session, load_session
 
-__version__ = "0.1.0.dev0"
+try:
+    __version__ = _metadata.version("omnipickle")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 # pickle's other public names, so that `import omnipickle as pickle` keeps working.
 from pickle import PickleBuffer, PickleError

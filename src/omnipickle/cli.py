@@ -12,16 +12,20 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .api import dump, info, load
+from .codecs import get_codec
 from .errors import (
     CodecNotInstalledError,
     OmnipickleError,
     SignatureError,
     UnknownCodecError,
 )
+from .files import atomic_writer
+from .format.signing import MIN_KEY_SIZE
+from .security import parse_allow, scan, verify_signature
 
 __all__ = ["main"]
 
-_MIN_KEY = 16
 _PROGRESS_BYTES = 50 * 1024 * 1024
 _EXIT_OK, _EXIT_DATA, _EXIT_USAGE = 0, 1, 2
 
@@ -124,9 +128,10 @@ def _read_key(path: str) -> bytes:
         raise _UsageError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
     if key.endswith(b"\n"):
         key = key[:-1]
-    if len(key) < _MIN_KEY:
+    if len(key) < MIN_KEY_SIZE:
         raise _UsageError(
-            f"the key in {path} is {len(key)} bytes long; keys must be at least {_MIN_KEY} bytes"
+            f"the key in {path} is {len(key)} bytes long; "
+            f"keys must be at least {MIN_KEY_SIZE} bytes"
         )
     return key
 
@@ -143,17 +148,13 @@ def _progress(message: str) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .api import info
-
     print(info(args.file))
     return _EXIT_OK
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from .security import _parse_allow, scan, verify_signature
-
     try:
-        _parse_allow(args.allow)
+        parse_allow(args.allow)
     except (TypeError, ValueError) as exc:
         raise _UsageError(str(exc)) from exc
     trusted = False
@@ -172,8 +173,6 @@ def _scan(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .security import verify_signature
-
     key = _read_key(args.key_file)
     verify_signature(args.file, key)
     print(f"{args.file}: signature OK")
@@ -181,9 +180,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .api import dump, info, load
-    from .codecs import get_codec
-
     key = _read_key(args.key_file) if args.key_file is not None else None
     compression = args.compression
     if compression is not None and compression != "none":
@@ -212,8 +208,6 @@ def _convert(args: argparse.Namespace) -> int:
     if compression == "none":
         # For a path, dump infers the codec from the suffix when compression is None; written
         # to a file object it infers nothing (and still streams, and still goes atomically).
-        from .files import atomic_writer
-
         with atomic_writer(args.output) as f:
             dump(obj, f, key=key)
     else:

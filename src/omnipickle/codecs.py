@@ -104,6 +104,11 @@ class Codec:
     def _damaged(self, exc: BaseException) -> CorruptPayloadError:
         return CorruptPayloadError(f"the {self.name}-compressed payload is damaged: {exc}")
 
+    def damage_errors(self) -> tuple[type[BaseException], ...]:
+        """The exception types the codec's package raises for damaged input, beyond the
+        standard ``OSError``/``EOFError``/``ValueError``."""
+        return ()
+
     def _check_size(self, out: bytes, max_size: int | None) -> bytes:
         if max_size is not None and len(out) != max_size:
             raise CorruptPayloadError(
@@ -214,7 +219,7 @@ class _DamageTranslatingReader(io.RawIOBase):
             n: int = self._inner.readinto(view)
         except CorruptPayloadError:
             raise
-        except (OSError, EOFError, ValueError, RuntimeError) as exc:
+        except (OSError, EOFError, ValueError, RuntimeError, *self._codec.damage_errors()) as exc:
             raise self._codec._damaged(exc) from exc
         return n
 
@@ -415,6 +420,9 @@ class ZstdCodec(_IncrementalCodec):
         )
         # Written straight into ``file``: no compressed copy is held in memory.
         return _ZstdWriter(compressor.stream_writer(file, closefd=False), zstandard.FLUSH_FRAME)
+
+    def damage_errors(self) -> tuple[type[BaseException], ...]:
+        return (self._import("zstandard").ZstdError,)
 
     def reader(self, file: Any) -> Any:
         zstandard = self._import("zstandard")

@@ -9,6 +9,7 @@ optional package an :class:`ImportError` and an unknown name a :class:`ValueErro
 from __future__ import annotations
 
 import pickle
+import struct
 
 __all__ = [
     "BackendNotInstalledError",
@@ -24,6 +25,8 @@ __all__ = [
     "UnknownCodecError",
     "UnpicklingError",
     "UnsafePayloadError",
+    "damaged_stream",
+    "missing_name",
 ]
 
 
@@ -98,3 +101,64 @@ class UnknownCodecError(OmnipickleError, ValueError):
 
 class DroppedResourceWarning(UserWarning):
     """Live resources were left out of a payload and will load as ``None``."""
+
+
+# --- foreign exceptions, mapped in one place -----------------------------------------------------
+#
+# The rule: an exception raised while reading a stream is mapped by its type and by where the
+# reader stood, never by its message. What CPython's unpicklers raise for a stream that is not
+# well-formed pickle is MALFORMED_STREAM; for a plain stream (nothing checked it before it was
+# unpickled) those mean "damaged", and a failure with every byte consumed (or an EOFError) means
+# "ended early". A stream naming a module or attribute this environment lacks raises one of
+# MISSING_NAME. The exceptions that mean "this object cannot be pickled this way" when dumping
+# are PICKLING_FAILURES; anything else a user's code raises keeps its type.
+
+MALFORMED_STREAM: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    struct.error,
+    OverflowError,
+    UnicodeDecodeError,
+    MemoryError,
+    TypeError,
+    LookupError,
+    ArithmeticError,
+)
+MISSING_NAME: tuple[type[BaseException], ...] = (ImportError, AttributeError)
+PICKLING_FAILURES: tuple[type[BaseException], ...] = (
+    pickle.PicklingError,
+    TypeError,
+    AttributeError,
+    RecursionError,
+)
+
+
+def damaged_stream(
+    exc: BaseException, *, size: int, ended: bool, head: bytes = b""
+) -> CorruptPayloadError:
+    """The error for a plain pickle stream of ``size`` bytes that failed with ``exc``.
+
+    ``ended``: the data ran out before the stream did (the reader hit the end of its input, or
+    the data does not end with the STOP opcode every whole stream ends with); ``head``: the
+    stream's first bytes.
+    """
+    if isinstance(exc, EOFError) or (ended and isinstance(exc, pickle.UnpicklingError)):
+        return TruncatedPayloadError(
+            f"truncated pickle stream: the data ({size} bytes) ends before the stream does"
+        )
+    if head and head[0] != 0x80 and isinstance(exc, pickle.UnpicklingError):
+        return CorruptPayloadError(
+            f"not an omnipickle payload or a pickle stream (it starts with {head[:8]!r}): {exc}"
+        )
+    return CorruptPayloadError(f"damaged pickle stream: {type(exc).__name__}: {exc}")
+
+
+def missing_name(exc: BaseException) -> UnpicklingError:
+    """The error for a plain stream naming something this environment lacks."""
+    return UnpicklingError(
+        f"the pickle stream names something this environment lacks ({type(exc).__name__}: "
+        f"{exc}): the stream is damaged, or was written where other packages are installed"
+    )

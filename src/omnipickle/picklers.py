@@ -8,7 +8,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from . import envelope
+from .api import load
+from .format.header import MAGIC
 
 __all__ = ["Unpickler"]
 
@@ -44,8 +45,6 @@ class Unpickler(pickle.Unpickler):
     def load(self) -> Any:
         """Read and return one object from the file."""
         if self._at_envelope():
-            from .api import load
-
             return load(self._omni_file, **self._omni_options)
         return super().load()
 
@@ -53,11 +52,11 @@ class Unpickler(pickle.Unpickler):
         file = self._omni_file
         peek = getattr(file, "peek", None)
         if peek is not None:
-            return bytes(peek(len(envelope.MAGIC))[: len(envelope.MAGIC)]) == envelope.MAGIC
+            return bytes(peek(len(MAGIC))[: len(MAGIC)]) == MAGIC
         seekable = getattr(file, "seekable", None)
         if seekable is not None and seekable():
             pos = file.tell()
-            head = file.read(len(envelope.MAGIC))
+            head = file.read(len(MAGIC))
             file.seek(pos)
-            return bool(head == envelope.MAGIC)
+            return bool(head == MAGIC)
         return False

@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from . import envelope
 from .codecs import REGISTRY as CODECS
 from .codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign
 from .errors import (
@@ -52,6 +51,7 @@ from .errors import (
     UnsafePayloadError,
 )
 from .files import check_binary_file, is_path
+from .format import header as envelope
 
 if TYPE_CHECKING:
     from .api import Info
@@ -1540,7 +1540,7 @@ def scan(
         # Large buffers stored after the stream: data only, but a damaged one fails the load.
         for section in envelope.sections(header):
             envelope.check_section(section, view)
-        from .api import info
+        from .format.describe import describe as info
 
         described = info(view)
         return _scan_stream(
@@ -1580,3 +1580,6 @@ def scan(
     if foreign is not None:
         return _scan_stream(memoryview(foreign), policy, 0, "compressed pickle", size=len(view))
     return _scan_stream(view, policy, 0, "pickle")
+
+
+parse_allow = _parse_allow  # the public name (the security package split keeps it)

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from .api import dump, dumps, info, load
 from .errors import DroppedResourceWarning, PicklingError
 
 __all__ = ["SessionReport", "dump_session", "load_session"]
@@ -80,8 +81,6 @@ def dump_session(
     Returns:
         A :class:`SessionReport`.
     """
-    from .api import dump, dumps, info
-
     main = _main(main)
     variables = _session_variables(main)
     report = SessionReport()
@@ -137,8 +136,6 @@ def load_session(
         TypeError: the file does not hold a session (a dict of variables).
         and everything :func:`omnipickle.load` raises.
     """
-    from .api import info, load
-
     main = _main(main)
     variables = load(file, **options)
     if not isinstance(variables, dict) or not all(isinstance(k, str) for k in variables):

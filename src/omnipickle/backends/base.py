@@ -118,7 +118,7 @@ def run_pickler(
 PARALLEL_CRC_AFTER = 4 << 20
 
 
-class _CrcWorker:
+class CrcWorker:
     """Computes a running CRC-32 of the chunks it is given, in order, on its own thread."""
 
     def __init__(self, crc: int) -> None:
@@ -175,7 +175,7 @@ class ChunkSink:
     def __init__(self, watch: tuple[bytes, ...] = ()) -> None:
         self.chunks: list[bytes | bytearray | memoryview] = []
         self._crc = 0
-        self._worker: _CrcWorker | None = None
+        self._worker: CrcWorker | None = None
         self.length = 0
         self.watch = watch
 
@@ -188,7 +188,7 @@ class ChunkSink:
         else:
             self._crc = zlib.crc32(chunk, self._crc)
             if self.length > PARALLEL_CRC_AFTER and _CORES > 1:
-                self._worker = _CrcWorker(self._crc)
+                self._worker = CrcWorker(self._crc)
         self.length += n
         return n
 

@@ -1,4 +1,4 @@
-"""The envelope: a short header that says how a payload was made.
+"""The envelope header: the only code that knows its byte layout.
 
 The byte layout is documented in ``docs/format.md`` and is a compatibility promise: every payload
 written by any release loads in every later release. All integers are little-endian.
@@ -38,9 +38,21 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CorruptPayloadError, IncompatiblePayloadError, TruncatedPayloadError
+from ..errors import CorruptPayloadError, IncompatiblePayloadError, TruncatedPayloadError
 
-__all__ = ["HEADER_SIZE", "MAGIC", "Header", "parse_header"]
+__all__ = [
+    "HEADER_SIZE",
+    "MAGIC",
+    "Header",
+    "Section",
+    "build_header",
+    "check_payload",
+    "check_section",
+    "header_size",
+    "is_envelope",
+    "parse_header",
+    "sections",
+]
 
 MAGIC = b"\xd3OMNI\r\n\x1a"
 FORMAT_VERSION = 1
@@ -62,6 +74,9 @@ CHECKSUM_CRC32 = 1
 SIGNATURE_SIZE = 32
 NAMED = 255
 _MAX_EXTRA = 1 << 20
+# Where the extra field's length sits in the fixed part (see the table above).
+_EXTRA_OFFSET = 20
+_EXTRA_SIZE = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,26 @@ def build_header(
 def is_envelope(data: bytes | bytearray | memoryview) -> bool:
     """Whether ``data`` starts with the envelope's magic bytes."""
     return bytes(data[:8]) == MAGIC
+
+
+def header_size(fixed: bytes | bytearray | memoryview) -> int:
+    """The full size of a header (fixed part and extra field) from its first
+    :data:`HEADER_SIZE` bytes, so that a reader knows how much more to read.
+
+    Raises:
+        TruncatedPayloadError: ``fixed`` is shorter than :data:`HEADER_SIZE`.
+        CorruptPayloadError: the magic is wrong or the extra field is implausibly large.
+    """
+    if len(fixed) < HEADER_SIZE:
+        raise TruncatedPayloadError(
+            f"truncated payload: {len(fixed)} bytes, shorter than the {HEADER_SIZE}-byte header"
+        )
+    if bytes(fixed[: len(MAGIC)]) != MAGIC:
+        raise CorruptPayloadError("not an omnipickle payload: the magic bytes are wrong")
+    extra_size = _EXTRA_SIZE.unpack_from(fixed, _EXTRA_OFFSET)[0]
+    if extra_size > _MAX_EXTRA:
+        raise CorruptPayloadError(f"corrupt header: extra field of {extra_size} bytes")
+    return int(HEADER_SIZE + extra_size)
 
 
 def parse_header(data: bytes | bytearray | memoryview) -> Header:

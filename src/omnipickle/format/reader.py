@@ -1,0 +1,766 @@
+"""The payload reader: the one way bytes become a checked, verified pickle stream.
+
+Every entry point that reads (``loads``, ``load`` from a path or a file object, memory-mapped
+loads, ``info``, ``scan``, the command line) goes through :func:`read` (or :func:`inspect`, which
+stops before the sections). What it hands back has been read once, into memory this process owns
+(or, with ``mmap_mode``, a map the caller asked for), and checked in this order: the header (its
+layout, its checksum, that this release knows every codec, backend and flag it names), the
+length, the signature (when a key is given), the checksums. Compressed parts are decompressed as
+they arrive, straight into the buffers they become and never past the sizes the header gives;
+nothing is ever unpickled here: a payload that fails a check is refused before a single opcode
+runs, and no byte that was verified is read from the file a second time.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import zlib
+from dataclasses import dataclass, field
+from stat import S_ISREG
+from typing import IO, Any
+
+from ..backends import BUILTIN_BITS, LOADER_IDS
+from ..codecs import REGISTRY as CODECS
+from ..codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign, is_foreign
+from ..errors import (
+    CorruptPayloadError,
+    IncompatiblePayloadError,
+    SignatureError,
+    TruncatedPayloadError,
+    UnknownCodecError,
+)
+from ..files import check_binary_file, is_path
+from . import header as layout
+from .header import HEADER_SIZE, MAGIC, NAMED, SIGNATURE_SIZE, Header, Section
+from .signing import Keys, Verifier
+
+__all__ = [
+    "COMPRESSED",
+    "ENVELOPE",
+    "PLAIN",
+    "Inspection",
+    "Payload",
+    "inspect",
+    "read",
+    "read_view",
+]
+
+ENVELOPE = "omnipickle"
+PLAIN = "pickle"
+COMPRESSED = "compressed pickle"
+
+# Files are read in slices of this size: a header promising terabytes costs nothing until the
+# bytes are really there.
+_SLICE = 8 << 20
+MMAP_MODES = {"r": mmap.ACCESS_READ, "c": mmap.ACCESS_COPY}
+
+
+@dataclass
+class Payload:
+    """What :func:`read` found.
+
+    Attributes:
+        kind: :data:`ENVELOPE`, :data:`PLAIN` or :data:`COMPRESSED` (a pickle compressed whole
+            by another tool).
+        header: the envelope header (``None`` for plain streams).
+        stream: the pickle stream, decompressed and checked (``None`` when ``file`` is set).
+        file: for a plain pickle read from a file object: a reader positioned at the stream,
+            which yields no more than what the unpickler asks for (the next pickle in the file
+            stays where it is).
+        buffers: the out-of-band buffers the payload's sections hold, in order, or ``None``.
+        codec: the codec the payload was compressed with, or ``None``.
+        size: how many bytes of input the payload took.
+        verified: its signature verified with a key the caller gave.
+        backends: the backends the stream needs at load time.
+        loader: the backend whose ``loads`` reads the stream.
+    """
+
+    kind: str
+    header: Header | None = None
+    stream: memoryview | None = None
+    file: Any = None
+    buffers: list[Any] | None = None
+    codec: Codec | None = None
+    size: int = 0
+    verified: bool = False
+    backends: tuple[str, ...] = ()
+    loader: str = "pickle"
+    mapped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Inspection:
+    """What :func:`inspect` found: the header and the stream's checksum, nothing unpickled."""
+
+    kind: str
+    header: Header | None
+    codec: Codec | None
+    backends: tuple[str, ...]
+    loader: str
+    checksum_ok: bool | None
+    stored_size: int
+    raw_size: int | None
+    protocol: int | None
+
+
+# --- what a header names ------------------------------------------------------------------------
+
+
+def header_codec(header: Header) -> Codec | None:
+    """The codec a header names.
+
+    Raises:
+        IncompatiblePayloadError: this release (or this environment's registry) does not know
+            the codec.
+        CodecNotInstalledError: the codec is known but its package is not installed.
+        CorruptPayloadError: the header names a codec in its extra field but gives no name.
+    """
+    if header.codec_id == 0:
+        return None
+    if header.codec_id == NAMED:
+        name = header.extra.get("codec")
+        if not isinstance(name, str):
+            raise CorruptPayloadError("corrupt header: the codec is named but the name is missing")
+        try:
+            return CODECS.get(name)
+        except UnknownCodecError as exc:
+            raise IncompatiblePayloadError(
+                f"the payload was compressed with codec {name!r}, which is not registered here"
+            ) from exc
+    codec = codec_by_id(header.codec_id)
+    if codec is None:
+        raise IncompatiblePayloadError(
+            f"payload codec id {header.codec_id} is unknown to this omnipickle release"
+        )
+    return codec
+
+
+def header_backends(header: Header) -> tuple[str, ...]:
+    """The backends a header says the stream needs.
+
+    Raises:
+        IncompatiblePayloadError: a backend bit this release does not know.
+    """
+    known = 0
+    names = []
+    for name, bit in BUILTIN_BITS.items():
+        known |= bit
+        if header.backend_bits & bit:
+            names.append(name)
+    unknown = header.backend_bits & ~known
+    if unknown:
+        raise IncompatiblePayloadError(
+            f"payload needs backends (bits {unknown:#04x}) unknown to this omnipickle release; "
+            f"upgrade omnipickle"
+        )
+    named = header.extra.get("backends", [])
+    if not isinstance(named, list) or not all(isinstance(n, str) for n in named):
+        raise CorruptPayloadError("corrupt header: the named backends are not a list of names")
+    return (*names, *named)
+
+
+def header_loader(header: Header) -> str:
+    """The name of the backend whose ``loads`` reads the stream.
+
+    Raises:
+        IncompatiblePayloadError: a loader id this release does not know.
+        CorruptPayloadError: the loader is named in the extra field, but no name is there.
+    """
+    if header.loader == NAMED:
+        name = header.extra.get("loader")
+        if not isinstance(name, str):
+            raise CorruptPayloadError("corrupt header: the loader is named but the name is missing")
+        return name
+    for name, ident in LOADER_IDS.items():
+        if ident == header.loader:
+            return name
+    raise IncompatiblePayloadError(
+        f"payload loader id {header.loader} is unknown to this omnipickle release"
+    )
+
+
+@dataclass
+class _Plan:
+    """A parsed header and everything it names, checked."""
+
+    header: Header
+    codec: Codec | None
+    backends: tuple[str, ...]
+    loader: str
+    sections: list[Section]
+
+
+def _plan(header: Header) -> _Plan:
+    codec = header_codec(header)
+    if codec is None and header.raw_length != header.stored_length:
+        raise CorruptPayloadError(
+            f"corrupt header: uncompressed payload of {header.stored_length} bytes but a "
+            f"stream length of {header.raw_length}"
+        )
+    found = layout.sections(header)
+    if codec is None:
+        for section in found:
+            if section.stored != section.raw:
+                raise CorruptPayloadError(
+                    f"corrupt header: an uncompressed section of {section.stored} bytes claims "
+                    f"{section.raw}"
+                )
+    return _Plan(header, codec, header_backends(header), header_loader(header), found)
+
+
+def _unsigned(keys: Keys | None, header: Header) -> None:
+    if keys is not None and not header.signed:
+        raise SignatureError("a key was given but the payload is not signed")
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+def as_view(data: Any) -> memoryview:
+    """``data`` as a flat byte view (no copy).
+
+    Raises:
+        TypeError: ``data`` is not bytes-like.
+    """
+    if isinstance(data, str):
+        raise TypeError("data must be bytes-like, not str (payloads are binary)")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
+
+
+def _short_magic(view: memoryview) -> bool:
+    return len(view) < len(MAGIC) and MAGIC.startswith(bytes(view))
+
+
+def _truncated_header(n: int) -> TruncatedPayloadError:
+    return TruncatedPayloadError(
+        f"truncated payload: {n} bytes, shorter than the {HEADER_SIZE}-byte header"
+    )
+
+
+def _decompress(codec: Codec, data: Any, size: int | None) -> memoryview:
+    return memoryview(codec.decompress(data, size))
+
+
+def _plain_from_view(view: memoryview, keys: Keys | None) -> Payload:
+    if keys is not None:
+        raise SignatureError(
+            "a key was given but the data is a plain pickle stream, which cannot be signed"
+        )
+    codec = codec_for_magic(view)
+    if codec is not None:
+        return Payload(
+            COMPRESSED, stream=_decompress(codec, view, None), codec=codec, size=len(view)
+        )
+    foreign = decompress_foreign(view)
+    if foreign is not None:
+        return Payload(COMPRESSED, stream=memoryview(foreign), size=len(view))
+    return Payload(PLAIN, stream=view, size=len(view))
+
+
+def read_view(
+    view: memoryview, *, keys: Keys | None = None, exact: bool = True, mapped: bool = False
+) -> Payload:
+    """Read the payload at the start of ``view`` (views into it, no copies).
+
+    Args:
+        view: the bytes.
+        keys: verify the signature with these keys.
+        exact: refuse bytes after the payload (``loads``); otherwise they are ignored.
+        mapped: ``view`` is a memory map: sections come back as views of it, their checksums
+            not checked (that would read every byte).
+    """
+    if len(view) == 0:
+        raise TruncatedPayloadError("empty payload: 0 bytes")
+    if not layout.is_envelope(view):
+        if _short_magic(view):
+            raise _truncated_header(len(view))
+        return _plain_from_view(view, keys)
+    header = layout.parse_header(view)
+    plan = _plan(header)
+    if len(view) < header.total_length:
+        raise TruncatedPayloadError(
+            f"truncated payload: the header promises {header.total_length} bytes, got {len(view)}"
+        )
+    if exact and len(view) > header.total_length:
+        raise CorruptPayloadError(
+            f"{len(view) - header.total_length} bytes follow the payload "
+            f"({header.total_length} bytes): loads() reads exactly one payload"
+        )
+    # With a key, the signature speaks first: it covers every byte the checksums do.
+    verified = False
+    if keys is not None and header.signed:
+        verifier = Verifier(keys, header.extra.get("kid"))
+        end = header.body_end
+        verifier.update(view[:end])
+        verifier.check(bytes(view[end : end + SIGNATURE_SIZE]))
+        verified = True
+    stored = layout.check_payload(header, view)
+    _unsigned(keys, header)
+    buffers: list[Any] | None = None
+    if plan.sections:
+        buffers = []
+        for section in plan.sections:
+            if mapped:
+                raw: Any = view[section.offset : section.offset + section.stored]
+            else:
+                raw = layout.check_section(section, view)
+            if plan.codec is not None:
+                buffers.append(bytearray(plan.codec.decompress(raw, section.raw)))
+            else:
+                buffers.append(raw if mapped else bytearray(raw))
+    stream = stored if plan.codec is None else _decompress(plan.codec, stored, header.raw_length)
+    return Payload(
+        ENVELOPE,
+        header=header,
+        stream=stream,
+        buffers=buffers,
+        codec=plan.codec,
+        size=header.total_length,
+        verified=verified,
+        backends=plan.backends,
+        loader=plan.loader,
+        mapped=mapped,
+        extra=header.extra,
+    )
+
+
+class _Input:
+    """Reads exactly what is asked of a binary file, feeding a verifier as bytes land."""
+
+    def __init__(self, file: IO[bytes], size: int | None, count: int) -> None:
+        self.file = file
+        self.size = size  # bytes of the payload's file from its start, when known
+        self.verifier: Verifier | None = None
+        self.count = count  # bytes of the payload read so far
+        self.damaged: CorruptPayloadError | None = None
+
+    def damage(self, error: CorruptPayloadError) -> None:
+        """Record damage found while reading, to be raised after the signature is checked."""
+        if self.damaged is None:
+            self.damaged = error
+
+    def exactly(self, n: int, what: str) -> bytearray:
+        if self.size is not None and n > self.size - self.count:
+            raise TruncatedPayloadError(
+                f"truncated {what}: expected {n} bytes, the file has "
+                f"{max(self.size - self.count, 0)} left"
+            )
+        # Allocated as the bytes arrive when the file's size is unknown: a lying header gets
+        # what the file holds, not what it promises.
+        data = bytearray(n) if self.size is not None else bytearray()
+        view = memoryview(data) if self.size is not None else None
+        done = 0
+        while done < n:
+            want = min(_SLICE, n - done)
+            if view is not None:
+                got = self.file.readinto(view[done : done + want])  # type: ignore[attr-defined]
+            else:
+                chunk = self.file.read(want)
+                got = len(chunk) if chunk else 0
+                data += chunk or b""
+            if not got:
+                raise TruncatedPayloadError(
+                    f"truncated {what}: expected {n} bytes, the file ended after {done}"
+                )
+            done += got
+        self.count += n
+        if self.verifier is not None:
+            self.verifier.update(data)
+        return data
+
+
+def _file_size(file: IO[bytes]) -> int | None:
+    """Bytes left in ``file`` from its position, if it is a regular file."""
+    try:
+        stat = os.fstat(file.fileno())
+        if not S_ISREG(stat.st_mode):
+            return None
+        return stat.st_size - file.tell()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _read_header(inp: _Input, head: bytes) -> bytes:
+    """The header's bytes (fixed part and extra field), read exactly."""
+    fixed = bytes(head + inp.exactly(HEADER_SIZE - len(head), "header"))
+    size = layout.header_size(fixed)
+    try:
+        return fixed + inp.exactly(size - HEADER_SIZE, "header")
+    except TruncatedPayloadError as exc:
+        # The length that promised more is itself unchecked (the header checksum covers the
+        # extra field): it is as likely to be damaged as the file is to be short.
+        raise TruncatedPayloadError(
+            f"truncated payload or corrupt header: the header claims {size} bytes of header "
+            f"and the file ends before that"
+        ) from exc
+
+
+def _read_envelope(inp: _Input, head: bytes, keys: Keys | None) -> Payload:
+    header_bytes = _read_header(inp, head)
+    header = layout.parse_header(header_bytes)
+    plan = _plan(header)
+    if inp.size is not None and header.total_length > inp.size:
+        raise TruncatedPayloadError(
+            f"truncated payload: the header promises {header.total_length} bytes, "
+            f"the file has {inp.size}"
+        )
+    if keys is not None and header.signed:
+        inp.verifier = Verifier(keys, header.extra.get("kid"))
+        inp.verifier.update(header_bytes)
+    codec = plan.codec
+    stream, crc = _take(inp, header.stored_length, header.raw_length, codec, "payload")
+    damaged: CorruptPayloadError | None = None
+    if crc != header.checksum:
+        damaged = CorruptPayloadError(
+            f"corrupt payload: checksum mismatch over {header.stored_length} bytes "
+            f"(stored {header.checksum:#010x}, computed {crc:#010x})"
+        )
+    buffers: list[Any] | None = [] if plan.sections else None
+    for section in plan.sections:
+        if section.offset > inp.count:
+            inp.exactly(section.offset - inp.count, "payload")  # alignment padding
+        data, crc = _take(inp, section.stored, section.raw, codec, "section")
+        if crc != section.crc and damaged is None:
+            damaged = CorruptPayloadError(
+                f"corrupt payload: checksum mismatch in the section at {section.offset} "
+                f"(stored {section.crc:#010x}, computed {crc:#010x})"
+            )
+        assert buffers is not None
+        buffers.append(data)
+    if header.body_end > inp.count:
+        inp.exactly(header.body_end - inp.count, "payload")
+    verifier, inp.verifier = inp.verifier, None
+    tag = bytes(inp.exactly(SIGNATURE_SIZE, "signature")) if header.signed else b""
+    if verifier is not None:
+        verifier.check(tag)
+    if damaged is not None:
+        raise damaged
+    if inp.damaged is not None:
+        raise inp.damaged
+    _unsigned(keys, header)
+    return Payload(
+        ENVELOPE,
+        header=header,
+        stream=memoryview(stream),
+        buffers=buffers,
+        codec=codec,
+        size=header.total_length,
+        verified=verifier is not None,
+        backends=plan.backends,
+        loader=plan.loader,
+        extra=header.extra,
+    )
+
+
+class _Window(io.RawIOBase):
+    """The next ``length`` bytes of the input, read through ``inp`` (so they are counted and
+    fed to the verifier) and checksummed, for a decompressing reader to pull from."""
+
+    def __init__(self, inp: _Input, length: int, what: str) -> None:
+        super().__init__()
+        self._inp = inp
+        self._left = length
+        self._what = what
+        self.crc = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(memoryview(buffer)), self._left, _SLICE)
+        if want <= 0:
+            return 0
+        data = self._inp.exactly(want, self._what)
+        memoryview(buffer).cast("B")[:want] = data
+        self.crc = zlib.crc32(data, self.crc)
+        self._left -= want
+        return want
+
+    def drain(self) -> None:
+        """Read (and so count and verify) what the decompressor left unread."""
+        while self._left:
+            self.crc = zlib.crc32(self._inp.exactly(min(self._left, _SLICE), self._what), self.crc)
+            self._left -= min(self._left, _SLICE)
+
+
+def _take(
+    inp: _Input, stored: int, raw: int, codec: Codec | None, what: str
+) -> tuple[bytearray, int]:
+    """Read ``stored`` bytes of the input and return them decompressed (``raw`` bytes, straight
+    into the buffer they end up in, never more) with the CRC-32 of the stored bytes."""
+    if codec is None:
+        data = inp.exactly(stored, what)
+        return data, zlib.crc32(data)
+    window = _Window(inp, stored, what)
+    out = bytearray(raw)
+    view = memoryview(out)
+    got = 0
+    source = codec.reader(window)
+    try:
+        while got < raw:
+            n = source.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        whole = got == raw and not source.read(1)
+    except CorruptPayloadError:
+        whole = False
+    # Damage is reported once every byte was read: a bad signature or checksum, which say more,
+    # take precedence, and the file is left just after the payload either way.
+    window.drain()
+    if not whole:
+        inp.damage(
+            CorruptPayloadError(
+                f"corrupt payload: a {codec.name}-compressed {what} does not decompress to the "
+                f"{raw} bytes its header promises"
+            )
+        )
+    return out, window.crc
+
+
+class PrefixedReader:
+    """A read-only file that yields ``prefix`` and then the rest of ``file``.
+
+    Only ``read``, ``readinto`` and ``readline`` are offered, so an unpickler reads no further
+    than the end of its own stream and the next payload in the file stays where it is.
+    """
+
+    def __init__(self, prefix: bytes, file: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._file = file
+        self.head = prefix
+        self.consumed = 0
+        self.exhausted = False
+        """The file ran out while a read wanted more (the stream, if it failed, was cut)."""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._read(n)
+        self.consumed += len(data)
+        if n < 0 or len(data) < n:
+            self.exhausted = True
+        return data
+
+    def _read(self, n: int) -> bytes:
+        if not self._prefix:
+            return self._file.read(n)
+        if n < 0:
+            data, self._prefix = self._prefix + self._file.read(), b""
+            return data
+        data, self._prefix = self._prefix[:n], self._prefix[n:]
+        if len(data) < n:
+            data += self._file.read(n - len(data))
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(memoryview(buf)))
+        memoryview(buf)[: len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        line = self._readline()
+        self.consumed += len(line)
+        if not line.endswith(b"\n"):
+            self.exhausted = True
+        return line
+
+    def _readline(self) -> bytes:
+        if not self._prefix:
+            return self._file.readline()
+        newline = self._prefix.find(b"\n")
+        if newline >= 0:
+            line, self._prefix = self._prefix[: newline + 1], self._prefix[newline + 1 :]
+            return line
+        line, self._prefix = self._prefix, b""
+        return line + self._file.readline()
+
+
+def read_file(file: IO[bytes], *, keys: Keys | None = None, whole: bool = False) -> Payload:
+    """Read one payload from the binary file ``file``, from its position.
+
+    An envelope is read exactly (the file is left just after it). A pickle compressed whole by
+    another tool is read to the end of the file (it has no inner end the reader could stop
+    at). A plain pickle stream is handed back as a reader the unpickler reads from, unless
+    ``whole``, which reads the rest of the file into memory.
+    """
+    head = file.read(len(MAGIC))
+    if not head:
+        raise TruncatedPayloadError("empty payload: the file is at its end")
+    if not isinstance(head, bytes):
+        raise TypeError(f"the file's read() returned {type(head).__name__}, not bytes")
+    if head == MAGIC:
+        size = _file_size(file)
+        inp = _Input(file, None if size is None else size + len(head), len(head))
+        return _read_envelope(inp, head, keys)
+    if whole or codec_for_magic(head) is not None or is_foreign(head) or len(head) < len(MAGIC):
+        rest = file.read()
+        return read_view(memoryview(head + rest), keys=keys, exact=False)
+    if keys is not None:
+        raise SignatureError(
+            "a key was given but the data is a plain pickle stream, which cannot be signed"
+        )
+    return Payload(PLAIN, file=PrefixedReader(head, file))
+
+
+def read(
+    source: Any,
+    *,
+    keys: Keys | None = None,
+    mmap_mode: str | None = None,
+    exact: bool = True,
+    whole: bool = False,
+    what: str = "load",
+) -> Payload:
+    """Read one payload from bytes, a path or a binary file object.
+
+    Args:
+        source: bytes-like, a path (``str``/``os.PathLike``) or a binary file object.
+        keys: verify the signature with these keys (refused for unsigned and plain data).
+        mmap_mode: ``"r"`` or ``"c"``, a path only: map the file; its sections become views.
+        exact: for bytes, refuse anything after the payload.
+        whole: a plain pickle in a file is read into memory (every stream in it) instead of
+            being handed back as a reader.
+        what: the calling function's name, for messages.
+
+    Raises:
+        TypeError: ``source`` is none of those.
+        and the errors of the checks (see the module's documentation).
+    """
+    if is_path(source):
+        if mmap_mode is not None:
+            return _read_mapped(source, keys, mmap_mode)
+        with open(source, "rb") as f:
+            payload = read_file(f, keys=keys, whole=True)
+        return payload
+    if mmap_mode is not None:
+        raise TypeError("mmap_mode needs a path: a file object cannot be memory-mapped here")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return read_view(as_view(source), keys=keys, exact=exact)
+    if hasattr(source, "read"):
+        check_binary_file(source, "r")
+        return read_file(source, keys=keys, whole=whole)
+    raise TypeError(f"{what}() takes bytes, a path or a binary file, not {type(source).__name__}")
+
+
+def _read_mapped(path: Any, keys: Keys | None, mode: str) -> Payload:
+    if mode not in MMAP_MODES:
+        raise ValueError(f"mmap_mode must be None, 'r' or 'c', not {mode!r}")
+    with open(path, "rb") as f:
+        head = f.read(HEADER_SIZE)
+        if not layout.is_envelope(head):
+            raise ValueError(
+                f"{os.fspath(path)} is not an omnipickle payload written by dump(); only "
+                "those can be memory-mapped: load it without mmap_mode"
+            )
+        size = layout.header_size(head)
+        header = layout.parse_header(head + f.read(size - HEADER_SIZE))
+        codec = header_codec(header)
+        if codec is not None:
+            raise ValueError(
+                f"{os.fspath(path)} is {codec.name}-compressed and cannot be memory-mapped: "
+                "load it without mmap_mode, or dump it with compression=None"
+            )
+        file_size = os.fstat(f.fileno()).st_size
+        if file_size < header.total_length:
+            raise TruncatedPayloadError(
+                f"truncated payload: the header promises {header.total_length} bytes, "
+                f"the file has {file_size}"
+            )
+        mapped = mmap.mmap(f.fileno(), 0, access=MMAP_MODES[mode])
+    return read_view(memoryview(mapped), keys=keys, exact=False, mapped=True)
+
+
+def inspect(source: Any) -> Inspection:
+    """Read a payload's header and check its stream's checksum, without the sections.
+
+    A file object is read from its position and, when it can seek, put back there.
+    """
+    if is_path(source):
+        with open(source, "rb") as f:
+            return _inspect_file(f)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _inspect_view(as_view(source))
+    if hasattr(source, "read"):
+        check_binary_file(source, "r")
+        start = _tell(source)
+        try:
+            return _inspect_file(source)
+        finally:
+            if start is not None:
+                source.seek(start)
+    raise TypeError(f"info() takes bytes, a path or a binary file, not {type(source).__name__}")
+
+
+def _tell(file: Any) -> int | None:
+    try:
+        return int(file.tell()) if file.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _inspect_view(view: memoryview) -> Inspection:
+    if len(view) == 0:
+        raise TruncatedPayloadError("empty payload: 0 bytes")
+    if not layout.is_envelope(view):
+        if _short_magic(view):
+            raise _truncated_header(len(view))
+        plain = _plain_from_view(view, None)
+        assert plain.stream is not None
+        head = bytes(plain.stream[:2])
+        return Inspection(
+            plain.kind,
+            None,
+            plain.codec,
+            (),
+            "pickle",
+            None,
+            len(view),
+            len(plain.stream),
+            head[1] if len(head) == 2 and head[0] == 0x80 else None,
+        )
+    header = layout.parse_header(view)
+    plan = _plan(header)
+    try:
+        layout.check_payload(header, view)
+        ok = True
+    except CorruptPayloadError:
+        ok = False
+    return _inspection(plan, ok)
+
+
+def _inspection(plan: _Plan, ok: bool) -> Inspection:
+    header = plan.header
+    return Inspection(
+        ENVELOPE,
+        header,
+        plan.codec,
+        plan.backends,
+        plan.loader,
+        ok,
+        header.stored_length,
+        header.raw_length,
+        header.protocol,
+    )
+
+
+def _inspect_file(file: IO[bytes]) -> Inspection:
+    head = file.read(len(MAGIC))
+    if head != MAGIC:
+        return _inspect_view(memoryview(head + file.read()))
+    size = _file_size(file)
+    inp = _Input(file, None if size is None else size + len(head), len(head))
+    header = layout.parse_header(_read_header(inp, head))
+    plan = _plan(header)
+    try:
+        stored = inp.exactly(header.stored_length, "payload")
+    except TruncatedPayloadError:
+        return _inspection(plan, False)
+    return _inspection(plan, zlib.crc32(stored) == header.checksum)

@@ -1,0 +1,427 @@
+"""The payload writer: the one way a pickle stream becomes an envelope, in memory or in a file.
+
+:func:`encode` builds a payload in memory (``dumps``, and small ``dump``s). :class:`FileWriter`
+writes one to a seekable file as it is made: the backend pickles into :attr:`FileWriter.sink`,
+which keeps small streams in memory and streams large ones to the file (compressed on a second
+thread); large out-of-band buffers (numpy arrays...) go to sections straight from their memory;
+the header is written last, into room left for it at the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from ..backends import BUILTIN_BITS, LOADER_IDS, Pickled
+from ..backends.base import CrcWorker, accept_chunk
+from ..codecs import Codec
+from . import header as layout
+from .header import FLAG_BY_VALUE, FLAG_OUT_OF_BAND, FLAG_SECTIONS, FLAG_SIGNED, NAMED
+from .signing import key_id, sign
+
+__all__ = ["FileSink", "FileWriter", "encode", "write_parts"]
+
+Part = bytes | bytearray | memoryview
+
+# Payloads whose stream stays under this size are assembled in memory and written compactly;
+# past it (or when large buffers go to sections) they are written to the file as they are made.
+SPILL_AFTER = 1 << 20
+# Room left at the start of a streamed payload for its header, written last. A header that
+# needs more (hundreds of sections or dropped resources) moves the body along once.
+HEADER_ROOM = 1024
+# Frames waiting for the compression thread, at most (the pickler waits beyond that).
+_QUEUE_FRAMES = 32
+# Out-of-band buffers at least this large become sections of their own; smaller ones stay in the
+# stream.
+SECTION_MIN = 1 << 16
+# Sections start at multiples of this (relative to the payload), so arrays memory-mapped from the
+# file are aligned for any dtype.
+SECTION_ALIGN = 64
+_SLICE = 32 << 20  # fewer hand-overs to the checksum thread; views, never copies
+
+
+def write_parts(file: IO[bytes], parts: Iterable[Part]) -> None:
+    """Write each part to ``file``."""
+    for part in parts:
+        file.write(part)
+
+
+def _crc(parts: Iterable[Part]) -> int:
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return crc
+
+
+def header_for(
+    pickled: Pickled,
+    protocol: int,
+    codec: Codec | None,
+    *,
+    key: bytes | None,
+    out_of_band: bool,
+    stored_length: int,
+    checksum: int,
+    extra: dict[str, Any] | None = None,
+    sections: bool = False,
+    size: int | None = None,
+) -> bytes:
+    """The envelope header for ``pickled`` (see docs/format.md)."""
+    fields: dict[str, Any] = dict(pickled.extra)
+    fields.update(extra or {})
+    if key is not None:
+        fields["kid"] = key_id(key)
+    bits = 0
+    named = []
+    for name in sorted(pickled.uses):
+        if name in BUILTIN_BITS:
+            bits |= BUILTIN_BITS[name]
+        else:
+            named.append(name)
+    if named:
+        fields["backends"] = named
+    loader = LOADER_IDS.get(pickled.loader, NAMED)
+    if loader == NAMED:
+        fields["loader"] = pickled.loader
+    codec_id = 0
+    if codec is not None:
+        codec_id = codec.codec_id if codec.codec_id is not None else NAMED
+        if codec_id == NAMED:
+            fields["codec"] = codec.name
+    flags = (FLAG_BY_VALUE if pickled.by_value else 0) | (FLAG_OUT_OF_BAND if out_of_band else 0)
+    flags |= (FLAG_SIGNED if key is not None else 0) | (FLAG_SECTIONS if sections else 0)
+    return layout.build_header(
+        flags=flags,
+        protocol=protocol,
+        loader=loader,
+        backend_bits=bits,
+        codec_id=codec_id,
+        stored_length=stored_length,
+        raw_length=pickled.length,
+        checksum=checksum,
+        extra=fields or None,
+        size=size,
+    )
+
+
+def encode(
+    pickled: Pickled,
+    protocol: int,
+    codec: Codec | None,
+    level: int | None,
+    key: bytes | None,
+    out_of_band: bool,
+) -> list[Part]:
+    """The payload for ``pickled``, as parts to be written (or joined) in order."""
+    if codec is None:
+        stored: list[Part] = pickled.chunks
+        checksum = pickled.crc if pickled.crc is not None else _crc(stored)
+        stored_length = pickled.length
+    else:
+        compressed = codec.compress(b"".join(pickled.chunks), level)
+        stored = [compressed]
+        checksum = _crc(stored)
+        stored_length = len(compressed)
+    header = header_for(
+        pickled,
+        protocol,
+        codec,
+        key=key,
+        out_of_band=out_of_band,
+        stored_length=stored_length,
+        checksum=checksum,
+    )
+    parts: list[Part] = [header, *stored]
+    if key is not None:
+        parts.append(sign(key, parts))
+    return parts
+
+
+class FileSink:
+    """A pickler's output file that keeps small streams in memory and streams large ones.
+
+    Until :data:`SPILL_AFTER` bytes it collects chunks (``spilled`` is False and ``chunks`` holds
+    the stream). Past it, it reserves :data:`HEADER_ROOM` bytes at the start of ``out`` and
+    writes every frame as the pickler hands it over, compressed with ``codec`` on a second
+    thread when there is a core to spare (the compressors release the GIL), computing the
+    CRC-32 of what is stored as it goes. ``watch`` and :meth:`reset` behave as the backends'
+    ``ChunkSink``'s, so a dump can be redone.
+    """
+
+    def __init__(self, out: IO[bytes], codec: Codec | None, level: int | None) -> None:
+        self.out = out
+        self.start = out.tell()
+        self.codec = codec
+        self.level = level
+        self.watch: tuple[bytes, ...] = ()
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.chunks: list[bytes | bytearray | memoryview] = []
+        self.length = 0
+        self.stored = 0
+        self.spilled = False
+        self._crc = 0
+        self._compressor = self.codec.compressobj(self.level) if self.codec is not None else None
+        self._queue: queue.Queue[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        data, n = accept_chunk(data, self.watch)
+        self.length += n
+        if not self.spilled:
+            self.chunks.append(data)
+            if self.length > SPILL_AFTER:
+                self.spill()
+            return n
+        if self._queue is not None:
+            self._raise_worker_error()
+            self._queue.put(data)
+        else:
+            self._store(data)
+        return n
+
+    def spill(self) -> None:
+        """Start writing to the file: what was kept in memory goes first."""
+        self.spilled = True
+        self._closed = False  # the stream may have been closed while it was in memory
+        self.out.write(bytes(HEADER_ROOM))
+        pending, self.chunks = self.chunks, []
+        if (os.cpu_count() or 1) > 1:
+            self._queue = queue.Queue(maxsize=_QUEUE_FRAMES)
+            self._thread = threading.Thread(target=self._run, name="omnipickle-writer", daemon=True)
+            self._thread.start()
+            for chunk in pending:
+                self._queue.put(chunk)
+        else:
+            for chunk in pending:
+                self._store(chunk)
+
+    def _store(self, data: Any) -> None:
+        out = self._compressor.compress(data) if self._compressor is not None else data
+        if out:
+            self.out.write(out)
+            self._crc = zlib.crc32(out, self._crc)
+            self.stored += len(out)
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while (chunk := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so that the pickler never blocks on a full queue
+            try:
+                self._store(chunk)
+            except BaseException as exc:  # noqa: BLE001 - handed to the pickling thread
+                self._error = exc
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Finish the stream: wait for the writer thread, flush the compressor."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+            self._raise_worker_error()
+        if self.spilled and self._compressor is not None:
+            tail = self._compressor.flush()
+            self._compressor = None
+            if tail:
+                self.out.write(tail)
+                self._crc = zlib.crc32(tail, self._crc)
+                self.stored += len(tail)
+
+    @property
+    def crc(self) -> int | None:
+        """CRC-32 of the stored stream once spilled (``None`` before: computed later)."""
+        self.close()
+        return self._crc if self.spilled else None
+
+    def reset(self) -> None:
+        """Forget the stream written so far (a dump is about to be redone)."""
+        # A disk error here will be met again, and reported, by the redone dump.
+        with contextlib.suppress(OSError):
+            self.close()
+        self.out.seek(self.start)
+        self.out.truncate()
+        self._fresh()
+
+
+def _copy_range(file: IO[bytes], start: int, length: int, chunk: int = 8 << 20) -> Iterator[bytes]:
+    """Read ``length`` bytes of ``file`` from ``start``, ``chunk`` at a time."""
+    file.seek(start)
+    remaining = length
+    while remaining > 0:
+        data = file.read(min(chunk, remaining))
+        if not data:
+            raise EOFError(f"the file ended {remaining} bytes early")
+        remaining -= len(data)
+        yield data
+
+
+class FileWriter:
+    """Writes one payload to the seekable, readable binary file ``out`` while it is pickled.
+
+    Pickle into :attr:`sink` with :attr:`buffer_callback`, then call :meth:`finish` with what
+    the backend returned (or :meth:`abort` if it raised).
+    """
+
+    def __init__(
+        self,
+        out: IO[bytes],
+        *,
+        protocol: int,
+        codec: Codec | None,
+        level: int | None,
+        key: bytes | None,
+        buffer_callback: Any,
+    ) -> None:
+        self.out = out
+        self.start = out.tell()
+        self.protocol = protocol
+        self.codec = codec
+        self.level = level
+        self.key = key
+        self.sink = FileSink(out, codec, level)
+        self.user_buffers = buffer_callback is not None
+        self.buffers: list[pickle.PickleBuffer] = []
+        self.buffer_callback = buffer_callback
+        if buffer_callback is None and protocol >= 5:
+            self.buffer_callback = self._to_section
+
+    def _to_section(self, buf: pickle.PickleBuffer) -> bool:
+        if buf.raw().nbytes >= SECTION_MIN:
+            self.buffers.append(buf)
+            return False  # out of band: a section
+        return True
+
+    def abort(self) -> None:
+        """Forget what was written: the file is back where it was."""
+        self.sink.reset()
+        self.buffers = []
+
+    def finish(self, pickled: Pickled) -> None:
+        """Write what is left: the stream's tail, the sections, the header, the signature."""
+        sink, out, start = self.sink, self.out, self.start
+        if not sink.spilled and not self.buffers:
+            write_parts(
+                out,
+                encode(pickled, self.protocol, self.codec, self.level, self.key, self.user_buffers),
+            )
+            return
+        if not sink.spilled:
+            sink.spill()
+        sink.close()
+        entries = [self._write_section(buf) for buf in self.buffers]
+        end = out.tell() - start
+        extra: dict[str, Any] = {"end": end}
+        if entries:
+            extra["sections"] = entries
+        room = HEADER_ROOM
+        while True:
+            try:
+                header = header_for(
+                    pickled,
+                    self.protocol,
+                    self.codec,
+                    key=self.key,
+                    out_of_band=self.user_buffers,
+                    stored_length=sink.stored,
+                    checksum=sink.crc or 0,
+                    extra=extra,
+                    sections=bool(entries),
+                    size=room,
+                )
+                break
+            except ValueError:
+                # More metadata than the room left (hundreds of sections or dropped
+                # resources): move the body along, once.
+                grow = HEADER_ROOM * (1 + (room // HEADER_ROOM))
+                _shift(out, start + room, end - room, grow - room)
+                delta = grow - room
+                room = grow
+                end += delta
+                extra["end"] = end
+                for entry in entries:
+                    entry["offset"] += delta
+        out.seek(start)
+        out.write(header)
+        out.seek(start + end)
+        if self.key is not None:
+            tag = sign(self.key, _copy_range(out, start, end))
+            out.seek(start + end)
+            out.write(tag)
+
+    def _write_section(self, buf: pickle.PickleBuffer) -> dict[str, int]:
+        """Write one buffer, aligned, compressed or not; return its section entry."""
+        out, start = self.out, self.start
+        pad = -(out.tell() - start) % SECTION_ALIGN
+        if pad:
+            out.write(bytes(pad))
+        offset = out.tell() - start
+        data = buf.raw()
+        if self.codec is None:
+            # The checksum of one slice is computed on a second thread while the next is
+            # written (both release the GIL), so a large array costs about what writing it
+            # costs.
+            worker = CrcWorker(0)
+            try:
+                for i in range(0, data.nbytes, _SLICE):
+                    piece = data[i : i + _SLICE]
+                    worker.put(piece)
+                    out.write(piece)
+            finally:
+                crc = worker.finish()
+            stored = data.nbytes
+        else:
+            counter = _CountingWriter(out)
+            writer = self.codec.writer(counter, self.level, size_hint=data.nbytes)
+            for i in range(0, data.nbytes, _SLICE):
+                writer.write(data[i : i + _SLICE])
+            writer.close()
+            stored, crc = counter.count, counter.crc
+        return {"offset": offset, "stored": stored, "raw": data.nbytes, "crc": crc}
+
+
+class _CountingWriter:
+    """Writes through to ``out``, counting the bytes and their CRC-32."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.count = 0
+        self.crc = 0
+
+    def write(self, data: Any) -> int:
+        self._out.write(data)
+        n = memoryview(data).nbytes
+        self.crc = zlib.crc32(data, self.crc)
+        self.count += n
+        return n
+
+
+def _shift(out: IO[bytes], offset: int, length: int, delta: int) -> None:
+    """Move ``length`` bytes at ``offset`` forward by ``delta``, from the end backwards."""
+    position = offset + length
+    while position > offset:
+        size = min(_SLICE, position - offset)
+        position -= size
+        out.seek(position)
+        data = out.read(size)
+        out.seek(position + delta)
+        out.write(data)
+    out.seek(offset)
+    out.write(bytes(delta))
