@@ -294,16 +294,13 @@ class Handle:
 
 @pytest.fixture
 def clean_rules() -> Iterator[None]:
-    from omnipickle import resources
+    from omnipickle.resources.rules import RULES
 
-    saved = dict(resources._RULES), resources._USER_RULES
+    saved = RULES.snapshot()
     try:
         yield
     finally:
-        resources._RULES.clear()
-        resources._RULES.update(saved[0])
-        resources._USER_RULES = saved[1]
-        resources.resource_rule.cache_clear()
+        RULES.restore(saved)
 
 
 @pytest.mark.usefixtures("clean_rules")
