@@ -35,7 +35,8 @@ class Table(Generic[K, V]):
         kind: what is registered ("codec", "resource rule"), for messages.
         unknown: the exception type for a key that is not registered.
         describe: how a key reads in a message (``"named 'gzip'"``, ``"for socket.socket"``).
-        on_change: called after every change (outside the lock).
+        on_change: called after every change, with the lock held (so that it sees one
+            consistent state; it must not change the table).
     """
 
     def __init__(
@@ -62,7 +63,7 @@ class Table(Generic[K, V]):
             previous = self._entries.get(key)
             self._entries[key] = value
             self._stored(key, value, previous)
-        self._changed()
+            self._changed()
 
     def remove(self, key: K) -> V:
         """Remove and return the entry for ``key``; the unknown-key error if there is none."""
@@ -71,7 +72,7 @@ class Table(Generic[K, V]):
                 raise self._unknown(self._unknown_message(key))
             value = self._entries.pop(key)
             self._removed(key, value)
-        self._changed()
+            self._changed()
         return value
 
     def find(self, key: K) -> V | None:
@@ -97,7 +98,7 @@ class Table(Generic[K, V]):
             for live, saved in zip(self._state(), snapshot, strict=True):
                 live.clear()
                 live.update(saved)
-        self._changed()
+            self._changed()
 
     # --- hooks ----------------------------------------------------------------------------
 
