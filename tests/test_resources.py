@@ -19,6 +19,7 @@ import pytest
 
 import omnipickle
 from helpers import AwareClient, Client, LazyRepository, Repository
+from omnipickle.resources import BUILTIN_RULES
 
 
 @pytest.fixture
@@ -294,16 +295,13 @@ class Handle:
 
 @pytest.fixture
 def clean_rules() -> Iterator[None]:
-    from omnipickle import resources
+    from omnipickle.resources.rules import RULES
 
-    saved = dict(resources._RULES), resources._USER_RULES
+    saved = RULES.snapshot()
     try:
         yield
     finally:
-        resources._RULES.clear()
-        resources._RULES.update(saved[0])
-        resources._USER_RULES = saved[1]
-        resources.resource_rule.cache_clear()
+        RULES.restore(saved)
 
 
 @pytest.mark.usefixtures("clean_rules")
@@ -340,6 +338,62 @@ def test_register_resource_refuses_bad_input() -> None:
     with pytest.raises(ValueError, match="already registered"):
         omnipickle.register_resource(Handle, "drop")
     omnipickle.register_resource(Handle, "drop", replace=True)
+
+
+@pytest.mark.usefixtures("clean_rules")
+def test_unregistering_the_last_user_rule_brings_the_fast_path_back() -> None:
+    from omnipickle.resources import has_user_rules, unregister_resource
+
+    assert not has_user_rules()
+    omnipickle.register_resource(Handle, "drop")
+    omnipickle.register_resource("sqlite3.Row", "drop")
+    assert has_user_rules()
+    unregister_resource(Handle)
+    assert has_user_rules()
+    unregister_resource("sqlite3.Row")
+    assert not has_user_rules()
+    assert omnipickle.loads(omnipickle.dumps([Handle("h")]))[0].name == "h"
+
+
+@pytest.mark.usefixtures("clean_rules")
+def test_unregistering_a_replacing_rule_brings_back_the_rule_it_replaced() -> None:
+    from omnipickle.resources import has_user_rules, resource_rule, unregister_resource
+
+    def fresh_thread(thread: threading.Thread) -> Any:
+        return (threading.Thread, ())
+
+    omnipickle.register_resource(threading.Thread, "recreate", reducer=fresh_thread, replace=True)
+    assert resource_rule(threading.Thread).action == "recreate"  # type: ignore[union-attr]
+    assert has_user_rules()
+    unregister_resource(threading.Thread)
+    rule = resource_rule(threading.Thread)
+    assert rule is not None and rule.action == "drop" and rule.builtin
+    assert not has_user_rules()
+
+
+def test_unregistering_a_target_without_a_rule_is_a_key_error() -> None:
+    from omnipickle.resources import unregister_resource
+
+    with pytest.raises(KeyError, match="Handle"):
+        unregister_resource(Handle)
+
+
+@pytest.mark.parametrize(
+    ("target", "action"),
+    [(target, action) for target, action, _ in BUILTIN_RULES],
+)
+def test_every_builtin_rule_is_in_force(target: type | str, action: str) -> None:
+    from omnipickle.resources.rules import RULES
+
+    rule = RULES.find(target)
+    assert rule is not None and rule.builtin and rule.action == action
+
+
+def test_refuse_is_the_public_drop_reducer_and_names_the_type() -> None:
+    from omnipickle.resources import refuse
+
+    with pytest.raises(TypeError, match="'Thread' object: it is a live resource"):
+        refuse(threading.Thread())
 
 
 def test_dbapi_lookalike_counts_as_a_connection() -> None:

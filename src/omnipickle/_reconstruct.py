@@ -2,7 +2,9 @@
 
 Payloads refer to these by module and name (``omnipickle._reconstruct.make_lock``), so this module
 is part of the wire format: a function here is never renamed or removed without leaving a shim
-behind, and its signature only ever gains optional parameters.
+behind, and its signature only ever gains optional parameters. It imports nothing of the package
+(every other module may import it), so loading a payload never depends on how the rest is laid
+out.
 """
 
 from __future__ import annotations
@@ -142,8 +144,6 @@ def restore_state(obj: Any, state: tuple[Any, tuple[str, ...]]) -> None:
     ``transient`` descriptor stay unset: it rebuilds them on first use). Finally the class's
     ``__restore__`` hook, if any, is called.
     """
-    from .resources import transient
-
     inner, names = state
     cls = type(obj)
     setstate = getattr(cls, "__setstate__", None)
@@ -160,7 +160,7 @@ def restore_state(obj: Any, state: tuple[Any, tuple[str, ...]]) -> None:
                 except AttributeError:
                     continue  # an attribute this version of the class no longer has
     for name in names:
-        if isinstance(getattr(cls, name, None), transient):
+        if getattr(type(getattr(cls, name, None)), "__omnipickle_transient__", False):
             continue
         try:
             object.__getattribute__(obj, name)

@@ -1,21 +1,131 @@
-"""A small registry of named implementations, shared by backends and codecs.
+"""The registry machinery shared by backends, codecs and resource rules.
 
-Built-in implementations are recorded as dotted paths (``"pkg.module:Name"``) and imported on
-first use, so that importing omnipickle imports no optional package. Registering over an existing
-name is refused unless ``replace=True``; an unknown name and a known name whose package is missing
-are different errors.
+:class:`Table` holds entries by key with the strict verbs every registry has: registering over
+a key is refused unless ``replace=True``, unregistering an unknown key raises the registry's own
+error, the entries are shown through a read-only view, and a change notifies the owner (which
+drops its caches and restores its fast paths). :class:`Registry` is a table of named
+implementations: built-ins are recorded as dotted paths (``"pkg.module:Name"``) and imported on
+first use, so that importing omnipickle imports no optional package; an unknown name and a known
+name whose package is missing are different errors.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 T = TypeVar("T")
+
+Snapshot = tuple[dict[Any, Any], ...]
+
+
+class Table(Generic[K, V]):
+    """Entries by key, with strict verbs.
+
+    Subclasses refine what happens through the hooks :meth:`_admit`, :meth:`_stored` and
+    :meth:`_removed`, all called with the lock held.
+
+    Args:
+        kind: what is registered ("codec", "resource rule"), for messages.
+        unknown: the exception type for a key that is not registered.
+        describe: how a key reads in a message (``"named 'gzip'"``, ``"for socket.socket"``).
+        on_change: called after every change, with the lock held (so that it sees one
+            consistent state; it must not change the table).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        unknown: type[Exception],
+        *,
+        describe: Callable[[K], str] = lambda key: f"named {key!r}",
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._kind = kind
+        self._unknown = unknown
+        self._describe = describe
+        self._on_change = on_change
+        self._entries: dict[K, V] = {}
+        # Registration is rare; the lock only keeps two threads from interleaving a
+        # check-then-set on the same key.
+        self._lock = threading.Lock()
+
+    def put(self, key: K, value: V, *, replace: bool = False) -> None:
+        """Store ``value`` under ``key``; ``ValueError`` if it is taken and not ``replace``."""
+        with self._lock:
+            self._admit(key, value, replace=replace)
+            previous = self._entries.get(key)
+            self._entries[key] = value
+            self._stored(key, value, previous)
+            self._changed()
+
+    def remove(self, key: K) -> V:
+        """Remove and return the entry for ``key``; the unknown-key error if there is none."""
+        with self._lock:
+            if key not in self._entries:
+                raise self._unknown(self._unknown_message(key))
+            value = self._entries.pop(key)
+            self._removed(key, value)
+            self._changed()
+        return value
+
+    def find(self, key: K) -> V | None:
+        """The entry for ``key``, or ``None``."""
+        return self._entries.get(key)
+
+    def keys(self) -> tuple[K, ...]:
+        """The registered keys, in registration order."""
+        return tuple(self._entries)
+
+    def view(self) -> Mapping[K, V]:
+        """A read-only view of the entries."""
+        return MappingProxyType(self._entries)
+
+    def snapshot(self) -> Snapshot:
+        """A copy of the table's state, for :meth:`restore` (tests put registries back)."""
+        with self._lock:
+            return tuple(dict(part) for part in self._state())
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Put back the state :meth:`snapshot` returned."""
+        with self._lock:
+            for live, saved in zip(self._state(), snapshot, strict=True):
+                live.clear()
+                live.update(saved)
+            self._changed()
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def _state(self) -> tuple[dict[Any, Any], ...]:
+        """Every dict the table's state lives in (subclasses add theirs)."""
+        return (self._entries,)
+
+    def _admit(self, key: K, value: V, *, replace: bool) -> None:
+        """Refuse ``value`` for ``key`` with ``ValueError``."""
+        if not replace and key in self._entries:
+            raise ValueError(
+                f"a {self._kind} {self._describe(key)} is already registered; "
+                f"pass replace=True to replace it"
+            )
+
+    def _stored(self, key: K, value: V, previous: V | None) -> None:
+        """``value`` was stored under ``key`` in place of ``previous``."""
+
+    def _removed(self, key: K, value: V) -> None:
+        """The entry ``value`` of ``key`` was removed."""
+
+    def _unknown_message(self, key: K) -> str:
+        return f"no {self._kind} {self._describe(key)} is registered"
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
 
 @dataclass(frozen=True)
@@ -28,7 +138,7 @@ class Entry(Generic[T]):
     """The pip distribution the implementation needs, for the install hint."""
 
 
-class Registry(Generic[T]):
+class Registry(Table[str, Entry[T]]):
     """Named implementations with strict verbs.
 
     Args:
@@ -36,6 +146,8 @@ class Registry(Generic[T]):
         unknown: the exception type for an unknown name.
         missing: the exception type for a known name whose package is not installed.
         check: validates an implementation before it is registered; raises ``TypeError``.
+        unique: an attribute of the implementations that no two names may share (the codec
+            id written in envelopes); ``None`` values are not compared.
     """
 
     def __init__(
@@ -44,22 +156,26 @@ class Registry(Generic[T]):
         unknown: type[Exception],
         missing: type[Exception],
         check: Callable[[object], None],
+        *,
+        unique: str | None = None,
     ) -> None:
-        self._kind = kind
-        self._unknown = unknown
+        super().__init__(kind, unknown)
         self._missing = missing
         self._check = check
-        self._entries: dict[str, Entry[T]] = {}
+        self._unique = unique
         self._loaded: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
-        # Registration is rare and loading is idempotent; the lock only keeps two threads
-        # from interleaving a check-then-set on the same name.
-        self._lock = threading.Lock()
 
     def register(
         self, name: str, impl: str | T, *, requires: str | None = None, replace: bool = False
     ) -> None:
-        """Register ``impl`` (an object or a ``"module:attr"`` path) under ``name``."""
+        """Register ``impl`` (an object or a ``"module:attr"`` path) under ``name``.
+
+        Raises:
+            ValueError: ``name`` is not an identifier, is taken (without ``replace``), or
+                ``impl`` has the ``unique`` attribute value another name has.
+            TypeError: ``impl`` fails the registry's check.
+        """
         if not isinstance(name, str) or not name or not name.isidentifier():
             raise ValueError(f"a {self._kind} name must be a non-empty identifier, got {name!r}")
         if isinstance(impl, str):
@@ -70,17 +186,7 @@ class Registry(Generic[T]):
                 )
         else:
             self._check(impl)
-        with self._lock:
-            if not replace and (name in self._entries or name in self._aliases):
-                raise ValueError(
-                    f"a {self._kind} named {name!r} is already registered; "
-                    f"pass replace=True to replace it"
-                )
-            self._aliases.pop(name, None)
-            self._entries[name] = Entry(name, impl, requires)
-            self._loaded.pop(name, None)
-            if not isinstance(impl, str):
-                self._loaded[name] = impl
+        self.put(name, Entry(name, impl, requires), replace=replace)
 
     def alias(self, alias: str, name: str) -> None:
         """Make ``alias`` another name for the registered ``name``."""
@@ -88,15 +194,8 @@ class Registry(Generic[T]):
             self._aliases[alias] = name
 
     def unregister(self, name: str) -> None:
-        """Remove ``name``; raises the registry's unknown-name error if it is not there."""
-        with self._lock:
-            if name not in self._entries:
-                raise self._unknown(self._unknown_message(name))
-            del self._entries[name]
-            self._loaded.pop(name, None)
-            for alias, target in list(self._aliases.items()):
-                if target == name:
-                    del self._aliases[alias]
+        """Remove ``name`` and its aliases; the registry's unknown-name error if it is not there."""
+        self.remove(name)
 
     def canonical(self, name: str) -> str:
         """The registered name ``name`` stands for (resolving aliases)."""
@@ -126,17 +225,54 @@ class Registry(Generic[T]):
                 f"installed: pip install {missing}"
             ) from exc
         impl: T = getattr(module, attr)
-        self._loaded[name] = impl
+        with self._lock:
+            # A path hides its unique value until it is imported: checked now, once.
+            self._check_unique(name, impl)
+            self._loaded[name] = impl
         return impl
 
     def names(self) -> tuple[str, ...]:
         """Registered names, in registration order."""
-        return tuple(self._entries)
+        return self.keys()
 
-    def view(self) -> Mapping[str, Entry[T]]:
-        """A read-only view of the entries."""
-        return MappingProxyType(self._entries)
+    def _state(self) -> tuple[dict[Any, Any], ...]:
+        return (self._entries, self._loaded, self._aliases)
 
-    def _unknown_message(self, name: str) -> str:
+    def _admit(self, key: str, value: Entry[T], *, replace: bool) -> None:
+        if not replace and key in self._aliases:
+            raise ValueError(
+                f"a {self._kind} named {key!r} is already registered (another name of "
+                f"{self._aliases[key]!r}); pass replace=True to replace it"
+            )
+        super()._admit(key, value, replace=replace)
+        if not isinstance(value.target, str):
+            self._check_unique(key, value.target)
+
+    def _check_unique(self, name: str, impl: T) -> None:
+        if self._unique is None:
+            return
+        value = getattr(impl, self._unique, None)
+        if value is None:
+            return
+        for other, loaded in self._loaded.items():
+            if other != name and getattr(loaded, self._unique, None) == value:
+                raise ValueError(
+                    f"the {self._kind} {name!r} has {self._unique} {value!r}, which the "
+                    f"{self._kind} {other!r} already has; each {self._kind} needs its own"
+                )
+
+    def _stored(self, key: str, value: Entry[T], previous: Entry[T] | None) -> None:
+        self._aliases.pop(key, None)
+        self._loaded.pop(key, None)
+        if not isinstance(value.target, str):
+            self._loaded[key] = value.target
+
+    def _removed(self, key: str, value: Entry[T]) -> None:
+        self._loaded.pop(key, None)
+        for alias, target in list(self._aliases.items()):
+            if target == key:
+                del self._aliases[alias]
+
+    def _unknown_message(self, key: str) -> str:
         known = ", ".join(repr(n) for n in (*self._entries, *self._aliases))
-        return f"unknown {self._kind} {name!r}; the registered {self._kind}s are: {known}"
+        return f"unknown {self._kind} {key!r}; the registered {self._kind}s are: {known}"
