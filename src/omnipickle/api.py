@@ -449,7 +449,8 @@ def loads(
     Raises:
         TypeError: ``data`` is not bytes-like.
         TruncatedPayloadError: ``data`` is empty or ends early (also an ``EOFError``).
-        CorruptPayloadError: wrong checksum, damaged header, or not a payload at all.
+        CorruptPayloadError: wrong checksum, damaged header, bytes after the payload, or not a
+            payload at all.
         SignatureError: ``key`` was given and the payload is unsigned or does not verify.
         IncompatiblePayloadError: by-value code from another Python minor version, or a
             format newer than this release.
@@ -489,9 +490,9 @@ def load(
 
     The format is found from the data, never from the file name: renamed and compressed files
     load. From a file object, exactly one payload is read, so several can be read in turn; at
-    the end of the file :class:`TruncatedPayloadError` (an ``EOFError``) is raised. From a path,
-    a large payload is checked, then unpickled as the file is read (never held whole in
-    memory).
+    the end of the file :class:`TruncatedPayloadError` (an ``EOFError``) is raised. Each byte is
+    read once, into memory this process owns, and checked (signature, checksums) before anything
+    is unpickled; large arrays are read straight into the buffers they become.
 
     Args:
         mmap_mode: ``"r"`` or ``"c"`` (a path only): memory-map the file; large arrays come back
