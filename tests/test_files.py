@@ -8,7 +8,10 @@ import io
 import lzma
 import os
 import pickle
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +268,97 @@ def test_zip_archive_of_several_files_is_refused_clearly(tmp_path: Path) -> None
         archive.writestr("b", pickle.dumps(2))
     with pytest.raises(omnipickle.CorruptPayloadError, match="2 files"):
         omnipickle.load(path)
+
+
+# --- writes through links, modes, leftovers, error names ------------------------------------
+
+
+def test_dump_to_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+    target = tmp_path / "real.pkl"
+    link = tmp_path / "link.pkl"
+    omnipickle.dump("old", target)
+    link.symlink_to(target)
+    omnipickle.dump("new", link)
+    assert link.is_symlink()
+    assert omnipickle.load(target) == "new"
+    assert omnipickle.load(link) == "new"
+
+
+def test_dump_to_a_dangling_symlink_creates_its_target(tmp_path: Path) -> None:
+    link = tmp_path / "link.pkl"
+    link.symlink_to(tmp_path / "missing.pkl")
+    omnipickle.dump([1], link)
+    assert link.is_symlink() and omnipickle.load(tmp_path / "missing.pkl") == [1]
+
+
+def test_a_replaced_file_never_gets_setuid_or_setgid_bits(tmp_path: Path) -> None:
+    path = tmp_path / "x.pkl"
+    omnipickle.dump(1, path)
+    os.chmod(path, 0o6755)
+    omnipickle.dump(2, path)
+    mode = path.stat().st_mode & 0o7777
+    assert mode == 0o755
+
+
+def test_errors_name_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder" / "x.pkl"
+    with pytest.raises(FileNotFoundError) as caught:
+        omnipickle.dump(1, missing)
+    assert caught.value.filename == str(missing)
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as caught_dir:
+        omnipickle.dump(1, folder)
+    assert caught_dir.value.filename == str(folder)
+    assert sorted(os.listdir(tmp_path)) == ["adir"]
+
+
+def test_a_killed_writers_leftover_is_removed_by_the_next_dump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omnipickle import files
+
+    path = tmp_path / "x.pkl"
+    leftover = tmp_path / f".x.pkl.abc123{files.TEMP_SUFFIX}"
+    leftover.write_bytes(b"half a payload")
+    old = time.time() - 3600
+    os.utime(leftover, (old, old))
+    omnipickle.dump(1, path)
+    assert not leftover.exists()
+    assert sorted(os.listdir(tmp_path)) == ["x.pkl"]
+
+
+def test_a_live_writers_temporary_file_is_never_removed(tmp_path: Path) -> None:
+    """A writer in another process holds its temporary file's lock: a sweep leaves it."""
+    from omnipickle import files
+
+    path = tmp_path / "x.pkl"
+    code = (
+        "import sys, time, omnipickle.files as f\n"
+        "with f.atomic_writer(sys.argv[1]) as out:\n"
+        "    out.write(b'x'); out.flush(); print('ready', flush=True); time.sleep(30)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(files.__file__).parents[1])},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        (live,) = [p for p in tmp_path.iterdir() if p.name.endswith(files.TEMP_SUFFIX)]
+        old = time.time() - 3600
+        os.utime(live, (old, old))
+        omnipickle.dump(1, path)
+        assert live.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_durable_false_still_replaces_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "x.pkl"
+    omnipickle.dump("old", path, durable=False)
+    omnipickle.dump("new", path, durable=False)
+    assert omnipickle.load(path) == "new"
+    assert sorted(os.listdir(tmp_path)) == ["x.pkl"]

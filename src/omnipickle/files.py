@@ -3,7 +3,9 @@
 ``dump`` to a path writes a temporary file in the target's folder, flushes and fsyncs it, then
 renames it over the target (``os.replace`` is atomic on POSIX and Windows), and finally fsyncs
 the folder so the rename itself survives a power cut. A crash at any moment leaves the old file
-or the new one; a failed dump leaves the old file untouched and removes its temporary file.
+or the new one; a failed dump leaves the old file untouched and removes its temporary file. A
+writer that is killed leaves its temporary file behind; the next write to the same target removes
+it (never a live writer's: each holds a lock on its own).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -44,36 +47,114 @@ def check_binary_file(file: Any, mode: str) -> None:
         )
 
 
+# Temporary files end with this, so that leftovers of writers that were killed can be found.
+TEMP_SUFFIX = ".omnipickle-tmp"
+# A leftover is removed only when no process holds its lock and it has not changed for this
+# long: a writer locks its file right after creating it, and writes to it continuously.
+_STALE_AFTER = 60.0
+
+
+def _target(path: PathLike) -> str:
+    """Where a write to ``path`` lands: through symlinks, as ``open(path, "wb")`` would."""
+    target = os.fspath(path)
+    if os.path.islink(target):
+        return os.path.realpath(target)
+    return target
+
+
+def _named(exc: OSError, target: str) -> OSError:
+    """``exc`` about ``target`` (not about the temporary file beside it)."""
+    return type(exc)(exc.errno, exc.strerror or str(exc), target)
+
+
 @contextlib.contextmanager
-def atomic_writer(path: PathLike) -> Iterator[IO[bytes]]:
+def atomic_writer(path: PathLike, *, durable: bool = True) -> Iterator[IO[bytes]]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` atomically.
 
-    If the body raises, the temporary file is removed and ``path`` is left as it was.
+    If the body raises, the temporary file is removed and ``path`` is left as it was. A symlink
+    is written through: its target is replaced and the link stays. With ``durable`` (the
+    default) the file and the folder are fsynced, so the new file survives a power cut; without,
+    the replacement is still atomic for every other process, but a power cut may lose it.
+
+    Raises:
+        OSError: the file cannot be written; the error names ``path``'s target.
     """
-    target = os.fspath(path)
+    target = _target(path)
     folder = os.path.dirname(os.path.abspath(target))
-    prefix = f".{os.path.basename(target)}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    base = os.path.basename(target)
+    _sweep(folder, base)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise _named(exc, target) from exc
+    try:
+        _lock(fd)
         # Readable too: a signed payload is read back to compute its signature.
         with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
-        _keep_mode(target, tmp)
-        os.replace(tmp, target)
+            if durable:
+                os.fsync(f.fileno())
+            try:
+                _keep_mode(target, tmp)
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise _named(exc, target) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    if durable:
+        _fsync_dir(folder)
+
+
+def _lock(fd: int) -> None:
+    """Hold an advisory lock on a writer's temporary file while it lives (released by the
+    system when the writer dies), so that a sweep never removes a live writer's file."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no sweeping there either
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _sweep(folder: str, base: str) -> None:
+    """Remove temporary files that killed writers of ``base`` left in ``folder``."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    prefix = f".{base}."
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return  # a folder we cannot list: the write itself will say what is wrong
+    now = time.time()
+    for name in names:
+        leftover = os.path.join(folder, name)
+        try:
+            fd = os.open(leftover, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if now - os.fstat(fd).st_mtime < _STALE_AFTER:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a writer holds it: alive
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        finally:
+            os.close(fd)
 
 
 def _keep_mode(target: str, tmp: str) -> None:
     # mkstemp creates 0600 files; a replaced file keeps its mode, a new one gets the usual
     # default (0666 less the umask), as open() would have given it.
     try:
-        mode = os.stat(target).st_mode & 0o7777
+        # Never the setuid/setgid bits: a new file's contents were not what was set-uid.
+        mode = os.stat(target).st_mode & 0o1777
     except FileNotFoundError:
         mode = 0o666 & ~_umask()
     os.chmod(tmp, mode)
