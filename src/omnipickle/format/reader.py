@@ -246,6 +246,12 @@ def _truncated_header(n: int) -> TruncatedPayloadError:
     )
 
 
+def _truncated_body(total: int, available: int) -> TruncatedPayloadError:
+    return TruncatedPayloadError(
+        f"truncated payload: the header promises {total} bytes, got {available}"
+    )
+
+
 def _decompress(codec: Codec, data: Any, size: int | None) -> memoryview:
     return memoryview(codec.decompress(data, size))
 
@@ -287,9 +293,7 @@ def read_view(
     header = layout.parse_header(view)
     plan = _plan(header)
     if len(view) < header.total_length:
-        raise TruncatedPayloadError(
-            f"truncated payload: the header promises {header.total_length} bytes, got {len(view)}"
-        )
+        raise _truncated_body(header.total_length, len(view))
     if exact and len(view) > header.total_length:
         raise CorruptPayloadError(
             f"{len(view) - header.total_length} bytes follow the payload "
@@ -341,6 +345,7 @@ class _Input:
         self.size = size  # bytes of the payload's file from its start, when known
         self.verifier: Verifier | None = None
         self.count = count  # bytes of the payload read so far
+        self.total = 0  # what the header promises, once it is known
         self.damaged: CorruptPayloadError | None = None
 
     def damage(self, error: CorruptPayloadError) -> None:
@@ -348,12 +353,24 @@ class _Input:
         if self.damaged is None:
             self.damaged = error
 
-    def exactly(self, n: int, what: str) -> bytearray:
+    def upto(self, n: int) -> bytes:
+        """At most ``n`` bytes: fewer only at the end of the file."""
+        chunks = []
+        done = 0
+        while done < n:
+            chunk = self.file.read(n - done)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            done += len(chunk)
+        data = b"".join(chunks)
+        self.count += len(data)
+        return data
+
+    def exactly(self, n: int, what: str = "payload") -> bytearray:
+        """Exactly ``n`` bytes of the payload (whose header promised :attr:`total`)."""
         if self.size is not None and n > self.size - self.count:
-            raise TruncatedPayloadError(
-                f"truncated {what}: expected {n} bytes, the file has "
-                f"{max(self.size - self.count, 0)} left"
-            )
+            raise _truncated_body(self.total, self.size)
         # Allocated as the bytes arrive when the file's size is unknown: a lying header gets
         # what the file holds, not what it promises.
         data = bytearray(n) if self.size is not None else bytearray()
@@ -368,9 +385,7 @@ class _Input:
                 got = len(chunk) if chunk else 0
                 data += chunk or b""
             if not got:
-                raise TruncatedPayloadError(
-                    f"truncated {what}: expected {n} bytes, the file ended after {done}"
-                )
+                raise _truncated_body(self.total, self.count + done)
             done += got
         self.count += n
         if self.verifier is not None:
@@ -390,29 +405,20 @@ def _file_size(file: IO[bytes]) -> int | None:
 
 
 def _read_header(inp: _Input, head: bytes) -> bytes:
-    """The header's bytes (fixed part and extra field), read exactly."""
-    fixed = bytes(head + inp.exactly(HEADER_SIZE - len(head), "header"))
+    """The header's bytes (fixed part and extra field); a short file gets the header module's
+    own messages, as bytes in memory do."""
+    fixed = head + inp.upto(HEADER_SIZE - len(head))
     size = layout.header_size(fixed)
-    try:
-        return fixed + inp.exactly(size - HEADER_SIZE, "header")
-    except TruncatedPayloadError as exc:
-        # The length that promised more is itself unchecked (the header checksum covers the
-        # extra field): it is as likely to be damaged as the file is to be short.
-        raise TruncatedPayloadError(
-            f"truncated payload or corrupt header: the header claims {size} bytes of header "
-            f"and the file ends before that"
-        ) from exc
+    return fixed + inp.upto(size - HEADER_SIZE)
 
 
 def _read_envelope(inp: _Input, head: bytes, keys: Keys | None) -> Payload:
     header_bytes = _read_header(inp, head)
     header = layout.parse_header(header_bytes)
     plan = _plan(header)
+    inp.total = header.total_length
     if inp.size is not None and header.total_length > inp.size:
-        raise TruncatedPayloadError(
-            f"truncated payload: the header promises {header.total_length} bytes, "
-            f"the file has {inp.size}"
-        )
+        raise _truncated_body(header.total_length, inp.size)
     if keys is not None and header.signed:
         inp.verifier = Verifier(keys, header.extra.get("kid"))
         inp.verifier.update(header_bytes)
@@ -670,10 +676,7 @@ def _read_mapped(path: Any, keys: Keys | None, mode: str) -> Payload:
             )
         file_size = os.fstat(f.fileno()).st_size
         if file_size < header.total_length:
-            raise TruncatedPayloadError(
-                f"truncated payload: the header promises {header.total_length} bytes, "
-                f"the file has {file_size}"
-            )
+            raise _truncated_body(header.total_length, file_size)
         mapped = mmap.mmap(f.fileno(), 0, access=MMAP_MODES[mode])
     return read_view(memoryview(mapped), keys=keys, exact=False, mapped=True)
 
@@ -759,6 +762,7 @@ def _inspect_file(file: IO[bytes]) -> Inspection:
     inp = _Input(file, None if size is None else size + len(head), len(head))
     header = layout.parse_header(_read_header(inp, head))
     plan = _plan(header)
+    inp.total = header.total_length
     try:
         stored = inp.exactly(header.stored_length, "payload")
     except TruncatedPayloadError:
