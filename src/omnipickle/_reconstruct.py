@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .dill_import import import_dill
+
 __all__ = [
     "dropped_resource",
     "load_dill",
@@ -83,9 +85,7 @@ def make_barrier(
 
 def load_dill(blob: bytes) -> Any:
     """Rebuild an object that was serialized whole by dill inside an omnipickle stream."""
-    import dill
-
-    return dill.loads(blob)
+    return import_dill().loads(blob)
 
 
 def std_stream(name: str) -> Any:

@@ -595,3 +595,7 @@ class transient:
 
     def __delete__(self, obj: Any) -> None:
         obj.__dict__.pop(self.name, None)
+
+
+# Temporary shim: the resources split makes this the public name (dropped in the merge).
+refuse = _refuse
