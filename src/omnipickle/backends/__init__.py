@@ -53,8 +53,8 @@ REGISTRY: Registry[Backend] = Registry(
     "backend", UnknownBackendError, BackendNotInstalledError, _check
 )
 
-# The registry is the truth for which names exist (tests restore it wholesale); a row counts only
-# while its name is registered.
+# The registry is the truth for which names exist: a row counts only while its name is registered
+# (so that whoever saves and restores the registry restores the table with it).
 _ROWS: dict[str, BackendRow] = {}
 _LOCK = threading.RLock()
 
@@ -161,8 +161,7 @@ def unregister_backend(name: str) -> None:
             "loader of plain pickle streams; replace it with register_backend(..., replace=True)"
         )
     with _LOCK:
-        REGISTRY.unregister(name)
-        _ROWS.pop(name, None)
+        REGISTRY.unregister(name)  # the row stays, dormant, until the name is registered again
 
 
 for _row in BUILTIN_ROWS:

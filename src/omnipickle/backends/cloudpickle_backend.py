@@ -16,6 +16,10 @@ __all__ = ["CLOUDPICKLE", "CloudpickleBackend", "RecordingCloudPickler"]
 # The constructors cloudpickle's class reducer rebuilds a class by value with (a class it finds
 # by name is saved by reference, or by ``type``/``_builtin_type`` for the builtin oddities).
 _BY_VALUE_CLASS = (cloudpickle_module._make_skeleton_class, cloudpickle_module._make_skeleton_enum)
+_CLOUDPICKLE_OVERRIDE = cloudpickle.Pickler.reducer_override
+_CLOUDPICKLE_TABLE = cloudpickle_module.Pickler._dispatch_table
+_FunctionType = types.FunctionType
+_CodeType = types.CodeType
 
 
 class RecordingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
@@ -40,22 +44,28 @@ class RecordingCloudPickler(cloudpickle.Pickler):  # type: ignore[misc]
         self.used = False
 
     def reducer_override(self, obj: Any) -> Any:
-        """cloudpickle's own, recording by-value code and any use of cloudpickle's reducers."""
+        """cloudpickle's own, recording by-value code and any use of cloudpickle's reducers.
+
+        Called for every object that is not a builtin container or atom, so it answers for
+        instances without calling cloudpickle's method (which would return ``NotImplemented``
+        for them too): no second Python frame per instance.
+        """
         t = type(obj)
-        if t is types.CodeType:
-            # Every function written by value brings its code object here (the C pickler
-            # calls reducer_override before the dispatch table, which has cloudpickle's
-            # code reducer): the one sure sign of code by value.
+        if t is _FunctionType or issubclass(t, type):
+            rv = _CLOUDPICKLE_OVERRIDE(self, obj)
+            if rv is not NotImplemented:
+                self.used = True
+                if t is not _FunctionType and rv[0] in _BY_VALUE_CLASS:
+                    self.by_value = True
+            return rv
+        if t is _CodeType:
+            # Every function written by value brings its code object here (the C pickler asks
+            # reducer_override before the dispatch table, which has cloudpickle's code
+            # reducer): the one sure sign of code by value.
             self.by_value = self.used = True
-            return NotImplemented
-        rv = super().reducer_override(obj)
-        if rv is not NotImplemented:
+        elif t in _CLOUDPICKLE_TABLE:
             self.used = True
-            if isinstance(obj, type) and rv[0] in _BY_VALUE_CLASS:
-                self.by_value = True
-        elif t in cloudpickle_module.Pickler._dispatch_table:
-            self.used = True
-        return rv
+        return NotImplemented
 
 
 class CloudpickleBackend(Backend, row=builtin_row("cloudpickle")):
