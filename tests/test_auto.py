@@ -278,3 +278,32 @@ def test_large_dumps_checksum_on_a_second_thread_and_leave_no_thread_behind() ->
     with pytest.raises(ValueError, match="late failure"):
         omnipickle.dumps([*big, Refuses()])
     assert threading.active_count() == before
+
+
+def test_a_code_object_alone_is_code_by_value() -> None:
+    code = (lambda: 42).__code__
+    data = omnipickle.dumps(code)
+    assert omnipickle.info(data).by_value is True
+    assert eval(omnipickle.loads(data)) == 42
+
+
+def test_builtin_oddities_saved_by_cloudpickles_class_reducer_are_not_code_by_value() -> None:
+    """NoneType cannot be found by name, but cloudpickle writes it as ``type(None)``."""
+    data = omnipickle.dumps([type(None), type(Ellipsis), type(NotImplemented)])
+    assert omnipickle.info(data).by_value is False
+    assert omnipickle.loads(data) == [type(None), type(Ellipsis), type(NotImplemented)]
+
+
+def test_a_class_by_value_without_methods_is_code_by_value() -> None:
+    empty = type("Empty", (), {})
+    assert omnipickle.info(omnipickle.dumps(empty)).by_value is True
+
+
+def test_borrowed_reducer_says_whose_reducer_auto_uses() -> None:
+    from omnipickle.backends.auto import borrowed_reducer
+
+    assert borrowed_reducer(weakref.ReferenceType) == "dill"
+    assert borrowed_reducer(memoryview) == "cloudpickle"
+    assert borrowed_reducer(property) == "cloudpickle"
+    assert borrowed_reducer(dict) is None
+    assert borrowed_reducer(Plain) is None

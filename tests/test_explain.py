@@ -105,3 +105,17 @@ def test_huge_containers_are_summarised() -> None:
 
 def test_str_of_a_clean_object_says_so() -> None:
     assert "nothing to report" in str(omnipickle.explain({"a": [1, 2, 3]}))
+
+
+def test_explain_reports_what_auto_does_with_each_borrowed_type() -> None:
+    """explain asks the auto backend (one place decides), so the two cannot disagree."""
+    from omnipickle.backends.auto import borrowed_reducer
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    obj = {"ref": weakref.ref(holder), "view": memoryview(b"abc"), "prop": property(len)}
+    kinds = {row.path: row.kind for row in omnipickle.explain(obj).rows}
+    for key, value in obj.items():
+        assert kinds[f"root[{key!r}]"] == borrowed_reducer(type(value))

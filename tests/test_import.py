@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
+import omnipickle
 from conftest import check_python
 
 _SNAPSHOT = """
@@ -42,14 +45,72 @@ def test_import_imports_no_optional_package() -> None:
     assert _snapshot()[1] == "[]"
 
 
-def test_using_dill_for_one_object_leaves_stdlib_picklers_alone() -> None:
-    code = (
-        "import copyreg, pickle, weakref, omnipickle, fractions\n"
-        "before = dict(copyreg.dispatch_table)\n"
-        "f = fractions.Fraction(1, 2)\n"
+# What ``import dill`` is known to write into (dill/__init__.py calls extend()), and what any
+# package could: compared before and after omnipickle uses dill, in a fresh interpreter.
+_STDLIB_STATE = """
+import copyreg, pickle, sys
+def stdlib_state():
+    c_table = getattr(pickle.Pickler, "dispatch_table", None)
+    return (
+        dict(pickle._Pickler.dispatch),
+        dict(copyreg.dispatch_table),
+        dict(copyreg._extension_registry),
+        dict(c_table) if isinstance(c_table, dict) else c_table,
+    )
+"""
+
+_DILL_TRIGGERS = {
+    "auto dumps a weak reference": (
+        "import weakref\n"
         "class A: pass\n"
         "a = A()\n"
-        "omnipickle.loads(omnipickle.dumps([a, weakref.ref(a)]))\n"
-        "print(before == dict(copyreg.dispatch_table))\n"
+        "out = omnipickle.loads(omnipickle.dumps([a, weakref.ref(a)]))\n"
+        "assert out[1]() is out[0]\n"
+        "assert 'dill' in omnipickle.info(omnipickle.dumps(weakref.ref(a))).backends\n"
+    ),
+    "dill dumps": (
+        "f = lambda x: x + 1\n"
+        "assert omnipickle.loads(omnipickle.dumps(f, backend='dill'))(1) == 2\n"
+    ),
+    "dill loads": "assert omnipickle.loads(bytes.fromhex(PAYLOAD)) == {'k': [1, 2]}\n",
+    "a dill blob inside an auto stream loads": (
+        "from omnipickle._reconstruct import load_dill\n"
+        "assert load_dill(bytes.fromhex(RAW)) == {'k': [1, 2]}\n"
+    ),
+}
+
+
+def _stdlib_unchanged_after(trigger: str, *, setup: str = "import omnipickle\n") -> str:
+    payload = omnipickle.dumps({"k": [1, 2]}, backend="dill")
+    raw = omnipickle.dumps({"k": [1, 2]}, backend="dill", raw=True)
+    code = (
+        _STDLIB_STATE
+        + f"PAYLOAD = {payload.hex()!r}\nRAW = {raw.hex()!r}\n"
+        + setup
+        + "before = stdlib_state()\n"
+        + "assert 'dill' not in sys.modules\n"
+        + trigger
+        + "assert 'dill' in sys.modules\n"
+        + "print(stdlib_state() == before)\n"
+    )
+    return check_python(code=code).strip()
+
+
+@pytest.mark.parametrize("trigger", sorted(_DILL_TRIGGERS))
+def test_using_dill_leaves_the_stdlib_picklers_as_they_were(trigger: str) -> None:
+    assert _stdlib_unchanged_after(_DILL_TRIGGERS[trigger]) == "True"
+
+
+def test_the_stdlib_check_sees_what_a_plain_import_of_dill_changes() -> None:
+    """The check above can fail: importing dill directly grows pickle._Pickler.dispatch."""
+    assert _stdlib_unchanged_after("import dill\n", setup="") == "False"
+
+
+def test_a_program_that_imported_dill_itself_keeps_dills_extension() -> None:
+    code = (
+        "import pickle, dill, omnipickle\n"
+        "extended = dict(pickle._Pickler.dispatch)\n"
+        "omnipickle.loads(omnipickle.dumps(lambda: 1, backend='dill'))\n"
+        "print(dict(pickle._Pickler.dispatch) == extended and len(extended) > 30)\n"
     )
     assert check_python(code=code).strip() == "True"

@@ -10,13 +10,19 @@ out.
 from __future__ import annotations
 
 import contextvars
+import copyreg
+import importlib
 import os
+import pickle
+import sys
 import threading
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
     "dropped_resource",
+    "import_dill",
     "load_dill",
     "make_barrier",
     "make_bounded_semaphore",
@@ -85,9 +91,7 @@ def make_barrier(
 
 def load_dill(blob: bytes) -> Any:
     """Rebuild an object that was serialized whole by dill inside an omnipickle stream."""
-    import dill
-
-    return dill.loads(blob)
+    return import_dill().loads(blob)
 
 
 def std_stream(name: str) -> Any:
@@ -172,3 +176,77 @@ def restore_state(obj: Any, state: tuple[Any, tuple[str, ...]]) -> None:
     hook = getattr(cls, "__restore__", None)
     if hook is not None:
         hook(obj)
+
+
+# --- the one place omnipickle imports dill ------------------------------------------------------
+#
+# ``import dill`` extends the standard library's pure-Python pickler (``dill/__init__.py`` calls
+# ``extend()``, which copies dill's ~50 savers into ``pickle._Pickler.dispatch``), so that after it
+# every ``pickle._Pickler`` in the process pickles differently. omnipickle uses dill only through
+# ``dill.Pickler``, ``dill.Unpickler`` and ``dill.loads``, which keep their own dispatch table, so
+# what dill changes in the standard library is put back as it was right after the import. A
+# program that imports dill itself gets dill's usual behaviour: when dill is already imported,
+# ``import_dill`` returns it and touches nothing. It lives here because ``load_dill`` (named by
+# payloads) needs it and this module imports nothing of the package; every other module may use it.
+
+_LOCK = threading.Lock()
+
+
+def _mutable_tables() -> list[dict[Any, Any]]:
+    """The dicts of the standard library an importing package may write into."""
+    tables: list[dict[Any, Any]] = [
+        pickle._Pickler.dispatch,
+        pickle._Unpickler.dispatch,
+        copyreg.dispatch_table,
+        copyreg._extension_registry,  # type: ignore[attr-defined]
+        copyreg._inverted_registry,  # type: ignore[attr-defined]
+        copyreg._extension_cache,  # type: ignore[attr-defined]
+        vars(pickle),
+        vars(copyreg),
+    ]
+    # The C Pickler has no class-level dispatch_table today; a future one must survive too.
+    c_table = getattr(pickle.Pickler, "dispatch_table", None)
+    if isinstance(c_table, dict):
+        tables.append(c_table)
+    return tables
+
+
+def import_dill() -> types.ModuleType:
+    """``dill``, imported so that the standard library's picklers stay exactly as they were.
+
+    Thread-safe: the snapshot, the import and the restore happen under one lock, so two threads
+    meeting dill for the first time cannot restore each other's half-made snapshot.
+
+    Returns:
+        The ``dill`` module.
+
+    Raises:
+        ImportError: dill is not installed (whatever dill changed before failing is undone).
+    """
+    module = sys.modules.get("dill")
+    if module is not None:
+        return module
+    with _LOCK:
+        module = sys.modules.get("dill")
+        if module is not None:
+            return module
+        tables = _mutable_tables()
+        saved = [dict(table) for table in tables]
+        try:
+            return importlib.import_module("dill")
+        finally:
+            for table, before in zip(tables, saved, strict=True):
+                _restore(table, before)
+
+
+def _restore(table: dict[Any, Any], before: dict[Any, Any]) -> None:
+    """Put ``table`` back to ``before`` in place (other modules hold this very dict), key by
+    key, so that a reader on another thread never sees it empty."""
+    for key in [key for key in table if key not in before]:
+        del table[key]
+    for key, value in before.items():
+        if table.get(key, _ABSENT) is not value:
+            table[key] = value
+
+
+_ABSENT = object()

@@ -7,7 +7,6 @@ this module imports it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import sys
@@ -16,13 +15,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 from ._reconstruct import REATTACH
-from .backends import BUILTIN_BITS, PACKAGES, Pickled
 from .backends import REGISTRY as BACKENDS
+from .backends import Pickled, check_installed
 from .codecs import Codec, codec_for_suffix
 from .errors import (
     MALFORMED_STREAM,
     MISSING_NAME,
-    BackendNotInstalledError,
     DroppedResourceWarning,
     IncompatiblePayloadError,
     UnpicklingError,
@@ -261,19 +259,6 @@ def dump(
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _check_backends(payload: Payload) -> None:
-    for name in payload.backends:
-        package = PACKAGES.get(name)
-        if package is not None:
-            if package not in sys.modules and importlib.util.find_spec(package) is None:
-                raise BackendNotInstalledError(
-                    f"this payload was written with the {name} backend and needs the "
-                    f"{package!r} package to load: pip install {package}"
-                )
-        elif name not in BUILTIN_BITS:
-            BACKENDS.get(name)  # unknown or not installed: the registry says which
-
-
 def _check_python(header: Header) -> None:
     here = sys.version_info[:2]
     if header.by_value and header.python != here:
@@ -291,7 +276,7 @@ def _preflight(payload: Payload, opts: LoadOptions) -> None:
     header = payload.header
     assert header is not None
     _check_python(header)
-    _check_backends(payload)
+    check_installed(payload.backends)
     if header.flags & FLAG_OUT_OF_BAND and opts.buffers is None:
         raise UnpicklingError(
             "this payload was written with a buffer_callback: pass the same out-of-band "

@@ -1,9 +1,9 @@
-"""Diagnostics: where in an object graph serialization fails, and what to do about it.
+"""``explain(obj)``: every part of an object graph that cannot be serialized, at once.
 
-The C pickler says *what* failed but, before Python 3.14, never *where*. When a dump fails, this
-module walks the graph the way the pickler does (containers, ``__reduce_ex__`` arguments and
-state, closures) and test-pickles children one by one to find the deepest part that fails on its
-own. The walk only happens on the error path, so it costs nothing when a dump succeeds.
+One walk of the graph (the walk of :mod:`omnipickle.diagnostics`, which locates a single failure
+for the backends); nothing is pickled. What the ``auto`` backend does with each type is asked of
+the backend itself (:func:`omnipickle.backends.auto.borrowed_reducer`), so this report and the
+dump cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,289 +12,14 @@ import collections
 import copyreg
 import pickle
 import types
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PicklingError
+from .backends.auto import borrowed_reducer, importable
+from .diagnostics import ATOMIC, children, failure_fix, failure_reason, type_name
+from .resources import resource_rule
 
-__all__ = [
-    "Explanation",
-    "Finding",
-    "describe_failure",
-    "explain",
-    "find_paths",
-    "locate_failure",
-    "type_name",
-]
-
-_MAX_CHILDREN = 100_000
-_MAX_DEPTH = 200
-
-
-def type_name(obj: Any) -> str:
-    """``module.QualName`` of ``obj``'s type (``builtins`` left out)."""
-    t = type(obj)
-    module = getattr(t, "__module__", None)
-    qual = getattr(t, "__qualname__", t.__name__)
-    if module in (None, "builtins"):
-        return str(qual)
-    return f"{module}.{qual}"
-
-
-def locate_failure(
-    obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
-) -> tuple[str, Any, BaseException]:
-    """Where a failed dump of ``obj`` failed: ``(path, culprit, cause)``."""
-    from .backends.base import NullSink
-
-    def fails(candidate: Any) -> BaseException | None:
-        try:
-            make_pickler(NullSink()).dump(candidate)
-        except RecursionError as err:
-            return err
-        except Exception as err:  # noqa: BLE001 - any failure marks the culprit's branch
-            return err
-        return None
-
-    def refused(candidate: Any) -> bool:
-        return _own_reduction_fails(candidate, make_pickler(NullSink()))
-
-    return _locate(obj, fails, refused, exc)
-
-
-def describe_failure(
-    obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
-) -> PicklingError:
-    """A :class:`PicklingError` for ``exc`` naming the path, type, reason and fix."""
-    if isinstance(exc, RecursionError):
-        return PicklingError(
-            "cannot serialize the object: the graph is nested too deeply for the pickler "
-            f"({exc}); flatten it or raise sys.setrecursionlimit()",
-            path="root",
-            type_name=type_name(obj),
-        )
-    path, culprit, cause = locate_failure(obj, exc, make_pickler)
-    reason = _reason(culprit, cause)
-    fix = _fix(culprit)
-    tname = type_name(culprit)
-    message = f"cannot serialize {tname} at {path}: {reason}; {fix}"
-    return PicklingError(message, path=path, type_name=tname)
-
-
-def find_paths(root: Any, targets: list[Any], limit: int = 1_000_000) -> list[str]:
-    """The path from ``root`` to each object in ``targets`` (breadth first: the shortest).
-
-    Objects not reached within ``limit`` visited nodes get ``"<not found>"``.
-    """
-    wanted = {id(t): i for i, t in enumerate(targets)}
-    found: dict[int, str] = {}
-    if id(root) in wanted:
-        found[wanted[id(root)]] = "root"
-    queue: collections.deque[tuple[str, Any]] = collections.deque([("root", root)])
-    seen = {id(root)}
-    visited = 0
-    while queue and len(found) < len(wanted) and visited < limit:
-        path, node = queue.popleft()
-        visited += 1
-        for label, child in _children(node):
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            child_path = path + label
-            if id(child) in wanted:
-                found.setdefault(wanted[id(child)], child_path)
-            queue.append((child_path, child))
-    return [found.get(i, "<not found>") for i in range(len(targets))]
-
-
-def _locate(
-    obj: Any,
-    fails: Callable[[Any], BaseException | None],
-    refused: Callable[[Any], bool],
-    exc: BaseException,
-) -> tuple[str, Any, BaseException]:
-    """Follow failing children down from ``obj``; stop at a node refused for itself."""
-    path, current, cause = "root", obj, exc
-    seen = {id(obj)}
-    for _ in range(_MAX_DEPTH):
-        if refused(current):
-            break
-        for label, child in _children(current):
-            if id(child) in seen:
-                continue
-            seen.add(id(child))
-            err = fails(child)
-            if err is not None:
-                path += label
-                current, cause = child, err
-                break
-        else:
-            break
-    return path, current, cause
-
-
-_ATOMIC = frozenset(
-    {
-        dict,
-        list,
-        tuple,
-        set,
-        frozenset,
-        str,
-        bytes,
-        bytearray,
-        int,
-        float,
-        complex,
-        bool,
-        type(None),
-    }
-)
-
-
-def _own_reduction_fails(obj: Any, pickler: pickle.Pickler) -> bool:
-    """Whether reducing ``obj`` itself (not its parts) fails, as ``pickler`` would do it."""
-    t = type(obj)
-    if t in _ATOMIC or isinstance(obj, (type, types.FunctionType)):
-        return False
-    try:
-        override = getattr(pickler, "reducer_override", None)
-        if override is not None and override(obj) is not NotImplemented:
-            return False
-        table = getattr(pickler, "dispatch_table", None)
-        if table is None:
-            table = copyreg.dispatch_table
-        try:
-            reducer = table[t]
-        except KeyError:
-            reducer = None
-        if reducer is not None:
-            reducer(obj)
-        else:
-            obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-    except Exception:  # noqa: BLE001 - any failure to reduce the object itself
-        return True
-    return False
-
-
-def _children(obj: Any) -> Iterator[tuple[str, Any]]:
-    """The parts the pickler would save for ``obj``, each with a label for the path."""
-    t = type(obj)
-    try:
-        if t is dict or isinstance(obj, dict):
-            for i, (k, v) in enumerate(obj.items()):
-                if i >= _MAX_CHILDREN:
-                    return
-                yield f"[{k!r}]", v
-                yield f".keys()[{i}]", k
-            if t is dict:
-                return
-        elif t in (list, tuple) or isinstance(obj, (list, tuple)):
-            for i, v in enumerate(obj[:_MAX_CHILDREN]):
-                yield f"[{i}]", v
-            if t in (list, tuple):
-                return
-        elif isinstance(obj, (set, frozenset)):
-            for i, v in enumerate(obj):
-                if i >= _MAX_CHILDREN:
-                    return
-                yield f"<set item {i}>", v
-            if t in (set, frozenset):
-                return
-        if isinstance(obj, types.FunctionType):
-            yield from _function_children(obj)
-            return
-        if isinstance(obj, type):
-            return
-        yield from _reduce_children(obj)
-    except Exception:  # noqa: BLE001 - a misbehaving object ends the walk here, not the error report
-        return
-
-
-def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
-    code = func.__code__
-    for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=False):
-        try:
-            value = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        yield f"<closure {name}>", value
-    for name in code.co_names:
-        if name in func.__globals__:
-            yield f"<global {name}>", func.__globals__[name]
-    if func.__defaults__:
-        for i, value in enumerate(func.__defaults__):
-            yield f"<default {i}>", value
-
-
-def _reduce_children(obj: Any) -> Iterator[tuple[str, Any]]:
-    reducer = copyreg.dispatch_table.get(type(obj))
-    rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-    if isinstance(rv, str) or not isinstance(rv, tuple):
-        return
-    func, args, *rest = (*rv, None, None, None, None)[:6]
-    state, listitems, dictitems = rest[0], rest[1], rest[2]
-    if isinstance(state, tuple) and len(state) == 2:  # (dict state, slots state)
-        for part in state:
-            if isinstance(part, dict):
-                yield from _state_children(part)
-    elif isinstance(state, dict):
-        yield from _state_children(state)
-    elif state is not None:
-        yield "<state>", state
-    if isinstance(args, tuple):
-        skip_first = getattr(func, "__name__", "") in ("__newobj__", "__newobj_ex__")
-        for i, arg in enumerate(args):
-            if i == 0 and skip_first:
-                continue
-            yield f"<arg {i}>", arg
-    if listitems is not None:
-        for i, item in enumerate(listitems):
-            yield f"[{i}]", item
-    if dictitems is not None:
-        for key, value in dictitems:
-            yield f"[{key!r}]", value
-
-
-def _state_children(state: dict[Any, Any]) -> Iterator[tuple[str, Any]]:
-    for key, value in state.items():
-        label = f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]"
-        yield label, value
-
-
-def _reason(culprit: Any, cause: BaseException) -> str:
-    if isinstance(culprit, types.FunctionType):
-        return (
-            f"the function cannot be found by name and could not be serialized by value ({cause})"
-        )
-    if _is_live_resource(culprit):
-        return "live resources (connections, sockets, threads, open handles) cannot travel"
-    return str(cause) or type(cause).__name__
-
-
-def _fix(culprit: Any) -> str:
-    if _is_live_resource(culprit):
-        return (
-            "mark the attribute transient (omnipickle.TransientMixin, omnipickle.transient) or "
-            'pass on_unpicklable="drop" to load it as None; omnipickle.explain(obj) lists '
-            "every such part"
-        )
-    return (
-        "give its class a __reduce__ or __getstate__/__setstate__, or leave the object out "
-        "of what you serialize; omnipickle.explain(obj) lists every such part"
-    )
-
-
-def _is_live_resource(obj: Any) -> bool:
-    """A resource by the registry: dropped, or recreatable/reopenable but failing (a pipe)."""
-    from .resources import resource_rule
-
-    try:
-        return resource_rule(type(obj)) is not None  # type: ignore[arg-type]
-    except TypeError:
-        return False
-
+__all__ = ["Explanation", "Finding", "explain"]
 
 # --- explain(): every problem at once ----------------------------------------------------------
 
@@ -409,7 +134,7 @@ def explain(obj: Any, *, max_objects: int = 1_000_000) -> Explanation:
         if not descend:
             continue
         fresh = []
-        for label, child in _children(node):
+        for label, child in children(node):
             if id(child) not in seen:
                 seen.add(id(child))
                 fresh.append((path + label, child))
@@ -426,11 +151,8 @@ def _add(report: Explanation, finding: Finding) -> None:
 
 def _classify(path: str, node: Any, report: Explanation) -> bool:
     """Record what ``node`` needs; return whether to look at its parts."""
-    from .backends.auto import _SPECIAL, _TABLE, importable
-    from .resources import resource_rule
-
     t = type(node)
-    if t in _ATOMIC:
+    if t in ATOMIC:
         return True
     tname = type_name(node)
     if isinstance(node, (types.FunctionType, type)):
@@ -449,30 +171,34 @@ def _classify(path: str, node: Any, report: Explanation) -> bool:
         rule = None
     if rule is not None:
         if rule.action == "drop":
-            _add(report, Finding(path, tname, PROBLEM, _reason(node, TypeError()), _fix(node)))
+            _add(
+                report,
+                Finding(path, tname, PROBLEM, failure_reason(node, TypeError()), failure_fix(node)),
+            )
             return False
         if rule.reducer is not None:
             try:
                 rule.reducer(node)
             except Exception as exc:  # noqa: BLE001 - reported as the problem it is
-                _add(report, Finding(path, tname, PROBLEM, str(exc), _fix(node)))
+                _add(report, Finding(path, tname, PROBLEM, str(exc), failure_fix(node)))
                 return False
         if rule.action == "recreate":
             _add(report, Finding(path, tname, RECREATED, "recreated fresh at load time"))
         else:
             _add(report, Finding(path, tname, REOPENED, "reopened at load time"))
         return False
-    if t in _SPECIAL:
+    borrowed = borrowed_reducer(t)
+    if borrowed == "dill":
         _add(report, Finding(path, tname, DILL, "serialized with dill's reducer"))
         return True
-    if t in _TABLE:
+    if borrowed == "cloudpickle":
         _add(report, Finding(path, tname, CLOUDPICKLE, "serialized with cloudpickle's reducer"))
         return False
     try:
         reducer = copyreg.dispatch_table.get(t)
         rv = reducer(node) if reducer is not None else node.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - reported as the problem it is
-        _add(report, Finding(path, tname, PROBLEM, _reason(node, exc), _fix(node)))
+        _add(report, Finding(path, tname, PROBLEM, failure_reason(node, exc), failure_fix(node)))
         return False
     if not isinstance(rv, (str, tuple)):
         _add(
@@ -482,7 +208,7 @@ def _classify(path: str, node: Any, report: Explanation) -> bool:
                 tname,
                 PROBLEM,
                 f"__reduce__ returned {type(rv).__name__}, not a tuple",
-                _fix(node),
+                failure_fix(node),
             ),
         )
         return False

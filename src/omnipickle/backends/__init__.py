@@ -1,19 +1,44 @@
-"""The backend registry.
+"""The backend registry, over the backend table.
 
-A backend turns objects into a pickle stream and back (see :class:`Backend`). Built-ins are
+A backend turns objects into a pickle stream and back (see :class:`Backend`). Every fact about a
+backend is one :class:`BackendRow` (``rows.py``); the functions here answer the questions the
+envelope asks (which bits, which loader id, which package to install) from the rows. Built-ins are
 recorded by dotted path and imported on first use, so ``import omnipickle`` imports neither
 cloudpickle nor dill.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.util
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from .._registry import Entry, Registry
-from ..errors import BackendNotInstalledError, UnknownBackendError
+from ..errors import BackendNotInstalledError, IncompatiblePayloadError, UnknownBackendError
 from .base import Backend, Pickled
+from .rows import BUILTIN_ROWS, BackendRow
 
-__all__ = ["Backend", "Pickled", "backends", "get_backend", "register_backend"]
+__all__ = [
+    "BUILTIN_ROWS",
+    "Backend",
+    "BackendRow",
+    "Pickled",
+    "backends",
+    "bits_for",
+    "check_installed",
+    "get_backend",
+    "global_prefixes",
+    "loader_id",
+    "loader_name",
+    "names_for_bits",
+    "package_for",
+    "register_backend",
+    "register_row",
+    "row_for",
+    "unregister_backend",
+]
 
 
 def _check(impl: object) -> None:
@@ -27,22 +52,64 @@ def _check(impl: object) -> None:
 REGISTRY: Registry[Backend] = Registry(
     "backend", UnknownBackendError, BackendNotInstalledError, _check
 )
-REGISTRY.register("auto", "omnipickle.backends.auto:AUTO")
-REGISTRY.register("pickle", "omnipickle.backends.pickle_backend:PICKLE")
-REGISTRY.register(
-    "cloudpickle", "omnipickle.backends.cloudpickle_backend:CLOUDPICKLE", requires="cloudpickle"
-)
-REGISTRY.register("dill", "omnipickle.backends.dill_backend:DILL", requires="dill")
 
-# The backends whose packages a stream may need at load time, and the bit each has in the
-# envelope. Other (registered) names are written out in the envelope's extra field.
-BUILTIN_BITS = {"pickle": 1, "cloudpickle": 2, "dill": 4}
-LOADER_IDS = {"pickle": 0, "cloudpickle": 1, "dill": 2}
-PACKAGES = {"cloudpickle": "cloudpickle", "dill": "dill"}
+# The registry is the truth for which names exist: a row counts only while its name is registered
+# (so that whoever saves and restores the registry restores the table with it).
+_ROWS: dict[str, BackendRow] = {}
+_LOCK = threading.RLock()
+
+# The default backend and the loader of every auto payload and plain pickle stream: without them
+# nothing loads.
+PERMANENT = frozenset({"auto", "pickle"})
+
+
+def _live_rows() -> list[BackendRow]:
+    registered = REGISTRY.view()
+    return [row for name, row in _ROWS.items() if name in registered]
+
+
+def register_row(row: BackendRow, *, replace: bool = False) -> None:
+    """Register the backend ``row`` describes.
+
+    For backends that are part of the wire format (a ``bit`` or ``loader_id``); third-party
+    backends use :func:`register_backend`, whose names travel in the header's extra field.
+
+    Args:
+        row: the backend's facts; ``row.target`` is a path or a :class:`Backend`.
+        replace: allow replacing a registration of the same name.
+
+    Raises:
+        ValueError: the name is taken (and ``replace`` is false), or another backend has the
+            same envelope bit or loader id, or the bit is not a single bit of the header's byte.
+        TypeError: ``row.target`` is neither a path nor a :class:`Backend`.
+    """
+    if row.bit is not None and (row.bit <= 0 or row.bit > 0x80 or row.bit & (row.bit - 1)):
+        raise ValueError(f"an envelope bit is one of 1, 2, 4, ... 128, got {row.bit!r}")
+    if row.loader_id is not None and not 0 <= row.loader_id < 255:  # 255: named
+        raise ValueError(f"a loader id is 0 to 254, got {row.loader_id!r}")
+    target = row.target
+    if not isinstance(target, str | Backend):
+        _check(target)  # raises TypeError naming the type
+    assert isinstance(target, str | Backend)
+    with _LOCK:
+        for other in _live_rows():
+            if other.name == row.name:
+                continue
+            if row.bit is not None and other.bit == row.bit:
+                raise ValueError(f"envelope bit {row.bit} is already the {other.name!r} backend's")
+            if row.loader_id is not None and other.loader_id == row.loader_id:
+                raise ValueError(
+                    f"loader id {row.loader_id} is already the {other.name!r} backend's"
+                )
+        REGISTRY.register(row.name, target, requires=row.package, replace=replace)
+        _ROWS[row.name] = row
 
 
 def register_backend(name: str, backend: Backend | str, *, replace: bool = False) -> None:
     """Register a backend under ``name``.
+
+    Replacing a built-in keeps its wire facts (envelope bit, loader id): payloads name the
+    backend, and the replacement reads them.
 
     Args:
         name: the name callers pass as ``backend=``; an identifier.
@@ -54,7 +121,52 @@ def register_backend(name: str, backend: Backend | str, *, replace: bool = False
         ValueError: the name is taken (and ``replace`` is false) or is not an identifier.
         TypeError: ``backend`` is not a :class:`Backend`.
     """
-    REGISTRY.register(name, backend, replace=replace)
+    if isinstance(backend, Backend):
+        package, streams, drop = backend.requires, backend.streams, backend.supports_drop
+    else:  # facts unknown until it is imported; the Backend instance has them then
+        package, streams, drop = None, False, False
+    with _LOCK:
+        old = _ROWS.get(name) if replace and name in REGISTRY.view() else None
+        wire = (
+            (old.bit, old.loader_id, old.global_prefixes) if old is not None else (None, None, ())
+        )
+        row = BackendRow(
+            name,
+            backend,
+            package=package,
+            bit=wire[0],
+            loader_id=wire[1],
+            streams=streams,
+            supports_drop=drop,
+            global_prefixes=wire[2],
+        )
+        register_row(row, replace=replace)
+
+
+def unregister_backend(name: str) -> None:
+    """Remove the backend registered as ``name``.
+
+    A payload that needs a removed backend then fails to load with
+    :class:`~omnipickle.UnknownBackendError` (or, for a built-in's envelope bit,
+    :class:`~omnipickle.IncompatiblePayloadError`); :func:`register_row` with the row from
+    :data:`BUILTIN_ROWS` puts a built-in back.
+
+    Raises:
+        ValueError: ``name`` is ``"auto"`` or ``"pickle"``, which everything else relies on.
+        UnknownBackendError: no backend has that name.
+    """
+    if name in PERMANENT:
+        raise ValueError(
+            f"the {name!r} backend cannot be unregistered: it is the default backend or the "
+            "loader of plain pickle streams; replace it with register_backend(..., replace=True)"
+        )
+    with _LOCK:
+        REGISTRY.unregister(name)  # the row stays, dormant, until the name is registered again
+
+
+for _row in BUILTIN_ROWS:
+    register_row(_row)
+del _row
 
 
 def backends() -> Mapping[str, Entry[Backend]]:
@@ -70,3 +182,120 @@ def get_backend(name: str) -> Backend:
         BackendNotInstalledError: the backend's package is not installed.
     """
     return REGISTRY.get(name)
+
+
+def row_for(name: str) -> BackendRow:
+    """The table row of the backend registered as ``name`` (aliases resolved).
+
+    Raises:
+        UnknownBackendError: no backend has that name.
+    """
+    return _ROWS[REGISTRY.canonical(name)]
+
+
+def bits_for(names: Iterable[str]) -> tuple[int, list[str]]:
+    """The envelope bits for the backends ``names``, and the names that have no bit (sorted,
+    to be written out in the header's extra field)."""
+    bits = 0
+    unnamed: set[str] = set()
+    by_name = {row.name: row for row in _live_rows()}
+    for name in names:
+        row = by_name.get(name)
+        if row is not None and row.bit is not None:
+            bits |= row.bit
+        else:
+            unnamed.add(name)
+    return bits, sorted(unnamed)
+
+
+def names_for_bits(bits: int) -> list[str]:
+    """The backends an envelope's bits name, in bit order.
+
+    Raises:
+        IncompatiblePayloadError: a bit no registered backend has (a payload written by a later
+            release, or needing a backend this process unregistered).
+    """
+    rows = sorted((row for row in _live_rows() if row.bit is not None), key=lambda r: r.bit or 0)
+    names = [row.name for row in rows if bits & (row.bit or 0)]
+    unknown = bits & ~sum(row.bit or 0 for row in rows)
+    if unknown:
+        raise IncompatiblePayloadError(
+            f"this payload needs a backend (envelope bits {unknown:#04x}) that this omnipickle "
+            "release does not know; load it with the release that wrote it, or a later one"
+        )
+    return names
+
+
+def loader_id(name: str) -> int | None:
+    """The envelope's loader id for the backend ``name``, or ``None`` (the name is written out)."""
+    for row in _live_rows():
+        if row.name == name:
+            return row.loader_id
+    return None
+
+
+def loader_name(ident: int) -> str:
+    """The backend whose envelope loader id is ``ident``.
+
+    Raises:
+        IncompatiblePayloadError: no registered backend has that id.
+    """
+    for row in _live_rows():
+        if row.loader_id == ident:
+            return row.name
+    raise IncompatiblePayloadError(
+        f"payload loader id {ident} is unknown to this omnipickle release"
+    )
+
+
+def package_for(name: str) -> str | None:
+    """The pip distribution the backend ``name`` needs, or ``None`` (unknown names too)."""
+    row = _ROWS.get(name)
+    if row is None or name not in REGISTRY.view():
+        return None
+    return row.package
+
+
+def global_prefixes(name: str) -> tuple[str, ...]:
+    """The modules whose globals the backend ``name``'s payloads name (see
+    :attr:`BackendRow.global_prefixes`); ``()`` for unknown names."""
+    row = _ROWS.get(name)
+    if row is None or name not in REGISTRY.view():
+        return ()
+    return row.global_prefixes
+
+
+def check_installed(names: Iterable[str]) -> None:
+    """Check that every backend in ``names`` (as a payload's header lists them) can load.
+
+    A backend with an envelope bit is checked by its package alone, without importing it (so a
+    payload's needs are known before anything runs); any other name must be registered and
+    importable.
+
+    Raises:
+        BackendNotInstalledError: a backend's package is missing (the message says what to
+            ``pip install``).
+        UnknownBackendError: a name no backend is registered under.
+    """
+    for name in names:
+        row = _ROWS.get(name) if name in REGISTRY.view() else None
+        if row is None or row.bit is None:
+            REGISTRY.get(name)  # unknown or not installed: the registry says which
+            continue
+        package = row.package
+        if (
+            package is not None
+            and package not in sys.modules
+            and importlib.util.find_spec(package) is None
+        ):
+            raise BackendNotInstalledError(
+                f"this payload was written with the {name} backend and needs the "
+                f"{package!r} package to load: pip install {package}"
+            )
+
+
+# The old side tables, derived from the rows, for the modules that still read them.
+BUILTIN_BITS: dict[str, int] = {r.name: r.bit for r in BUILTIN_ROWS if r.bit is not None}
+LOADER_IDS: dict[str, int] = {r.name: r.loader_id for r in BUILTIN_ROWS if r.loader_id is not None}
+PACKAGES: dict[str, str] = {r.name: r.package for r in BUILTIN_ROWS if r.package is not None}
+ROWS: Mapping[str, BackendRow] = MappingProxyType(_ROWS)

@@ -39,8 +39,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._reconstruct import import_dill
+from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
 from ..errors import PicklingError
-from ..resources import _refuse, has_user_rules, resource_rule
+from ..resources import has_user_rules, refuse, resource_rule
 from .base import (
     PICKLING_FAILURES,
     Backend,
@@ -51,7 +53,7 @@ from .base import (
     run_pickler,
 )
 
-__all__ = ["AUTO", "AutoBackend"]
+__all__ = ["AUTO", "AutoBackend", "AutoPickler", "borrowed_reducer", "importable"]
 
 _MAIN_MARKER = b"__main__"
 _FIRST_ATTEMPT_FAILURES: tuple[type[BaseException], ...] = (WatchedMarkerFound, *PICKLING_FAILURES)
@@ -60,11 +62,19 @@ _FIRST_ATTEMPT_FAILURES: tuple[type[BaseException], ...] = (WatchedMarkerFound, 
 class _DumpState:
     """What one dump used; reducers record into it through a context variable."""
 
-    __slots__ = ("dropped", "uses")
+    __slots__ = ("by_value", "dropped", "uses")
 
     def __init__(self) -> None:
         self.uses: set[str] = set()
         self.dropped: list[Any] = []
+        # Code by value inside a blob dill wrote whole (the pickler's own flag covers the rest).
+        self.by_value = False
+
+    def clear(self) -> None:
+        """Forget everything recorded (the dump is about to be redone)."""
+        self.uses.clear()
+        self.dropped.clear()
+        self.by_value = False
 
 
 _STATE: contextvars.ContextVar[_DumpState | None] = contextvars.ContextVar(
@@ -108,8 +118,7 @@ class _DillRecorder:
 
 def _reduce_with_dill(obj: Any) -> tuple[Any, ...]:
     _note("dill")
-    import dill
-
+    dill = import_dill()
     saver = dill.Pickler.dispatch.get(type(obj))
     if saver is not None:
         recorder = _DillRecorder()
@@ -120,8 +129,13 @@ def _reduce_with_dill(obj: Any) -> tuple[Any, ...]:
         if recorder.result is not None:
             return recorder.result
     from .._reconstruct import load_dill
+    from .dill_backend import dumps_whole  # imports dill: only when a dill-only object is met
 
-    return (load_dill, (dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL),))
+    blob, by_value = dumps_whole(obj, pickle.HIGHEST_PROTOCOL)
+    state = _STATE.get()
+    if by_value and state is not None:
+        state.by_value = True
+    return (load_dill, (blob,))
 
 
 def _dill_only_types() -> list[type]:
@@ -191,6 +205,17 @@ _TABLE: dict[type, Callable[[Any], Any]] = {
 }
 
 
+def borrowed_reducer(cls: type) -> str | None:
+    """Whose reducer auto borrows for instances of exactly ``cls``: ``"dill"``,
+    ``"cloudpickle"``, or ``None`` (the standard machinery, or a resource rule)."""
+    reducer = _TABLE.get(cls)
+    if reducer is _reduce_with_dill:
+        return "dill"
+    if reducer is _reduce_with_cloudpickle:
+        return "cloudpickle"
+    return None
+
+
 # --- the dispatch table: per-type decisions, made once per type ----------------------------
 
 
@@ -234,7 +259,7 @@ class DispatchTable(dict[type, Callable[[Any], Any]]):
         if rule is None:
             reducer = self._default
         elif rule.action == "drop":
-            reducer = _drop_live_resource if self._drop else _refuse
+            reducer = _drop_live_resource if self._drop else refuse
         else:
             assert rule.reducer is not None
             reducer = rule.reducer
@@ -253,7 +278,7 @@ def _class_reduce(cls: type) -> Any:
     cp = _cloudpickle()
     rv = cp._class_reduce(cls)
     if rv is NotImplemented or rv[0] is not cp._make_skeleton_class:
-        return rv
+        return rv  # by reference, a builtin oddity (NoneType...), or an enum by value
     func, args, *rest = rv
     type_kwargs = dict(args[3])
     type_kwargs["__qualname__"] = cls.__qualname__
@@ -345,24 +370,34 @@ class AutoPickler(pickle.Pickler):
         self._by_value_modules = _by_value_modules()
 
     def reducer_override(self, obj: Any) -> Any:
-        """Reduce functions and classes that cannot be found by name by value."""
+        """Reduce functions and classes that cannot be found by name by value.
+
+        ``by_value`` is set from what the reducers do, never from the bytes written: every
+        function written by value brings its code object here (the C pickler asks this method
+        before the dispatch table, which has cloudpickle's code reducer), and a class counts
+        when it is rebuilt from its namespace.
+        """
         t = type(obj)
         if t is _FunctionType:
             if importable(obj, self._by_value_modules):
                 return NotImplemented
             # Not importable by name: by value (cloudpickle's reducer, without its own check,
             # which would look the function up a second time).
-            rv = _cloudpickle().Pickler._dynamic_function_reduce(self, obj)
-        elif issubclass(t, type):
+            _note("cloudpickle")
+            return _cloudpickle().Pickler._dynamic_function_reduce(self, obj)
+        if t is _CodeType:
+            self.by_value = True
+            return NotImplemented
+        if issubclass(t, type):
             if importable(obj, self._by_value_modules):
                 return NotImplemented
             rv = _class_reduce(obj)
-        else:
-            return NotImplemented
-        if rv is not NotImplemented:
-            self.by_value = True
-            _note("cloudpickle")
-        return rv
+            if rv is not NotImplemented:
+                _note("cloudpickle")
+                if rv[0] in _by_value_class_constructors():
+                    self.by_value = True
+            return rv
+        return NotImplemented
 
     # cloudpickle's function reducer calls these on the pickler it is given.
     def _dynamic_function_reduce(self, func: Any) -> Any:
@@ -373,6 +408,13 @@ class AutoPickler(pickle.Pickler):
 
 
 _FunctionType = types.FunctionType
+_CodeType = types.CodeType
+
+
+@functools.cache
+def _by_value_class_constructors() -> tuple[Any, ...]:
+    cp = _cloudpickle()
+    return (cp._make_skeleton_class, cp._make_skeleton_enum)
 
 
 def _subclass_defines(cls: type, name: str, stop: type) -> bool:
@@ -547,7 +589,7 @@ class AutoBackend(Backend):
                 sink.reset()
                 if callback is not None:
                     callback.rewind()
-                state.uses.clear()
+                state.clear()
             sink, pickler = run_pickler(
                 obj,
                 auto_pickler,
@@ -557,7 +599,7 @@ class AutoBackend(Backend):
                 sink=sink,
             )
             uses = frozenset({"pickle", *state.uses})
-            by_value = isinstance(pickler, AutoPickler) and pickler.by_value
+            by_value = state.by_value or (isinstance(pickler, AutoPickler) and pickler.by_value)
             return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value)
         finally:
             _STATE.reset(token)
@@ -571,12 +613,9 @@ class AutoBackend(Backend):
         state: _DumpState,
         sink: Any,
     ) -> Pickled:
-        from ..explain import describe_failure, find_paths, locate_failure, type_name
-
         drop_ids: set[int] = set()
         for _ in range(_MAX_DROP_ROUNDS):
-            state.uses.clear()
-            state.dropped.clear()
+            state.clear()
             sink.reset()
             if callback is not None:
                 callback.rewind()
@@ -600,9 +639,8 @@ class AutoBackend(Backend):
             ]
             uses = frozenset({"pickle", *state.uses})
             extra = {"dropped": dropped} if dropped else {}
-            return Pickled(
-                sink.chunks, sink.length, sink.crc, uses, by_value=pickler.by_value, extra=extra
-            )
+            by_value = state.by_value or pickler.by_value
+            return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value, extra=extra)
         raise PicklingError(
             f"cannot serialize the object: more than {_MAX_DROP_ROUNDS} different parts of it "
             "cannot be serialized; omnipickle.explain(obj) lists them"

@@ -3,45 +3,68 @@
 from __future__ import annotations
 
 import io
-import pickle
+import types
 from typing import Any
 
-import dill
+from .._reconstruct import import_dill
+from .base import Backend, BufferCallback, Pickled, run_pickler
+from .rows import builtin_row
 
-from .base import Backend, BufferCallback, Pickled, run_pickler, stream_contains
+__all__ = ["DILL", "DillBackend", "RecordingDillPickler"]
 
-__all__ = ["DILL", "DillBackend"]
+dill = import_dill()
+_DillPickler: Any = dill.Pickler
 
-
-def _dill_pickler(
-    file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
-) -> pickle.Pickler:
-    pickler: pickle.Pickler = dill.Pickler(
-        file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback
-    )
-    return pickler
+# dill rebuilds a class by value with this constructor (one found by name is saved by reference).
+_CREATE_TYPE = dill._dill._create_type
 
 
-class DillBackend(Backend):
+class RecordingDillPickler(_DillPickler):  # type: ignore[misc]
+    """``dill.Pickler`` that records what its savers did, as they do it.
+
+    Every dill saver that writes something by value ends in ``save_reduce``; a code object, or
+    a class rebuilt from its namespace, passed there is code by value.
+
+    Attributes:
+        by_value: code (a code object, or a class rebuilt from its namespace) was written by
+            value.
+    """
+
+    def __init__(
+        self,
+        file: Any,
+        protocol: int | None = None,
+        fix_imports: bool = True,
+        buffer_callback: BufferCallback = None,
+    ) -> None:
+        super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
+        self.by_value = False
+
+    def save_reduce(self, func: Any, args: Any, *rest: Any, obj: Any = None, **kw: Any) -> None:
+        """pickle's ``save_reduce``, noting code written by value."""
+        if type(obj) is types.CodeType or func is _CREATE_TYPE:
+            self.by_value = True
+        super().save_reduce(func, args, *rest, obj=obj, **kw)
+
+
+class DillBackend(Backend, row=builtin_row("dill")):
     """dill's behaviour for every object (dill's pure-Python pickler: slow, but broad)."""
-
-    name = "dill"
-    requires = "dill"
 
     def dumps(
         self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
     ) -> Pickled:
-        sink, _ = run_pickler(
+        sink, pickler = run_pickler(
             obj,
-            _dill_pickler,
+            RecordingDillPickler,
             protocol=protocol,
             fix_imports=fix_imports,
             buffer_callback=buffer_callback,
         )
-        # dill writes code through its own constructors; their names in the stream say so.
-        by_value = stream_contains(sink.chunks, b"_create_code", b"_create_type")
+        assert isinstance(pickler, RecordingDillPickler)
         uses = frozenset({"pickle", "dill"})
-        return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=by_value, loader="dill")
+        return Pickled(
+            sink.chunks, sink.length, sink.crc, uses, by_value=pickler.by_value, loader="dill"
+        )
 
     def loads(
         self,
@@ -61,6 +84,15 @@ class DillBackend(Backend):
             buffers=buffers,
         )
         return unpickler.load()
+
+
+def dumps_whole(obj: Any, protocol: int) -> tuple[bytes, bool]:
+    """``obj`` dumped by dill alone, and whether code went by value (for auto, which embeds
+    such a blob when a dill saver needs a real dill pickler)."""
+    buffer = io.BytesIO()
+    pickler = RecordingDillPickler(buffer, protocol)
+    pickler.dump(obj)
+    return buffer.getvalue(), pickler.by_value
 
 
 DILL = DillBackend()

@@ -6,6 +6,7 @@ import pickle
 from typing import Any
 
 from .base import Backend, BufferCallback, Pickled, run_pickler
+from .rows import builtin_row
 
 __all__ = ["PICKLE", "PickleBackend"]
 
@@ -16,17 +17,13 @@ def _stdlib_pickler(
     return pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
 
 
-class PickleBackend(Backend):
+class PickleBackend(Backend, row=builtin_row("pickle")):
     """Exactly what ``pickle.dumps`` does: functions and classes by reference only.
 
     Useful when a payload must load with nothing but the standard library. Unlike ``auto``, a
     function defined in ``__main__`` is written by reference (as pickle does) and so only loads
     in a process whose ``__main__`` defines it.
     """
-
-    name = "pickle"
-    requires = None
-    streams = True
 
     def dumps(
         self,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from stat import S_ISREG
 from typing import IO, Any
 
-from ..backends import BUILTIN_BITS, LOADER_IDS
+from ..backends import loader_name, names_for_bits
 from ..codecs import REGISTRY as CODECS
 from ..codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign, is_foreign
 from ..errors import (
@@ -143,19 +143,9 @@ def header_backends(header: Header) -> tuple[str, ...]:
 
     Raises:
         IncompatiblePayloadError: a backend bit this release does not know.
+        CorruptPayloadError: the extra field's list of backend names is malformed.
     """
-    known = 0
-    names = []
-    for name, bit in BUILTIN_BITS.items():
-        known |= bit
-        if header.backend_bits & bit:
-            names.append(name)
-    unknown = header.backend_bits & ~known
-    if unknown:
-        raise IncompatiblePayloadError(
-            f"payload needs backends (bits {unknown:#04x}) unknown to this omnipickle release; "
-            f"upgrade omnipickle"
-        )
+    names = names_for_bits(header.backend_bits)
     named = header.extra.get("backends", [])
     if not isinstance(named, list) or not all(isinstance(n, str) for n in named):
         raise CorruptPayloadError("corrupt header: the named backends are not a list of names")
@@ -174,12 +164,7 @@ def header_loader(header: Header) -> str:
         if not isinstance(name, str):
             raise CorruptPayloadError("corrupt header: the loader is named but the name is missing")
         return name
-    for name, ident in LOADER_IDS.items():
-        if ident == header.loader:
-            return name
-    raise IncompatiblePayloadError(
-        f"payload loader id {header.loader} is unknown to this omnipickle release"
-    )
+    return loader_name(header.loader)
 
 
 @dataclass

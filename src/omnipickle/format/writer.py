@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from ..backends import BUILTIN_BITS, LOADER_IDS, Pickled
+from ..backends import Pickled, bits_for, loader_id
 from ..backends.base import CrcWorker, accept_chunk
 from ..codecs import Codec
 from . import header as layout
@@ -77,17 +77,12 @@ def header_for(
     fields.update(extra or {})
     if key is not None:
         fields["kid"] = key_id(key)
-    bits = 0
-    named = []
-    for name in sorted(pickled.uses):
-        if name in BUILTIN_BITS:
-            bits |= BUILTIN_BITS[name]
-        else:
-            named.append(name)
+    bits, named = bits_for(pickled.uses)
     if named:
         fields["backends"] = named
-    loader = LOADER_IDS.get(pickled.loader, NAMED)
-    if loader == NAMED:
+    ident = loader_id(pickled.loader)
+    loader = NAMED if ident is None else ident
+    if ident is None:
         fields["loader"] = pickled.loader
     codec_id = 0
     if codec is not None:

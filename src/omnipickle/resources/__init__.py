@@ -28,7 +28,6 @@ from .rules import (
 )
 
 # The old private name, until backends/auto.py imports ``refuse``.
-_refuse = refuse
 
 __all__ = [
     "ACTIONS",

@@ -1,7 +1,8 @@
-"""One conformance suite that every backend runs.
+"""The backend conformance suite: behaviour every backend must have.
 
-Each backend subclass sets ``backend``; every test round-trips through ``omnipickle.dumps`` and
-``omnipickle.loads`` with that backend, over every pickle protocol.
+Each subclass sets ``backend`` (a registered name); every test goes through ``omnipickle.dumps``
+and ``omnipickle.loads`` with that backend, over every pickle protocol. See the package docstring
+for how a third-party backend runs it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, ClassVar
 import pytest
 
 import omnipickle
-from helpers import Plain, Slotted, WithState, importable_function
+
+from .samples import Pair, Slots, Summed, increment
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
 
@@ -45,11 +47,11 @@ SAMPLES: dict[str, Any] = {
     "fraction": fractions.Fraction(22, 7),
     "uuid": uuid.UUID(int=12345),
     "path": PurePosixPath("/tmp/x.pkl"),
-    "instance": Plain(1, "two"),
-    "slotted instance": Slotted(3),
-    "instance with __getstate__": WithState([1, 2]),
-    "importable function": importable_function,
-    "importable class": Plain,
+    "instance": Pair(1, "two"),
+    "slotted instance": Slots(3),
+    "instance with __getstate__": Summed([1, 2]),
+    "importable function": increment,
+    "importable class": Pair,
     "builtin function": len,
     "range": range(1, 10, 2),
     "slice": slice(1, None, 2),
@@ -62,9 +64,16 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 class BackendConformance:
-    """Behaviour every backend must have. Subclasses set ``backend``."""
+    """Behaviour every backend must have. Subclasses set ``backend``.
+
+    Attributes:
+        backend: the registered name of the backend under test.
+        carries_code: whether the backend writes functions that cannot be found by name by
+            value (``pickle`` does not: it refuses them).
+    """
 
     backend: ClassVar[str]
+    carries_code: ClassVar[bool] = True
 
     def round_trip(self, obj: Any, protocol: int | None = None) -> Any:
         data = omnipickle.dumps(obj, protocol, backend=self.backend)
@@ -99,7 +108,7 @@ class BackendConformance:
 
     @pytest.mark.parametrize("protocol", PROTOCOLS)
     def test_instance_cycle_round_trips(self, protocol: int) -> None:
-        a, b = Plain(1, None), Plain(2, None)
+        a, b = Pair(1, None), Pair(2, None)
         a.b, b.b = b, a
         out = self.round_trip(a, protocol)
         assert out.b.b is out
@@ -142,25 +151,36 @@ class BackendConformance:
     def test_unpicklable_object_raises_picklingerror_with_path(self) -> None:
         import threading
 
-        holder = Plain(1, {"gen": (i for i in range(3))})
+        holder = Pair(1, {"gen": (i for i in range(3))})
         with pytest.raises(omnipickle.PicklingError) as info:
             omnipickle.dumps({"job": holder, "lock": threading.Lock()}, backend=self.backend)
         assert "root['job'].b['gen']" in str(info.value)
         assert "generator" in str(info.value)
         assert isinstance(info.value, pickle.PicklingError)
 
+    def test_data_naming_backend_internals_is_not_code_by_value(self) -> None:
+        """Code by value is what the reducers did, not a word found in the bytes."""
+        data = omnipickle.dumps(
+            {"tool": "cloudpickle", "x": b"_create_code", "y": "dill._dill"}, backend=self.backend
+        )
+        assert omnipickle.info(data).by_value is False
+        assert omnipickle.loads(data)["tool"] == "cloudpickle"
 
-class TestAutoBackend(BackendConformance):
-    backend = "auto"
+    def test_importable_function_is_not_code_by_value(self) -> None:
+        data = omnipickle.dumps([increment, Pair], backend=self.backend)
+        assert omnipickle.info(data).by_value is False
 
+    def test_lambda_is_code_by_value_or_refused(self) -> None:
+        def scale(x: int) -> int:
+            return x * 3
 
-class TestPickleBackend(BackendConformance):
-    backend = "pickle"
-
-
-class TestCloudpickleBackend(BackendConformance):
-    backend = "cloudpickle"
-
-
-class TestDillBackend(BackendConformance):
-    backend = "dill"
+        if not self.carries_code:
+            with pytest.raises(omnipickle.PicklingError, match="at root"):
+                omnipickle.dumps(scale, backend=self.backend)
+            return
+        data = omnipickle.dumps(lambda x: x + 1, backend=self.backend)
+        assert omnipickle.info(data).by_value is True
+        assert omnipickle.loads(data)(1) == 2
+        data = omnipickle.dumps({"f": scale}, backend=self.backend)
+        assert omnipickle.info(data).by_value is True
+        assert omnipickle.loads(data)["f"](2) == 6
