@@ -16,7 +16,7 @@ import pytest
 
 import omnipickle
 from omnipickle.format import header as envelope
-from omnipickle.format import reader, writer
+from omnipickle.format import source, writer
 
 CODECS = [None, *sorted(omnipickle.codecs())]
 
@@ -116,7 +116,7 @@ def tiny_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer, "SPILL_AFTER", 1000)
     monkeypatch.setattr(writer, "SECTION_MIN", 100)
     monkeypatch.setattr(writer, "_SLICE", 777)
-    monkeypatch.setattr(reader, "_SLICE", 777)
+    monkeypatch.setattr(source, "SLICE", 777)
 
 
 @pytest.mark.usefixtures("tiny_limits")

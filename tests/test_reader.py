@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import omnipickle
-from omnipickle.format import reader
+from omnipickle.format import reader, source
 
 KEY = b"k" * 16
 
@@ -76,13 +76,13 @@ def test_info_of_a_path_does_not_read_the_sections(
     path = tmp_path / "big.bin"
     omnipickle.dump({"x": np.zeros(4_000_000)}, path)  # a 32 MB section
     read: list[int] = []
-    real = reader._Input.exactly
+    real = source.Input.exactly
 
-    def counting(self: reader._Input, n: int, what: str) -> bytearray:
+    def counting(self: source.Input, n: int, what: str) -> bytearray:
         read.append(n)
         return real(self, n, what)
 
-    monkeypatch.setattr(reader._Input, "exactly", counting)
+    monkeypatch.setattr(source.Input, "exactly", counting)
     about = omnipickle.info(path)
     assert about.checksum_ok
     assert sum(read) < 1 << 20

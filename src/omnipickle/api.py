@@ -31,8 +31,9 @@ from .files import atomic_writer, check_binary_file, is_path, readable, seekable
 from .format import reader
 from .format.describe import Info, describe
 from .format.header import FLAG_OUT_OF_BAND, FLAG_SECTIONS, Header
-from .format.reader import ENVELOPE, Payload, PrefixedReader
+from .format.reader import ENVELOPE, Payload
 from .format.signing import KeyArgument
+from .format.source import PrefixedReader, as_view
 from .format.writer import FileWriter, Part, encode, write_parts
 from .options import (
     DEFAULT_PROTOCOL,
@@ -464,7 +465,7 @@ def loads(
         restricted=restricted,
         allow=allow,
     )
-    return _unpickle(reader.read_view(reader.as_view(data), keys=opts.keys), opts)
+    return _unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
 
 
 def load(

@@ -13,12 +13,10 @@ runs, and no byte that was verified is read from the file a second time.
 
 from __future__ import annotations
 
-import io
 import mmap
 import os
 import zlib
 from dataclasses import dataclass, field
-from stat import S_ISREG
 from typing import IO, Any
 
 from ..backends import loader_name, names_for_bits
@@ -35,6 +33,7 @@ from ..files import check_binary_file, is_path
 from . import header as layout
 from .header import HEADER_SIZE, MAGIC, NAMED, SIGNATURE_SIZE, Header, Section
 from .signing import Keys, Verifier
+from .source import Input, PrefixedReader, as_view, file_size, take, truncated_body
 
 __all__ = [
     "COMPRESSED",
@@ -51,9 +50,6 @@ ENVELOPE = "omnipickle"
 PLAIN = "pickle"
 COMPRESSED = "compressed pickle"
 
-# Files are read in slices of this size: a header promising terabytes costs nothing until the
-# bytes are really there.
-_SLICE = 8 << 20
 MMAP_MODES = {"r": mmap.ACCESS_READ, "c": mmap.ACCESS_COPY}
 
 
@@ -204,23 +200,6 @@ def _unsigned(keys: Keys | None, header: Header) -> None:
 # --- sources ------------------------------------------------------------------------------------
 
 
-def as_view(data: Any) -> memoryview:
-    """``data`` as a flat byte view (no copy).
-
-    Raises:
-        TypeError: ``data`` is not bytes-like.
-    """
-    if isinstance(data, str):
-        raise TypeError("data must be bytes-like, not str (payloads are binary)")
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    return view
-
-
 def _short_magic(view: memoryview) -> bool:
     return len(view) < len(MAGIC) and MAGIC.startswith(bytes(view))
 
@@ -228,12 +207,6 @@ def _short_magic(view: memoryview) -> bool:
 def _truncated_header(n: int) -> TruncatedPayloadError:
     return TruncatedPayloadError(
         f"truncated payload: {n} bytes, shorter than the {HEADER_SIZE}-byte header"
-    )
-
-
-def _truncated_body(total: int, available: int) -> TruncatedPayloadError:
-    return TruncatedPayloadError(
-        f"truncated payload: the header promises {total} bytes, got {available}"
     )
 
 
@@ -278,7 +251,7 @@ def read_view(
     header = layout.parse_header(view)
     plan = _plan(header)
     if len(view) < header.total_length:
-        raise _truncated_body(header.total_length, len(view))
+        raise truncated_body(header.total_length, len(view))
     if exact and len(view) > header.total_length:
         raise CorruptPayloadError(
             f"{len(view) - header.total_length} bytes follow the payload "
@@ -322,74 +295,7 @@ def read_view(
     )
 
 
-class _Input:
-    """Reads exactly what is asked of a binary file, feeding a verifier as bytes land."""
-
-    def __init__(self, file: IO[bytes], size: int | None, count: int) -> None:
-        self.file = file
-        self.size = size  # bytes of the payload's file from its start, when known
-        self.verifier: Verifier | None = None
-        self.count = count  # bytes of the payload read so far
-        self.total = 0  # what the header promises, once it is known
-        self.damaged: CorruptPayloadError | None = None
-
-    def damage(self, error: CorruptPayloadError) -> None:
-        """Record damage found while reading, to be raised after the signature is checked."""
-        if self.damaged is None:
-            self.damaged = error
-
-    def upto(self, n: int) -> bytes:
-        """At most ``n`` bytes: fewer only at the end of the file."""
-        chunks = []
-        done = 0
-        while done < n:
-            chunk = self.file.read(n - done)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            done += len(chunk)
-        data = b"".join(chunks)
-        self.count += len(data)
-        return data
-
-    def exactly(self, n: int, what: str = "payload") -> bytearray:
-        """Exactly ``n`` bytes of the payload (whose header promised :attr:`total`)."""
-        if self.size is not None and n > self.size - self.count:
-            raise _truncated_body(self.total, self.size)
-        # Allocated as the bytes arrive when the file's size is unknown: a lying header gets
-        # what the file holds, not what it promises.
-        data = bytearray(n) if self.size is not None else bytearray()
-        view = memoryview(data) if self.size is not None else None
-        done = 0
-        while done < n:
-            want = min(_SLICE, n - done)
-            if view is not None:
-                got = self.file.readinto(view[done : done + want])  # type: ignore[attr-defined]
-            else:
-                chunk = self.file.read(want)
-                got = len(chunk) if chunk else 0
-                data += chunk or b""
-            if not got:
-                raise _truncated_body(self.total, self.count + done)
-            done += got
-        self.count += n
-        if self.verifier is not None:
-            self.verifier.update(data)
-        return data
-
-
-def _file_size(file: IO[bytes]) -> int | None:
-    """Bytes left in ``file`` from its position, if it is a regular file."""
-    try:
-        stat = os.fstat(file.fileno())
-        if not S_ISREG(stat.st_mode):
-            return None
-        return stat.st_size - file.tell()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
-
-
-def _read_header(inp: _Input, head: bytes) -> bytes:
+def _read_header(inp: Input, head: bytes) -> bytes:
     """The header's bytes (fixed part and extra field); a short file gets the header module's
     own messages, as bytes in memory do."""
     fixed = head + inp.upto(HEADER_SIZE - len(head))
@@ -397,18 +303,18 @@ def _read_header(inp: _Input, head: bytes) -> bytes:
     return fixed + inp.upto(size - HEADER_SIZE)
 
 
-def _read_envelope(inp: _Input, head: bytes, keys: Keys | None) -> Payload:
+def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
     header_bytes = _read_header(inp, head)
     header = layout.parse_header(header_bytes)
     plan = _plan(header)
     inp.total = header.total_length
     if inp.size is not None and header.total_length > inp.size:
-        raise _truncated_body(header.total_length, inp.size)
+        raise truncated_body(header.total_length, inp.size)
     if keys is not None and header.signed:
         inp.verifier = Verifier(keys, header.extra.get("kid"))
         inp.verifier.update(header_bytes)
     codec = plan.codec
-    stream, crc = _take(inp, header.stored_length, header.raw_length, codec, "payload")
+    stream, crc = take(inp, header.stored_length, header.raw_length, codec, "payload")
     damaged: CorruptPayloadError | None = None
     if crc != header.checksum:
         damaged = CorruptPayloadError(
@@ -419,7 +325,7 @@ def _read_envelope(inp: _Input, head: bytes, keys: Keys | None) -> Payload:
     for section in plan.sections:
         if section.offset > inp.count:
             inp.exactly(section.offset - inp.count, "payload")  # alignment padding
-        data, crc = _take(inp, section.stored, section.raw, codec, "section")
+        data, crc = take(inp, section.stored, section.raw, codec, "section")
         if crc != section.crc and damaged is None:
             damaged = CorruptPayloadError(
                 f"corrupt payload: checksum mismatch in the section at {section.offset} "
@@ -452,128 +358,6 @@ def _read_envelope(inp: _Input, head: bytes, keys: Keys | None) -> Payload:
     )
 
 
-class _Window(io.RawIOBase):
-    """The next ``length`` bytes of the input, read through ``inp`` (so they are counted and
-    fed to the verifier) and checksummed, for a decompressing reader to pull from."""
-
-    def __init__(self, inp: _Input, length: int, what: str) -> None:
-        super().__init__()
-        self._inp = inp
-        self._left = length
-        self._what = what
-        self.crc = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        want = min(len(memoryview(buffer)), self._left, _SLICE)
-        if want <= 0:
-            return 0
-        data = self._inp.exactly(want, self._what)
-        memoryview(buffer).cast("B")[:want] = data
-        self.crc = zlib.crc32(data, self.crc)
-        self._left -= want
-        return want
-
-    def drain(self) -> None:
-        """Read (and so count and verify) what the decompressor left unread."""
-        while self._left:
-            self.crc = zlib.crc32(self._inp.exactly(min(self._left, _SLICE), self._what), self.crc)
-            self._left -= min(self._left, _SLICE)
-
-
-def _take(
-    inp: _Input, stored: int, raw: int, codec: Codec | None, what: str
-) -> tuple[bytearray, int]:
-    """Read ``stored`` bytes of the input and return them decompressed (``raw`` bytes, straight
-    into the buffer they end up in, never more) with the CRC-32 of the stored bytes."""
-    if codec is None:
-        data = inp.exactly(stored, what)
-        return data, zlib.crc32(data)
-    window = _Window(inp, stored, what)
-    out = bytearray(raw)
-    view = memoryview(out)
-    got = 0
-    source = codec.reader(window)
-    try:
-        while got < raw:
-            n = source.readinto(view[got:])
-            if not n:
-                break
-            got += n
-        whole = got == raw and not source.read(1)
-    except CorruptPayloadError:
-        whole = False
-    # Damage is reported once every byte was read: a bad signature or checksum, which say more,
-    # take precedence, and the file is left just after the payload either way.
-    window.drain()
-    if not whole:
-        inp.damage(
-            CorruptPayloadError(
-                f"corrupt payload: a {codec.name}-compressed {what} does not decompress to the "
-                f"{raw} bytes its header promises"
-            )
-        )
-    return out, window.crc
-
-
-class PrefixedReader:
-    """A read-only file that yields ``prefix`` and then the rest of ``file``.
-
-    Only ``read``, ``readinto`` and ``readline`` are offered, so an unpickler reads no further
-    than the end of its own stream and the next payload in the file stays where it is.
-    """
-
-    def __init__(self, prefix: bytes, file: IO[bytes]) -> None:
-        self._prefix = prefix
-        self._file = file
-        self.head = prefix
-        self.consumed = 0
-        self.exhausted = False
-        """The file ran out while a read wanted more (the stream, if it failed, was cut)."""
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._read(n)
-        self.consumed += len(data)
-        if n < 0 or len(data) < n:
-            self.exhausted = True
-        return data
-
-    def _read(self, n: int) -> bytes:
-        if not self._prefix:
-            return self._file.read(n)
-        if n < 0:
-            data, self._prefix = self._prefix + self._file.read(), b""
-            return data
-        data, self._prefix = self._prefix[:n], self._prefix[n:]
-        if len(data) < n:
-            data += self._file.read(n - len(data))
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        data = self.read(len(memoryview(buf)))
-        memoryview(buf)[: len(data)] = data
-        return len(data)
-
-    def readline(self) -> bytes:
-        line = self._readline()
-        self.consumed += len(line)
-        if not line.endswith(b"\n"):
-            self.exhausted = True
-        return line
-
-    def _readline(self) -> bytes:
-        if not self._prefix:
-            return self._file.readline()
-        newline = self._prefix.find(b"\n")
-        if newline >= 0:
-            line, self._prefix = self._prefix[: newline + 1], self._prefix[newline + 1 :]
-            return line
-        line, self._prefix = self._prefix, b""
-        return line + self._file.readline()
-
-
 def read_file(file: IO[bytes], *, keys: Keys | None = None, whole: bool = False) -> Payload:
     """Read one payload from the binary file ``file``, from its position.
 
@@ -588,8 +372,8 @@ def read_file(file: IO[bytes], *, keys: Keys | None = None, whole: bool = False)
     if not isinstance(head, bytes):
         raise TypeError(f"the file's read() returned {type(head).__name__}, not bytes")
     if head == MAGIC:
-        size = _file_size(file)
-        inp = _Input(file, None if size is None else size + len(head), len(head))
+        size = file_size(file)
+        inp = Input(file, None if size is None else size + len(head), len(head))
         return _read_envelope(inp, head, keys)
     if whole or codec_for_magic(head) is not None or is_foreign(head) or len(head) < len(MAGIC):
         rest = file.read()
@@ -661,7 +445,7 @@ def _read_mapped(path: Any, keys: Keys | None, mode: str) -> Payload:
             )
         file_size = os.fstat(f.fileno()).st_size
         if file_size < header.total_length:
-            raise _truncated_body(header.total_length, file_size)
+            raise truncated_body(header.total_length, file_size)
         mapped = mmap.mmap(f.fileno(), 0, access=MMAP_MODES[mode])
     return read_view(memoryview(mapped), keys=keys, exact=False, mapped=True)
 
@@ -743,8 +527,8 @@ def _inspect_file(file: IO[bytes]) -> Inspection:
     head = file.read(len(MAGIC))
     if head != MAGIC:
         return _inspect_view(memoryview(head + file.read()))
-    size = _file_size(file)
-    inp = _Input(file, None if size is None else size + len(head), len(head))
+    size = file_size(file)
+    inp = Input(file, None if size is None else size + len(head), len(head))
     header = layout.parse_header(_read_header(inp, head))
     plan = _plan(header)
     inp.total = header.total_length

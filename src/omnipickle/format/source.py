@@ -1,0 +1,235 @@
+"""Reading bytes for the payload reader: exact reads that feed a verifier as the bytes land,
+decompression straight into the buffers the unpickler gets, and a reader for plain pickles that
+stops where the unpickler does."""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from stat import S_ISREG
+from typing import IO, Any
+
+from ..codecs import Codec
+from ..errors import CorruptPayloadError, TruncatedPayloadError
+from .signing import Verifier
+
+__all__ = ["Input", "PrefixedReader", "as_view", "file_size", "take", "truncated_body"]
+
+# Files are read in slices of this size: a header promising terabytes costs nothing until the
+# bytes are really there.
+SLICE = 8 << 20
+
+
+def as_view(data: Any) -> memoryview:
+    """``data`` as a flat byte view (no copy).
+
+    Raises:
+        TypeError: ``data`` is not bytes-like.
+    """
+    if isinstance(data, str):
+        raise TypeError("data must be bytes-like, not str (payloads are binary)")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
+
+
+def truncated_body(total: int, available: int) -> TruncatedPayloadError:
+    return TruncatedPayloadError(
+        f"truncated payload: the header promises {total} bytes, got {available}"
+    )
+
+
+class Input:
+    """Reads exactly what is asked of a binary file, feeding a verifier as bytes land."""
+
+    def __init__(self, file: IO[bytes], size: int | None, count: int) -> None:
+        self.file = file
+        self.size = size  # bytes of the payload's file from its start, when known
+        self.verifier: Verifier | None = None
+        self.count = count  # bytes of the payload read so far
+        self.total = 0  # what the header promises, once it is known
+        self.damaged: CorruptPayloadError | None = None
+
+    def damage(self, error: CorruptPayloadError) -> None:
+        """Record damage found while reading, to be raised after the signature is checked."""
+        if self.damaged is None:
+            self.damaged = error
+
+    def upto(self, n: int) -> bytes:
+        """At most ``n`` bytes: fewer only at the end of the file."""
+        chunks = []
+        done = 0
+        while done < n:
+            chunk = self.file.read(n - done)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            done += len(chunk)
+        data = b"".join(chunks)
+        self.count += len(data)
+        return data
+
+    def exactly(self, n: int, what: str = "payload") -> bytearray:
+        """Exactly ``n`` bytes of the payload (whose header promised :attr:`total`)."""
+        if self.size is not None and n > self.size - self.count:
+            raise truncated_body(self.total, self.size)
+        # Allocated as the bytes arrive when the file's size is unknown: a lying header gets
+        # what the file holds, not what it promises.
+        data = bytearray(n) if self.size is not None else bytearray()
+        view = memoryview(data) if self.size is not None else None
+        done = 0
+        while done < n:
+            want = min(SLICE, n - done)
+            if view is not None:
+                got = self.file.readinto(view[done : done + want])  # type: ignore[attr-defined]
+            else:
+                chunk = self.file.read(want)
+                got = len(chunk) if chunk else 0
+                data += chunk or b""
+            if not got:
+                raise truncated_body(self.total, self.count + done)
+            done += got
+        self.count += n
+        if self.verifier is not None:
+            self.verifier.update(data)
+        return data
+
+
+def file_size(file: IO[bytes]) -> int | None:
+    """Bytes left in ``file`` from its position, if it is a regular file."""
+    try:
+        stat = os.fstat(file.fileno())
+        if not S_ISREG(stat.st_mode):
+            return None
+        return stat.st_size - file.tell()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+class _Window(io.RawIOBase):
+    """The next ``length`` bytes of the input, read through ``inp`` (so they are counted and
+    fed to the verifier) and checksummed, for a decompressing reader to pull from."""
+
+    def __init__(self, inp: Input, length: int, what: str) -> None:
+        super().__init__()
+        self._inp = inp
+        self._left = length
+        self._what = what
+        self.crc = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(memoryview(buffer)), self._left, SLICE)
+        if want <= 0:
+            return 0
+        data = self._inp.exactly(want, self._what)
+        memoryview(buffer).cast("B")[:want] = data
+        self.crc = zlib.crc32(data, self.crc)
+        self._left -= want
+        return want
+
+    def drain(self) -> None:
+        """Read (and so count and verify) what the decompressor left unread."""
+        while self._left:
+            self.crc = zlib.crc32(self._inp.exactly(min(self._left, SLICE), self._what), self.crc)
+            self._left -= min(self._left, SLICE)
+
+
+def take(
+    inp: Input, stored: int, raw: int, codec: Codec | None, what: str
+) -> tuple[bytearray, int]:
+    """Read ``stored`` bytes of the input and return them decompressed (``raw`` bytes, straight
+    into the buffer they end up in, never more) with the CRC-32 of the stored bytes."""
+    if codec is None:
+        data = inp.exactly(stored, what)
+        return data, zlib.crc32(data)
+    window = _Window(inp, stored, what)
+    out = bytearray(raw)
+    view = memoryview(out)
+    got = 0
+    source = codec.reader(window)
+    try:
+        while got < raw:
+            n = source.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        whole = got == raw and not source.read(1)
+    except CorruptPayloadError:
+        whole = False
+    # Damage is reported once every byte was read: a bad signature or checksum, which say more,
+    # take precedence, and the file is left just after the payload either way.
+    window.drain()
+    if not whole:
+        inp.damage(
+            CorruptPayloadError(
+                f"corrupt payload: a {codec.name}-compressed {what} does not decompress to the "
+                f"{raw} bytes its header promises"
+            )
+        )
+    return out, window.crc
+
+
+class PrefixedReader:
+    """A read-only file that yields ``prefix`` and then the rest of ``file``.
+
+    Only ``read``, ``readinto`` and ``readline`` are offered, so an unpickler reads no further
+    than the end of its own stream and the next payload in the file stays where it is.
+    """
+
+    def __init__(self, prefix: bytes, file: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._file = file
+        self.head = prefix
+        self.consumed = 0
+        self.exhausted = False
+        """The file ran out while a read wanted more (the stream, if it failed, was cut)."""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._read(n)
+        self.consumed += len(data)
+        if n < 0 or len(data) < n:
+            self.exhausted = True
+        return data
+
+    def _read(self, n: int) -> bytes:
+        if not self._prefix:
+            return self._file.read(n)
+        if n < 0:
+            data, self._prefix = self._prefix + self._file.read(), b""
+            return data
+        data, self._prefix = self._prefix[:n], self._prefix[n:]
+        if len(data) < n:
+            data += self._file.read(n - len(data))
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(memoryview(buf)))
+        memoryview(buf)[: len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        line = self._readline()
+        self.consumed += len(line)
+        if not line.endswith(b"\n"):
+            self.exhausted = True
+        return line
+
+    def _readline(self) -> bytes:
+        if not self._prefix:
+            return self._file.readline()
+        newline = self._prefix.find(b"\n")
+        if newline >= 0:
+            line, self._prefix = self._prefix[: newline + 1], self._prefix[newline + 1 :]
+            return line
+        line, self._prefix = self._prefix, b""
+        return line + self._file.readline()
+
+
