@@ -304,7 +304,6 @@ class _Walker:
         self.protocol: int | None = None
         self.first_protocol = 0
         self.unresolved = 0
-        # The stream being walked.
         self.data = b""
         self.stack: list[_Sym] = []
         self.memo: dict[int, _Sym] = {}
@@ -606,15 +605,9 @@ def _walk_all(data: bytes, policy: Policy, depth: int) -> tuple[_Walker, int, in
     return walker, streams, first_protocol if first_protocol is not None else 0, notes
 
 
-def _backends_from(names: Iterable[str]) -> set[str]:
-    found = set()
-    for full in names:
-        top = full.split(".", 1)[0]
-        if top in ("cloudpickle", "dill"):
-            found.add(top)
-        elif full == _LOAD_DILL:
-            found.add("dill")
-    return found
+def _backends_from(names: list[str]) -> set[str]:
+    tops = {full.split(".", 1)[0] for full in names}
+    return (tops & {"cloudpickle", "dill"}) | ({"dill"} if _LOAD_DILL in names else set())
 
 
 def _ordered_backends(names: set[str]) -> tuple[str, ...]:
