@@ -258,6 +258,7 @@ class _Op(NamedTuple):
     below: int  # values it pops (below its mark, when it has one)
     to_mark: bool  # it pops a mark and every value above it
     pushes: tuple[str, ...]  # the kind of each value it pushes ("mark", "str", "tuple"...)
+    handler: Callable[[_Walker, _Op, Any, int], None]  # how the walker simulates it
 
 
 @functools.cache
@@ -284,6 +285,7 @@ def _opcodes() -> dict[int, _Op]:
             below=before.index(pickletools.markobject) if to_mark else len(before),
             to_mark=to_mark,
             pushes=tuple(kinds.get(item, "other") for item in op.stack_after),
+            handler=_HANDLERS.get(op.name, _Walker.generic),
         )
     return table
 
@@ -337,7 +339,7 @@ class _Walker:
                 # The protocol the stream declares first; no PROTO opcode means 0 or 1.
                 self.first_protocol = int(arg) if op.name == "PROTO" else 0
                 self.protocol = 0
-            _HANDLERS.get(op.name, _Walker.generic)(self, op, arg, pos)
+            op.handler(self, op, arg, pos)
             if op.name == "STOP":
                 return file.tell()
 
@@ -367,19 +369,24 @@ class _Walker:
     def _pop_args(self, op: _Op, pos: int) -> list[_Sym]:
         """Pop what ``op`` takes, bottom first: the values above its mark, then those below."""
         above = self._pop_mark(pos) if op.to_mark else []
+        if not op.below:
+            return above
         below = [self._pop(pos) for _ in range(op.below)]
-        return [*reversed(below), *above]
+        below.reverse()
+        return below + above
 
     def generic(self, op: _Op, arg: Any, pos: int) -> None:
         """Any opcode the verdict does not hang on: pickletools' stack effect, opaque values."""
-        args = self._pop_args(op, pos)
+        args = self._pop_args(op, pos) if op.below or op.to_mark else []
         for kind in op.pushes:
-            if kind in ("str", "bytes"):
-                self.stack.append(_Sym(kind, arg))  # a literal: its value is its argument
+            if kind == "other":
+                self.stack.append(_OTHER)
             elif kind == "tuple":
                 self.stack.append(_Sym(kind, args))
-            else:
-                self.stack.append(_MARK if kind == "mark" else _OTHER)
+            elif kind == "mark":
+                self.stack.append(_MARK)
+            else:  # a literal str or bytes: its value is its argument
+                self.stack.append(_Sym(kind, arg))
 
     # -- globals: GLOBAL, STACK_GLOBAL, EXT1/2/4, INST, OBJ
 
@@ -610,11 +617,6 @@ def _backends_from(names: list[str]) -> set[str]:
     return (tops & {"cloudpickle", "dill"}) | ({"dill"} if _LOAD_DILL in names else set())
 
 
-def _ordered_backends(names: set[str]) -> tuple[str, ...]:
-    known = [n for n in ("pickle", "cloudpickle", "dill") if n in names]
-    return (*known, *sorted(names - set(known)))
-
-
 def scan_stream(
     stream: memoryview,
     policy: Policy,
@@ -674,6 +676,7 @@ def scan_stream(
             code = code or blob.report.by_value
     if walker.unresolved:
         notes.append(f"{walker.unresolved} global(s) could not be resolved statically")
+    known = [n for n in ("pickle", "cloudpickle", "dill") if n in needed]
     return ScanReport(
         format=fmt,
         codec=codec,
@@ -683,7 +686,7 @@ def scan_stream(
         streams=streams,
         envelope=info,
         globals=globals_,
-        backends=_ordered_backends(needed),
+        backends=(*known, *sorted(needed - set(known))),
         by_value=code,
         nested=tuple(walker.nested),
         persistent_ids=walker.persistent_ids,
