@@ -1,11 +1,12 @@
 """Long fuzzing runs of ``omnipickle.loads``, ``restricted_loads`` and ``scan``.
 
-The same mutations as ``tests/test_fuzz.py`` (bit flips, byte overwrites, truncations, splices
-of two payloads, insertions, random garbage, the empty payload), applied to representative
-payloads (plain data, instances, a lambda, every codec, a signed payload, plain pickle streams
-of several protocols), for as long as asked. Every input must load or raise an
-``omnipickle.UnpicklingError`` (``scan``: load-free, so it must report or raise one); anything
-else is a finding, printed with a reproducer (the mutated bytes, base64) and counted.
+The same seeds and mutations as ``tests/test_fuzz.py``, from ``tests/fuzzing.py`` (bit flips,
+byte overwrites, truncations, splices of two payloads, insertions, random garbage, the empty
+payload, header fields), applied to representative payloads (plain data, instances, a lambda,
+every codec, a signed payload, plain pickle streams of several protocols), for as long as asked.
+Every input must load or raise an ``omnipickle.UnpicklingError`` (``scan``: load-free, so it
+must report or raise one); anything else is a finding, printed with a reproducer (the mutated
+bytes, base64) and counted.
 
 Each call runs under a per-call deadline (``SIGALRM``), so a hang is a finding too, not a
 stuck run::
@@ -31,134 +32,30 @@ import argparse
 import base64
 import collections
 import contextlib
-import datetime
-import decimal
-import io
 import os
-import pickle
 import random
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import fuzzing
 import omnipickle
-from helpers import Plain, Slotted, WithState
 from omnipickle.format import header as envelope
 from omnipickle.security import restricted_loads, scan
 
-KEY = b"fuzzing-key-0123456789"
-DEADLINE = 5.0
-
-
-class Hang(BaseException):
-    """A call ran past its deadline (a BaseException, so no library code swallows it)."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Raise :class:`Hang` in the main thread if the body runs longer than ``seconds``."""
-
-    def _alarm(signum: int, frame: FrameType | None) -> None:
-        raise Hang(f"no answer after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def plain_data() -> dict[str, Any]:
-    return {
-        "ints": list(range(12)),
-        "text": "h\u00e9llo",
-        "bytes": b"\x00\xff\x80",
-        "floats": [1.5, -0.0, 1e300],
-        "nested": {"t": (1, (2, 3)), "s": {1, 2}, "f": frozenset({"a"})},
-        "none": None,
-        "big": 2**100,
-    }
-
-
-def instances(slots: bool = True) -> list[Any]:
-    # Protocols 0 and 1 cannot pickle a __slots__ class without __getstate__.
-    return [
-        Plain(1, "a"),
-        *([Slotted(2)] if slots else []),
-        WithState([1, 2]),
-        collections.OrderedDict(a=1),
-        datetime.datetime(2024, 1, 2, 3, 4, 5),
-        decimal.Decimal("1.25"),
-    ]
-
 
 def seeds() -> dict[str, bytes]:
-    """The payloads mutations start from, by name."""
-    data = plain_data()
-    found = {
-        "plain": omnipickle.dumps(data),
-        "instances": omnipickle.dumps(instances()),
-        "lambda": omnipickle.dumps(lambda x: x + 1),
-        "signed": omnipickle.dumps(data, key=KEY),
-        "protocol2": omnipickle.dumps(data, protocol=2),
-    }
-    for name in omnipickle.codecs():
-        if name == "xz":
-            continue  # an alias of lzma
-        with contextlib.suppress(omnipickle.CodecNotInstalledError):
-            found[f"codec-{name}"] = omnipickle.dumps(data, compression=name)
-    try:
-        import numpy as np
-    except ImportError:
-        pass
-    else:  # a large array is stored after the stream, as a section
-        buf = io.BytesIO()
-        omnipickle.dump({"a": np.arange(9000, dtype="f8"), "b": [1]}, buf)
-        found["sections"] = buf.getvalue()
-    for proto in (0, 2, pickle.HIGHEST_PROTOCOL):
-        found[f"raw-data-p{proto}"] = pickle.dumps(data, proto)
-        found[f"raw-instances-p{proto}"] = pickle.dumps(instances(proto >= 2), proto)
-    return found
+    """The payloads mutations start from, by name: the test suite's seeds."""
+    payloads = fuzzing.envelopes()
+    return {**payloads, **fuzzing.plain_streams(payloads)}
 
 
 # --- mutations ---------------------------------------------------------------------------------
-
-
-def bit_flip(data: bytes, pos: int, bit: int) -> bytes:
-    if not data:
-        return data
-    out = bytearray(data)
-    out[pos % len(out)] ^= 1 << (bit % 8)
-    return bytes(out)
-
-
-def overwrite(data: bytes, pos: int, chunk: bytes) -> bytes:
-    if not data:
-        return chunk
-    pos %= len(data)
-    return data[:pos] + chunk + data[pos + len(chunk) :]
-
-
-def truncate(data: bytes, length: int) -> bytes:
-    return data[: length % (len(data) + 1)]
-
-
-def splice(data: bytes, other: bytes, cut: int, cut_other: int) -> bytes:
-    return data[: cut % (len(data) + 1)] + other[cut_other % (len(other) + 1) :]
-
-
-def insert(data: bytes, pos: int, chunk: bytes) -> bytes:
-    pos %= len(data) + 1
-    return data[:pos] + chunk + data[pos:]
 
 
 def random_mutation(rng: random.Random, corpus: list[bytes]) -> bytes:
@@ -167,37 +64,25 @@ def random_mutation(rng: random.Random, corpus: list[bytes]) -> bytes:
     kind = rng.randrange(8)
     if kind == 0:
         for _ in range(rng.randint(1, 4)):
-            data = bit_flip(data, rng.randrange(1 << 30), rng.randrange(8))
+            data = fuzzing.flip(data, rng.randrange(1 << 30), rng.randrange(8))
         return data
     if kind == 1:
-        return overwrite(data, rng.randrange(1 << 30), rng.randbytes(rng.randint(1, 8)))
+        return fuzzing.overwrite(data, rng.randrange(1 << 30), rng.randbytes(rng.randint(1, 8)))
     if kind == 2:
-        return truncate(data, rng.randrange(1 << 30))
+        return fuzzing.truncate(data, rng.randrange(1 << 30))
     if kind == 3:
-        return splice(data, rng.choice(corpus), rng.randrange(1 << 30), rng.randrange(1 << 30))
+        return fuzzing.splice(
+            data, rng.choice(corpus), rng.randrange(1 << 30), rng.randrange(1 << 30)
+        )
     if kind == 4:
-        return insert(data, rng.randrange(1 << 30), rng.randbytes(rng.randint(1, 8)))
+        return fuzzing.insert(data, rng.randrange(1 << 30), rng.randbytes(rng.randint(1, 8)))
     if kind == 5:
         return rng.randbytes(rng.randint(0, 64))
     if kind == 6:
         return b""
-    # Mutate only the header, where no checksum protects the lengths from the fields' point
-    # of view (the header CRC is fixed up, so the parser goes on to the next check).
-    return header_mutation(data, rng)
-
-
-def header_mutation(data: bytes, rng: random.Random) -> bytes:
-    import zlib
-
     if not envelope.is_envelope(data) or len(data) < envelope.HEADER_SIZE:
         return data
-    out = bytearray(data)
-    pos = rng.randrange(8, 44)
-    out[pos] = rng.randrange(256)
-    extra_size = int.from_bytes(out[20:24], "little")
-    extra = bytes(out[48 : 48 + extra_size])
-    out[44:48] = zlib.crc32(extra, zlib.crc32(bytes(out[:44]))).to_bytes(4, "little")
-    return bytes(out)
+    return fuzzing.header_field(data, rng.randrange(36), rng.randrange(256))
 
 
 # --- targets -----------------------------------------------------------------------------------
@@ -208,7 +93,7 @@ def target_loads(data: bytes) -> Any:
 
 
 def target_loads_key(data: bytes) -> Any:
-    return omnipickle.loads(data, key=KEY)
+    return omnipickle.loads(data, key=fuzzing.KEY)
 
 
 def target_restricted(data: bytes) -> Any:
@@ -227,15 +112,17 @@ TARGETS: dict[str, Callable[[bytes], Any]] = {
 }
 
 
-def outcome(target: Callable[[bytes], Any], data: bytes, limit: float | None = DEADLINE) -> str:
+def outcome(
+    target: Callable[[bytes], Any], data: bytes, limit: float | None = fuzzing.DEADLINE
+) -> str:
     """``"loaded"``, the name of the UnpicklingError subclass raised, or ``"FINDING ..."``."""
-    guard = deadline(limit) if limit is not None else contextlib.nullcontext()
+    guard = fuzzing.deadline(limit) if limit is not None else contextlib.nullcontext()
     try:
         with guard:
             target(data)
     except omnipickle.UnpicklingError as exc:
         return type(exc).__name__
-    except Hang:
+    except fuzzing.Hang:
         return "FINDING hang"
     except Exception as exc:
         return f"FINDING {type(exc).__name__}: {str(exc)[:120]}"
@@ -290,7 +177,12 @@ def run_atheris(targets: list[str], seconds: float) -> int:  # pragma: no cover 
         (corpus / name).write_bytes(data)
     atheris.instrument_all()  # coverage of omnipickle (and everything else loaded)
     atheris.Setup(
-        [sys.argv[0], f"-max_total_time={int(seconds)}", f"-timeout={int(DEADLINE)}", str(corpus)],
+        [
+            sys.argv[0],
+            f"-max_total_time={int(seconds)}",
+            f"-timeout={int(fuzzing.DEADLINE)}",
+            str(corpus),
+        ],
         one,
     )
     atheris.Fuzz()

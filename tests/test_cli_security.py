@@ -15,6 +15,7 @@ import pytest
 import omnipickle
 from conftest import run_python
 from helpers import Plain
+from payloads import Call
 
 CLI = "import sys; from omnipickle.cli import main; sys.exit(main(sys.argv[1:]))"
 KEY = b"sixteen bytes and more"
@@ -22,15 +23,6 @@ KEY = b"sixteen bytes and more"
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return run_python(*(str(a) for a in args), code=CLI)
-
-
-class Call:
-    def __init__(self, func: Any, *args: Any) -> None:
-        self.func = func
-        self.args = args
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (self.func, self.args)
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ the empty payload) and fed to ``omnipickle.loads``, ``restricted_loads`` and ``s
 call runs under a deadline, so a hang fails the test instead of stalling the suite.
 
 The examples are derandomized (the same inputs on every run, so a failure always reproduces);
-``benchmarks/fuzz_long.py`` runs the same mutations for as long as you like, randomly.
+``benchmarks/fuzz_long.py`` runs the same mutations (``fuzzing.py``) for as long as you like,
+randomly.
 
 Known failures that come from other modules are pinned below as strict xfails, with exact
 reproducers: each turns into a failure (XPASS) the day it is fixed, to be unmarked then.
@@ -14,16 +15,10 @@ reproducers: each turns into a failure (XPASS) the day it is fixed, to be unmark
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import datetime
-import decimal
 import pickle
-import signal
 import sys
 import zlib
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,14 +27,24 @@ from hypothesis import strategies as st
 
 import omnipickle
 from conftest import run_python
-from helpers import Plain, Slotted, WithState
+from fuzzing import (
+    DEADLINE,
+    KEY,
+    Hang,
+    deadline,
+    envelopes,
+    flip,
+    header_field,
+    insert,
+    overwrite,
+    plain_streams,
+    splice,
+    truncate,
+)
 from omnipickle.codecs import REGISTRY as CODECS
-from omnipickle.errors import CodecNotInstalledError
 from omnipickle.format import header as envelope
 from omnipickle.security import restricted_loads, scan
 
-KEY = b"fuzzing-key-0123456789"
-DEADLINE = 5.0
 FUZZ = settings(
     max_examples=300,
     deadline=None,
@@ -47,126 +52,10 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-class Hang(BaseException):
-    """A call ran past its deadline (a BaseException, so no library code can swallow it)."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float = DEADLINE) -> Iterator[None]:
-    def alarm(signum: int, frame: FrameType | None) -> None:
-        raise Hang(f"no answer after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def plain_data() -> dict[str, Any]:
-    return {
-        "ints": list(range(12)),
-        "text": "h\u00e9llo",
-        "bytes": b"\x00\xff\x80",
-        "floats": [1.5, -0.0, 1e300],
-        "nested": {"t": (1, (2, 3)), "s": {1, 2}, "f": frozenset({"a"})},
-        "big": 2**100,
-    }
-
-
-def instances() -> list[Any]:
-    return [
-        Plain(1, "a"),
-        Slotted(2),
-        WithState([1, 2]),
-        collections.OrderedDict(a=1),
-        datetime.datetime(2024, 1, 2, 3, 4, 5),
-        decimal.Decimal("1.25"),
-    ]
-
-
-def _codec_names() -> list[str]:
-    names = []
-    for name in CODECS.names():
-        try:
-            codec = CODECS.get(name)
-        except CodecNotInstalledError:
-            continue
-        if codec.name == name:  # skip aliases (xz)
-            names.append(name)
-    return names
-
-
-ENVELOPES: dict[str, bytes] = {
-    "plain": omnipickle.dumps(plain_data()),
-    "instances": omnipickle.dumps(instances()),
-    "lambda": omnipickle.dumps(lambda x: x + 1),
-    "signed": omnipickle.dumps(plain_data(), key=KEY),
-    "protocol-2": omnipickle.dumps(instances(), protocol=2),
-    **{f"codec-{n}": omnipickle.dumps(plain_data(), compression=n) for n in _codec_names()},
-}
-
-
-def _with_sections() -> dict[str, bytes]:
-    """A file whose large array is stored after the stream, as a section (needs numpy)."""
-    try:
-        import numpy as np
-    except ImportError:
-        return {}
-    import io
-
-    buf = io.BytesIO()
-    omnipickle.dump({"a": np.arange(9000, dtype="f8"), "b": [1]}, buf)
-    assert omnipickle.info(buf.getvalue()).extra.get("sections")
-    return {"sections": buf.getvalue()}
-
-
-ENVELOPES.update(_with_sections())
-PLAIN_STREAMS: dict[str, bytes] = {
-    **{f"data-p{p}": pickle.dumps(plain_data(), p) for p in (0, 2, 5)},
-    **{f"instances-p{p}": pickle.dumps(instances(), p) for p in (2, 5)},
-    **{
-        f"inner-{name}": bytes(envelope.check_payload(envelope.parse_header(p), p))
-        for name, p in ENVELOPES.items()
-        if name in ("plain", "instances", "lambda")
-    },
-}
-
+ENVELOPES = envelopes()
+PLAIN_STREAMS = plain_streams(ENVELOPES)
 
 # --- mutations ---------------------------------------------------------------------------------
-
-
-def _flip(data: bytes, pos: int, bit: int) -> bytes:
-    out = bytearray(data)
-    if out:
-        out[pos % len(out)] ^= 1 << bit
-    return bytes(out)
-
-
-def _overwrite(data: bytes, pos: int, chunk: bytes) -> bytes:
-    if not data:
-        return chunk
-    pos %= len(data)
-    return data[:pos] + chunk + data[pos + len(chunk) :]
-
-
-def _insert(data: bytes, pos: int, chunk: bytes) -> bytes:
-    pos %= len(data) + 1
-    return data[:pos] + chunk + data[pos:]
-
-
-def _header_field(data: bytes, pos: int, value: int) -> bytes:
-    """Change one byte of the envelope's fixed fields, and fix the header checksum up."""
-    out = bytearray(data)
-    out[8 + pos % 36] = value
-    extra = bytes(out[48 : 48 + int.from_bytes(out[20:24], "little")])
-    out[44:48] = zlib.crc32(extra, zlib.crc32(bytes(out[:44]))).to_bytes(4, "little")
-    return bytes(out)
-
 
 POSITION = st.integers(0, 1 << 16)
 CHUNK = st.binary(min_size=1, max_size=8)
@@ -183,7 +72,7 @@ def mutations(seeds: dict[str, bytes]) -> st.SearchStrategy[tuple[str, bytes]]:
         def apply(found: list[tuple[int, int]]) -> tuple[str, bytes]:
             out = data
             for pos, bit in found:
-                out = _flip(out, pos, bit)
+                out = flip(out, pos, bit)
             return ("bit flips", out)
 
         return bits.map(apply)
@@ -192,12 +81,12 @@ def mutations(seeds: dict[str, bytes]) -> st.SearchStrategy[tuple[str, bytes]]:
         return st.one_of(
             st.just(("unchanged", data)),
             flips(data),
-            st.tuples(POSITION, CHUNK).map(lambda a: ("overwrite", _overwrite(data, *a))),
-            POSITION.map(lambda n: ("truncate", data[: n % (len(data) + 1)])),
+            st.tuples(POSITION, CHUNK).map(lambda a: ("overwrite", overwrite(data, *a))),
+            POSITION.map(lambda n: ("truncate", truncate(data, n))),
             st.tuples(POSITION, POSITION, seed).map(
-                lambda a: ("splice", data[: a[0] % (len(data) + 1)] + a[2][a[1] % len(a[2]) :])
+                lambda a: ("splice", splice(data, a[2], a[0], a[1]))
             ),
-            st.tuples(POSITION, CHUNK).map(lambda a: ("insert", _insert(data, *a))),
+            st.tuples(POSITION, CHUNK).map(lambda a: ("insert", insert(data, *a))),
             st.binary(max_size=64).map(lambda b: ("garbage", b)),
             st.just(("empty", b"")),
         )
@@ -208,7 +97,7 @@ def mutations(seeds: dict[str, bytes]) -> st.SearchStrategy[tuple[str, bytes]]:
 def header_mutations() -> st.SearchStrategy[tuple[str, bytes]]:
     seed = st.sampled_from(sorted(ENVELOPES)).map(ENVELOPES.__getitem__)
     return st.tuples(seed, st.integers(0, 35), st.integers(0, 255)).map(
-        lambda a: ("header field", _header_field(*a))
+        lambda a: ("header field", header_field(*a))
     )
 
 

@@ -21,6 +21,7 @@ from .codecs import Codec, codec_for_suffix
 from .errors import (
     MALFORMED_STREAM,
     MISSING_NAME,
+    MISUSED_CONSTRUCTOR,
     DroppedResourceWarning,
     IncompatiblePayloadError,
     UnpicklingError,
@@ -44,7 +45,7 @@ from .options import (
     dump_options,
     load_options,
 )
-from .security import restricted_loads
+from .security.unpickler import restricted_loads
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -393,7 +394,7 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
         ).load()
     except MISSING_NAME as exc:
         raise missing_name(exc) from exc
-    except MALFORMED_STREAM as exc:
+    except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
         if stream is not None:
             # A whole stream ends with STOP; one that does not was cut short.
             raise damaged_stream(

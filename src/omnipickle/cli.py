@@ -22,7 +22,8 @@ from .errors import (
 )
 from .files import atomic_writer
 from .format.signing import MIN_KEY_SIZE
-from .security import parse_allow, scan, verify_signature
+from .security.entry import scan, verify_signature
+from .security.policy import parse_allow
 
 __all__ = ["main"]
 

@@ -106,27 +106,30 @@ class DroppedResourceWarning(UserWarning):
 # --- foreign exceptions, mapped in one place -----------------------------------------------------
 #
 # The rule: an exception raised while reading a stream is mapped by its type and by where the
-# reader stood, never by its message. What CPython's unpicklers raise for a stream that is not
-# well-formed pickle is MALFORMED_STREAM; for a plain stream (nothing checked it before it was
-# unpickled) those mean "damaged", and a failure with every byte consumed (or an EOFError) means
-# "ended early". A stream naming a module or attribute this environment lacks raises one of
-# MISSING_NAME. The exceptions that mean "this object cannot be pickled this way" when dumping
-# are PICKLING_FAILURES; anything else a user's code raises keeps its type.
+# reader stood, never by its message.
+#
+# * MALFORMED_STREAM is what pickle's readers (the C and pure-Python unpicklers, pickletools'
+#   argument readers) raise on a malformed stream. A failure among them with the reader at the
+#   end of its data (or an EOFError) means the data ran out: a well-formed stream ends with its
+#   STOP opcode, and a reader that stands at the end has not seen it, so data is missing whatever
+#   else is wrong (TruncatedPayloadError). Any other is damage (CorruptPayloadError).
+# * MISUSED_CONSTRUCTOR is what a constructor raises when a stream calls it with arguments of the
+#   wrong kind; for a plain stream nothing checked, that is damage too.
+# * MISSING_NAME: the stream names a module or attribute this environment lacks.
+# * PICKLING_FAILURES: when dumping, "this object cannot be pickled this way"; anything else a
+#   user's code raises keeps its type.
 
 MALFORMED_STREAM: tuple[type[BaseException], ...] = (
     pickle.UnpicklingError,
     EOFError,
-    ValueError,
+    ValueError,  # UnicodeDecodeError too
     KeyError,
     IndexError,
     struct.error,
     OverflowError,
-    UnicodeDecodeError,
     MemoryError,
-    TypeError,
-    LookupError,
-    ArithmeticError,
 )
+MISUSED_CONSTRUCTOR: tuple[type[BaseException], ...] = (TypeError, LookupError, ArithmeticError)
 MISSING_NAME: tuple[type[BaseException], ...] = (ImportError, AttributeError)
 PICKLING_FAILURES: tuple[type[BaseException], ...] = (
     pickle.PicklingError,
@@ -137,15 +140,24 @@ PICKLING_FAILURES: tuple[type[BaseException], ...] = (
 
 
 def damaged_stream(
-    exc: BaseException, *, size: int, ended: bool, head: bytes = b""
+    exc: BaseException,
+    *,
+    size: int,
+    ended: bool,
+    position: int | None = None,
+    head: bytes = b"",
 ) -> CorruptPayloadError:
-    """The error for a plain pickle stream of ``size`` bytes that failed with ``exc``.
+    """The error to raise (``from exc``) for a pickle stream of ``size`` bytes whose reading
+    failed with ``exc`` (see the rule above).
 
-    ``ended``: the data ran out before the stream did (the reader hit the end of its input, or
-    the data does not end with the STOP opcode every whole stream ends with); ``head``: the
-    stream's first bytes.
+    Args:
+        exc: what the reader raised.
+        size: the size of the data.
+        ended: the reader stood at the end of the data (or the data does not end with STOP).
+        position: where the reader stood, when known (named in the message).
+        head: the data's first bytes, when a message should say what the data looks like.
     """
-    if isinstance(exc, EOFError) or (ended and isinstance(exc, pickle.UnpicklingError)):
+    if ended or isinstance(exc, EOFError):
         return TruncatedPayloadError(
             f"truncated pickle stream: the data ({size} bytes) ends before the stream does"
         )
@@ -153,7 +165,8 @@ def damaged_stream(
         return CorruptPayloadError(
             f"not an omnipickle payload or a pickle stream (it starts with {head[:8]!r}): {exc}"
         )
-    return CorruptPayloadError(f"damaged pickle stream: {type(exc).__name__}: {exc}")
+    where = "" if position is None else f" (at byte {position})"
+    return CorruptPayloadError(f"damaged pickle stream{where}: {type(exc).__name__}: {exc}")
 
 
 def missing_name(exc: BaseException) -> UnpicklingError:

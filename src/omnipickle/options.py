@@ -18,7 +18,7 @@ from .backends import Backend
 from .codecs import REGISTRY as CODECS
 from .codecs import Codec
 from .format.signing import Keys, check_keys, signing_key
-from .security import parse_allow
+from .security.policy import parse_allow
 
 __all__ = [
     "DEFAULT_PROTOCOL",

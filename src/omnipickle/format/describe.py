@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .header import FLAG_OUT_OF_BAND
-from .reader import ENVELOPE, inspect
+from .reader import ENVELOPE, Payload, inspect
 
-__all__ = ["Info", "describe"]
+__all__ = ["Info", "describe", "envelope_info"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,31 @@ def describe(source: Any) -> Info:
         out_of_band=bool(header.flags & FLAG_OUT_OF_BAND),
         checksum=f"{header.checksum:08x}",
         checksum_ok=found.checksum_ok,
+        extra=dict(header.extra),
+        dropped=tuple(header.extra.get("dropped", ())),
+    )
+
+
+def envelope_info(payload: Payload) -> Info:
+    """The :class:`Info` of an envelope :func:`~omnipickle.format.reader.read` has read (and so
+    checked: its checksum matched)."""
+    header = payload.header
+    assert header is not None
+    return Info(
+        format=ENVELOPE,
+        format_version=header.version,
+        protocol=header.protocol,
+        backends=payload.backends,
+        loader=payload.loader,
+        codec=payload.codec.name if payload.codec is not None else None,
+        stored_size=header.stored_length,
+        raw_size=header.raw_length,
+        python=f"{header.python[0]}.{header.python[1]}",
+        signed=header.signed,
+        by_value=header.by_value,
+        out_of_band=bool(header.flags & FLAG_OUT_OF_BAND),
+        checksum=f"{header.checksum:08x}",
+        checksum_ok=True,
         extra=dict(header.extra),
         dropped=tuple(header.extra.get("dropped", ())),
     )

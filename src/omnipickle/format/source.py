@@ -231,5 +231,3 @@ class PrefixedReader:
             return line
         line, self._prefix = self._prefix, b""
         return line + self._file.readline()
-
-

@@ -1,0 +1,397 @@
+"""What restricted loading may import: the allow-lists, allow entries, and the policy object.
+
+Why the default set is safe: every entry is either a data type whose constructor and
+``__setstate__`` only build a value from their arguments, or a reconstructor that only combines
+objects the same allow-list already admitted (see the notes on ``copyreg`` below). Anything that
+can import a module, look up an attribute by name (``getattr``), evaluate a string, open a file
+or build code is left out.
+
+The unpickler (:mod:`.unpickler`) and the static scan (:mod:`.scan`) both decide through one
+:class:`Policy`, so a scan's verdict and a restricted load's refusal cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import types
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import UnsafePayloadError
+
+__all__ = ["DEFAULT_ALLOW", "TRUSTED_ALLOW", "Policy", "fix_name", "parse_allow"]
+
+_PATHS = ("PurePath", "PurePosixPath", "PureWindowsPath", "Path", "PosixPath", "WindowsPath")
+
+DEFAULT_ALLOW: frozenset[str] = frozenset(
+    {
+        # Built-in data types, under the names pickle writes for them (protocols 0-2 write
+        # ``__builtin__.set`` and so on; fix_imports maps those to ``builtins`` first).
+        # Left out on purpose: ``getattr`` (reaches any attribute: ``f.__globals__``...),
+        # ``type`` (three arguments build a class; pickle only names it for
+        # ``type(None)``-style values: allow "builtins.type" if you need those), ``eval``,
+        # ``exec``, ``__import__``, ``open``, ``setattr`` and every other function.
+        *(
+            f"builtins.{name}"
+            for name in (
+                "bool",
+                "bytearray",
+                "bytes",
+                "complex",
+                "dict",
+                "float",
+                "frozenset",
+                "int",
+                "list",
+                "object",
+                "range",
+                "set",
+                "slice",
+                "str",
+                "tuple",
+                "Ellipsis",
+                "NotImplemented",
+            )
+        ),
+        # Protocols 0-2 write bytes as codecs.encode(text, "latin1"); restricted loading
+        # substitutes a function that accepts exactly that (see _latin1_encode).
+        "_codecs.encode",
+        "codecs.encode",
+        # copyreg's helpers for plain objects. _reconstructor(cls, base, state) calls
+        # base.__new__(cls, state) and base.__init__(obj, state); __newobj__(cls, *args) and
+        # __newobj_ex__(cls, args, kwargs) call cls.__new__. None of them can name anything
+        # by itself: cls and base are objects already on the unpickler's stack, which got
+        # there through this same find_class (or as results of allowed callables, none of
+        # which returns a class it was not given). So they only ever combine allowed classes,
+        # which the payload could call directly anyway; they add no reach.
+        "copyreg._reconstructor",
+        "copyreg.__newobj__",
+        "copyreg.__newobj_ex__",
+        # dill's name for type(None).
+        "__builtin__.NoneType",
+        # The standard library's value types.
+        "collections.OrderedDict",
+        "collections.defaultdict",
+        "collections.deque",
+        "collections.Counter",
+        "datetime.date",
+        "datetime.datetime",
+        "datetime.time",
+        "datetime.timedelta",
+        "datetime.timezone",
+        "decimal.Decimal",
+        "fractions.Fraction",
+        "uuid.UUID",
+        *(f"pathlib.{name}" for name in _PATHS),
+        # Python 3.13 moved the path classes to pathlib._local, and pickles name them there.
+        *(f"pathlib._local.{name}" for name in _PATHS),
+        # numpy arrays, dtypes and scalars, under numpy 1.x (numpy.core) and 2.x (numpy._core)
+        # names. numpy itself refuses to build object arrays or object scalars from raw bytes,
+        # and checks a buffer's size against shape and strides. Listing these names imports
+        # nothing: numpy is imported only when a payload names one of them.
+        "numpy.ndarray",
+        "numpy.dtype",
+        *(
+            f"numpy.{core}.{name}"
+            for core in ("core", "_core")
+            for name in ("multiarray._reconstruct", "multiarray.scalar", "numeric._frombuffer")
+        ),
+        # omnipickle's placeholders. dropped_resource(i) is None or the live object the caller
+        # itself passed to loads(..., resources=...); restore_state(obj, state) sets the state
+        # of an object the stream built (restricted loading refuses to let it touch a global
+        # or an object the caller handed in).
+        "omnipickle._reconstruct.dropped_resource",
+        "omnipickle._reconstruct.restore_state",
+        # omnipickle's recreated synchronization primitives. make_barrier takes an action
+        # callable, but that action is an object from the same stream, so it can only be
+        # something this allow-list admitted, which the payload could have called at load
+        # time anyway; the barrier only calls it later, with no arguments. It adds no reach.
+        # load_dill (runs dill on a blob), reopen_file (opens files) and std_stream (hands out
+        # the process's own sys.stdout...) are not here: see TRUSTED_ALLOW.
+        *(
+            f"omnipickle._reconstruct.{name}"
+            for name in (
+                "make_lock",
+                "make_rlock",
+                "make_condition",
+                "make_event",
+                "make_semaphore",
+                "make_bounded_semaphore",
+                "make_barrier",
+            )
+        ),
+    }
+)
+"""The globals :func:`restricted_loads` accepts with no ``allow=`` (exact dotted names)."""
+
+# Code reconstructors: what cloudpickle, dill and omnipickle write for code serialized by value,
+# and the standard-library pieces by-value classes and functions are made of (metaclasses, bases,
+# descriptors). They can build functions and classes, import modules and run code while loading,
+# so they are accepted only from a payload whose signature verified (trusted=True): the trust is
+# in the signature, and these names only keep legitimate signed payloads loading. The packages
+# listed as prefixes are accepted whole (any name, any dunder attribute, their modules too).
+_TRUSTED_PREFIXES: tuple[str, ...] = (
+    "cloudpickle",
+    "dill",
+    "abc",
+    "collections.abc",
+    "dataclasses",
+    "enum",
+    "types",
+    "typing",
+)
+
+TRUSTED_ALLOW: frozenset[str] = frozenset(
+    {
+        *(f"{prefix}.*" for prefix in _TRUSTED_PREFIXES),
+        "builtins.type",
+        "builtins.getattr",
+        "builtins.setattr",
+        "builtins.delattr",
+        "builtins.property",
+        "builtins.classmethod",
+        "builtins.staticmethod",
+        "builtins.super",
+        # dill's name for the builtins namespace, and for the __main__ one (the globals of
+        # by-value functions).
+        "builtins.__dict__",
+        "__builtin__.__main__",
+        "_operator.getitem",  # generic aliases: Generic[T]
+        "operator.getitem",
+        "logging.getLogger",
+        "weakref.WeakSet",
+        "omnipickle._reconstruct.load_dill",
+        "omnipickle._reconstruct.reopen_file",
+        "omnipickle._reconstruct.std_stream",
+    }
+)
+"""What ``trusted=True`` accepts on top of the allow-list: by-value code and its building blocks.
+
+Entries ending in ``.*`` cover a whole package. These names can build and run code, import
+modules and open files: pass ``trusted=True`` only for a payload whose signature verified.
+"""
+
+
+_CODE_REASON = (
+    "it rebuilds code serialized by value (or is a part of such code), which restricted loading "
+    "accepts only from a payload whose signature verified (trusted=True)"
+)
+
+
+# --- allow entries -----------------------------------------------------------------------------
+
+
+def _check_dotted(entry: str, text: str) -> None:
+    if not text or not all(part.isidentifier() for part in text.split(".")):
+        raise ValueError(
+            f"invalid allow entry {entry!r}: expected a dotted name 'package.module.Name' or a "
+            f"prefix pattern 'package.*' (every part a Python identifier)"
+        )
+
+
+def parse_allow(allow: Iterable[str] | None) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Validate an ``allow=`` argument and split it into exact names and prefixes.
+
+    Args:
+        allow: exact dotted names (``"pkg.module.Name"``) and prefix patterns (``"pkg.*"``),
+            or ``None`` for none.
+
+    Returns:
+        ``(exact, prefixes)``: the exact names, and the prefixes without their ``.*``
+        (duplicates removed, in the order given).
+
+    Raises:
+        TypeError: ``allow`` is a single string, not iterable, or holds a non-str entry.
+        ValueError: an entry is malformed (empty, whitespace, ``"*"``, ``"pkg*"``, an empty
+            dotted part, a bare module name).
+    """
+    if allow is None:
+        return frozenset(), ()
+    if isinstance(allow, (str, bytes, bytearray)):
+        raise TypeError(
+            f"allow must be an iterable of names, not a single {type(allow).__name__}: "
+            f"write allow=({allow!r},)"
+        )
+    try:
+        entries = list(allow)
+    except TypeError:
+        raise TypeError(
+            f"allow must be an iterable of names such as ('pkg.module.Name', 'pkg.*'), "
+            f"not {type(allow).__name__}"
+        ) from None
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise TypeError(f"allow entries must be str, not {type(entry).__name__}: {entry!r}")
+        if entry != entry.strip() or any(ch.isspace() for ch in entry):
+            raise ValueError(f"invalid allow entry {entry!r}: it contains whitespace")
+        if entry.endswith(".*"):
+            base = entry[:-2]
+            if "*" in base:
+                raise ValueError(f"invalid allow entry {entry!r}: '*' only as a final '.*'")
+            _check_dotted(entry, base)
+            prefixes.append(base)
+            continue
+        if "*" in entry:
+            raise ValueError(
+                f"invalid allow entry {entry!r}: '*' only as a final '.*' after a package or "
+                f"module name ('pkg.*'); a bare '*' would allow everything"
+            )
+        _check_dotted(entry, entry)
+        if "." not in entry:
+            raise ValueError(
+                f"invalid allow entry {entry!r}: name a global as 'module.Name', or every name "
+                f"in a module or package as '{entry}.*'"
+            )
+        exact.add(entry)
+    return frozenset(exact), tuple(dict.fromkeys(prefixes))
+
+
+def _is_dunder(part: str) -> bool:
+    return len(part) > 4 and part.startswith("__") and part.endswith("__")
+
+
+def _under(full: str, prefixes: Iterable[str]) -> str | None:
+    for prefix in prefixes:
+        if full.startswith(prefix + "."):
+            return prefix
+    return None
+
+
+# --- the policy --------------------------------------------------------------------------------
+
+
+class Policy:
+    """One set of rules: what a restricted load may import, and how it is checked.
+
+    Args:
+        allow: extra entries, as for :func:`parse_allow`; :data:`DEFAULT_ALLOW` is always
+            included.
+        trusted: also accept code serialized by value (:data:`TRUSTED_ALLOW`).
+
+    Attributes:
+        allow: the user's entries, normalized (exact names sorted, then ``"prefix.*"``).
+        trusted: whether code by value is accepted.
+        user_exact: the user's exact names.
+        exact: every exact name accepted (defaults, user's, and trusted ones if trusted).
+        prefixes: the user's prefixes, without ``.*``.
+
+    Raises:
+        TypeError: ``allow`` is not an iterable of str, or ``trusted`` is not a bool.
+        ValueError: an ``allow`` entry is malformed.
+    """
+
+    __slots__ = ("allow", "exact", "prefixes", "trusted", "user_exact")
+
+    def __init__(self, allow: Iterable[str] | None = (), trusted: bool = False) -> None:
+        if not isinstance(trusted, bool):
+            raise TypeError(f"trusted must be a bool, not {type(trusted).__name__}")
+        user_exact, user_prefixes = parse_allow(allow)
+        self.allow: tuple[str, ...] = (*sorted(user_exact), *(f"{p}.*" for p in user_prefixes))
+        self.trusted = trusted
+        self.user_exact = user_exact
+        exact = DEFAULT_ALLOW | user_exact
+        if trusted:
+            exact |= {e for e in TRUSTED_ALLOW if not e.endswith(".*")}
+        self.exact = exact
+        self.prefixes = user_prefixes
+
+    def check(self, module: str, name: str) -> tuple[str | None, str | None]:
+        """``(reason, prefix)``: why ``module.name`` is refused (``None``: accepted).
+
+        Args:
+            module: the global's module, after :func:`fix_name`.
+            name: its (possibly dotted) name in the module.
+
+        Returns:
+            The reason it is refused, or ``None``; and the user's pattern that accepted it,
+            if one did: the object found must then also be defined under that prefix (see
+            :meth:`check_origin`).
+        """
+        full = f"{module}.{name}"
+        if full in self.exact:
+            return None, None
+        parts = [*module.split("."), *name.split(".")]
+        if not all(part.isidentifier() for part in parts):
+            return "it is not a valid dotted name", None
+        code = full in TRUSTED_ALLOW or _under(full, _TRUSTED_PREFIXES) is not None
+        if code and self.trusted:
+            return None, None
+        prefix = _under(full, self.prefixes)
+        if prefix is not None:
+            if any(_is_dunder(part) for part in name.split(".")):
+                return (
+                    f"it reaches a dunder attribute, which the pattern {prefix}.* does not "
+                    f"cover; allow it by its exact name if you mean it"
+                ), None
+            return None, prefix
+        if code:
+            return _CODE_REASON, None
+        return (
+            f"it is not in the allow-list; if you trust this payload, pass allow=({full!r},)"
+        ), None
+
+    @staticmethod
+    def check_origin(full: str, prefix: str, obj: Any) -> None:
+        """Refuse an object a prefix pattern reached that is not defined under that prefix.
+
+        ``pkg.*`` trusts what ``pkg`` defines, not everything its modules import: without this,
+        ``pkg.mod.system`` after ``from os import system`` in ``pkg/mod.py`` would pass.
+
+        Args:
+            full: the global's dotted name.
+            prefix: the pattern that accepted it (without ``.*``).
+            obj: the object the name resolved to.
+
+        Raises:
+            UnsafePayloadError: ``obj`` is a module, or is defined outside ``prefix``.
+        """
+        if isinstance(obj, types.ModuleType):
+            raise UnsafePayloadError(
+                f"restricted loading refused the global {full}: it is a module, and prefix "
+                f"patterns only cover what modules define"
+            )
+        origin = getattr(obj, "__module__", None)
+        if isinstance(origin, str) and (
+            origin == prefix or origin.startswith(prefix + ".") or prefix.startswith(origin + ".")
+        ):
+            return
+        raise UnsafePayloadError(
+            f"restricted loading refused the global {full}: it is defined in "
+            f"{origin or 'an unknown module'}, not under {prefix}.*; allow it by its exact "
+            f"name if you trust it"
+        )
+
+
+# --- the names a payload's globals are checked under ----------------------------------------------
+
+_DILL_NAMES = frozenset({("__builtin__", "NoneType"), ("__builtin__", "__main__")})
+
+
+def fix_name(module: str, name: str, protocol: int) -> tuple[str, str]:
+    """The name a global is looked up and checked under, as the unpickler resolves it.
+
+    dill's aliases are kept, then Python 2 names are mapped to Python 3 ones as pickle's own
+    ``find_class`` does, for protocols < 3 only.
+
+    Args:
+        module: the module the stream names.
+        name: the name the stream names.
+        protocol: the protocol in force where the stream names it.
+
+    Returns:
+        ``(module, name)`` after mapping.
+    """
+    if (module, name) in _DILL_NAMES:
+        return module, name
+    if module == "dill.dill":
+        module = "dill._dill"
+    if protocol >= 3:
+        return module, name
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        mapped: tuple[str, str] = _compat_pickle.NAME_MAPPING[(module, name)]
+        return mapped
+    if module in _compat_pickle.IMPORT_MAPPING:
+        return _compat_pickle.IMPORT_MAPPING[module], name
+    return module, name
