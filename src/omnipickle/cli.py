@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +14,9 @@ from collections.abc import Sequence
 from .api import dump, info, load
 from .codecs import get_codec
 from .errors import (
+    MALFORMED_STREAM,
+    MISSING_NAME,
+    MISUSED_CONSTRUCTOR,
     CodecNotInstalledError,
     OmnipickleError,
     SignatureError,
@@ -39,16 +41,9 @@ class _DataError(Exception):
     """A problem with the data that is not one of omnipickle's own errors."""
 
 
-_LOAD_FAILURES = (
-    pickle.UnpicklingError,
-    AttributeError,
-    ImportError,
-    TypeError,
-    ValueError,
-    EOFError,
-    KeyError,
-    IndexError,
-)
+# Unpickling runs the payload's own code: what it raises when the data does not fit this
+# environment (see the map in errors.py) is a problem with the data, exit 1.
+_LOAD_FAILURES = (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR, *MISSING_NAME)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -41,10 +41,9 @@ from typing import Any
 
 from .._reconstruct import import_dill
 from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
-from ..errors import PicklingError
+from ..errors import PICKLING_FAILURES, PicklingError
 from ..resources import has_user_rules, refuse, resource_rule
 from .base import (
-    PICKLING_FAILURES,
     Backend,
     BufferCallback,
     ChunkSink,

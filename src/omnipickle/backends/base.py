@@ -14,19 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..diagnostics import describe_failure
-from ..errors import PicklingError
+from ..errors import PICKLING_FAILURES, PicklingError
 from .rows import BackendRow
 
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
 
-# The exceptions that mean "this object cannot be pickled this way", as opposed to an error
-# raised on purpose by user code (a __reduce__ raising ValueError keeps its type).
-PICKLING_FAILURES: tuple[type[BaseException], ...] = (
-    pickle.PicklingError,
-    TypeError,
-    AttributeError,
-    RecursionError,
-)
 
 
 @dataclass

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
+from ..backends import REGISTRY as BACKENDS
+from ..backends import global_prefixes
 from ..errors import MALFORMED_STREAM, CorruptPayloadError, TruncatedPayloadError, damaged_stream
 from ..format.describe import Info
 from .policy import Policy, fix_name
@@ -615,8 +617,17 @@ def _walk_all(data: bytes, policy: Policy, depth: int) -> tuple[_Walker, int, in
 
 
 def _backends_from(names: list[str]) -> set[str]:
-    tops = {full.split(".", 1)[0] for full in names}
-    return (tops & {"cloudpickle", "dill"}) | ({"dill"} if _LOAD_DILL in names else set())
+    """The backends whose machinery the globals ``names`` are (from the backends' table)."""
+    found = {"dill"} if _LOAD_DILL in names else set()
+    for backend in BACKENDS.names():
+        prefixes = global_prefixes(backend)
+        if backend != "auto" and any(_under(name, prefixes) for name in names):
+            found.add(backend)
+    return found
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def scan_stream(
@@ -678,7 +689,7 @@ def scan_stream(
             code = code or blob.report.by_value
     if walker.unresolved:
         notes.append(f"{walker.unresolved} global(s) could not be resolved statically")
-    known = [n for n in ("pickle", "cloudpickle", "dill") if n in needed]
+    known = [n for n in BACKENDS.names() if n in needed]
     return ScanReport(
         format=fmt,
         codec=codec,
