@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import pickle
 import re
 from typing import Any
@@ -195,3 +196,16 @@ def test_missing_codec_package_says_what_to_install(
     with pytest.raises(omnipickle.CodecNotInstalledError, match=re.escape(hint)) as info:
         codec.compress(b"data")
     assert isinstance(info.value, ImportError)
+
+
+def test_every_registry_can_unregister_from_the_top_level_package() -> None:
+    # ``omnipickle.backends`` and ``omnipickle.codecs`` are the listing functions; the
+    # subpackages are reached by their full names.
+    backends = importlib.import_module("omnipickle.backends")
+    codecs = importlib.import_module("omnipickle.codecs")
+    resources = importlib.import_module("omnipickle.resources")
+    assert omnipickle.unregister_backend is backends.unregister_backend
+    assert omnipickle.unregister_codec is codecs.unregister_codec
+    assert omnipickle.unregister_resource is resources.unregister_resource
+    with pytest.raises(ValueError, match="auto"):
+        omnipickle.unregister_backend("auto")

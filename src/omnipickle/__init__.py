@@ -21,9 +21,9 @@ from .api import (
     load,
     loads,
 )
-from .backends import Backend, backends, register_backend
+from .backends import Backend, backends, register_backend, unregister_backend
 from .backends.auto import AutoPickler as Pickler
-from .codecs import Codec, codecs, register_codec
+from .codecs import Codec, codecs, register_codec, unregister_codec
 from .errors import (
     BackendNotInstalledError,
     CodecNotInstalledError,
@@ -47,6 +47,7 @@ from .resources import (
     TransientMixin,
     register_resource,
     transient,
+    unregister_resource,
 )
 from .security import ScanReport, scan
 from .serializer import Serializer
@@ -105,4 +106,7 @@ __all__ = [
     "register_resource",
     "scan",
     "transient",
+    "unregister_backend",
+    "unregister_codec",
+    "unregister_resource",
 ]

@@ -20,7 +20,6 @@ from .rows import BackendRow
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
 
 
-
 @dataclass
 class Pickled:
     """The result of a backend's ``dumps``: the pickle stream and how it was made.

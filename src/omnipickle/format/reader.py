@@ -257,7 +257,15 @@ def read_view(
             f"{len(view) - header.total_length} bytes follow the payload "
             f"({header.total_length} bytes): loads() reads exactly one payload"
         )
-    # With a key, the signature speaks first: it covers every byte the checksums do.
+    # The checksums first (accidental damage is named as such, even with the right key), then
+    # the signature, which covers every byte before its tag; only then is anything decompressed.
+    stored = layout.check_payload(header, view)
+    raws: list[Any] = []
+    for section in plan.sections:
+        if mapped:
+            raws.append(view[section.offset : section.offset + section.stored])
+        else:
+            raws.append(layout.check_section(section, view))
     verified = False
     if keys is not None and header.signed:
         verifier = Verifier(keys, header.extra.get("kid"))
@@ -265,16 +273,11 @@ def read_view(
         verifier.update(view[:end])
         verifier.check(bytes(view[end : end + SIGNATURE_SIZE]))
         verified = True
-    stored = layout.check_payload(header, view)
     _unsigned(keys, header)
     buffers: list[Any] | None = None
     if plan.sections:
         buffers = []
-        for section in plan.sections:
-            if mapped:
-                raw: Any = view[section.offset : section.offset + section.stored]
-            else:
-                raw = layout.check_section(section, view)
+        for section, raw in zip(plan.sections, raws, strict=True):
             if plan.codec is not None:
                 buffers.append(bytearray(plan.codec.decompress(raw, section.raw)))
             else:
@@ -337,13 +340,14 @@ def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
         inp.exactly(header.body_end - inp.count, "payload")
     verifier, inp.verifier = inp.verifier, None
     tag = bytes(inp.exactly(SIGNATURE_SIZE, "signature")) if header.signed else b""
-    if verifier is not None:
-        verifier.check(tag)
+    # As for bytes: the checksums speak first, then the signature, then what decompression found.
     if damaged is not None:
         raise damaged
+    if verifier is not None:
+        verifier.check(tag)
+    _unsigned(keys, header)
     if inp.damaged is not None:
         raise inp.damaged
-    _unsigned(keys, header)
     return Payload(
         ENVELOPE,
         header=header,
