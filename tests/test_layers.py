@@ -3,6 +3,7 @@ contracts in pyproject.toml are kept, and no module reaches into another's priva
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -39,3 +40,19 @@ def test_no_cycle_and_no_private_reach() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_module_decides_by_an_exception_message_or_reads_a_header_offset() -> None:
+    """Foreign exceptions are mapped by type and position (errors.py); byte offsets of the
+    header are known to format/header.py alone."""
+    package = ROOT / "src" / "omnipickle"
+    text_sniff = re.compile(r"""["'][^"']*["']\s+in\s+(str\(\w+\)|\w+\.args)""")
+    offset = re.compile(r"\[\s*\d+\s*:\s*\d+\s*\]")
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if text_sniff.search(line):
+                found.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+            if offset.search(line) and path.name != "header.py":
+                found.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
+    assert found == []
