@@ -159,7 +159,10 @@ def header_field(data: bytes, pos: int, value: int) -> bytes:
     the field itself.
     """
     out = bytearray(data)
-    out[8 + pos % 36] = value
-    extra = bytes(out[48 : 48 + int.from_bytes(out[20:24], "little")])
-    out[44:48] = zlib.crc32(extra, zlib.crc32(bytes(out[:44]))).to_bytes(4, "little")
+    start = envelope.parse_header(data).start  # 5 in format 2, 0 in format 1
+    out[start + 8 + pos % 36] = value
+    size = int.from_bytes(out[start + 20 : start + 24], "little")
+    extra = bytes(out[start + 48 : start + 48 + size])
+    crc = zlib.crc32(extra, zlib.crc32(bytes(out[start : start + 44])))
+    out[start + 44 : start + 48] = crc.to_bytes(4, "little")
     return bytes(out)

@@ -45,7 +45,7 @@ def test_info_prints_the_envelope(tmp_path: Path) -> None:
     omnipickle.dump({"a": 1}, path)
     proc = run_python("info", str(path), code=CLI)
     assert proc.returncode == 0, proc.stderr
-    assert "zstd" in proc.stdout and "omnipickle v1" in proc.stdout
+    assert "zstd" in proc.stdout and "omnipickle v2" in proc.stdout
 
 
 def test_info_on_a_damaged_header_exits_1(tmp_path: Path) -> None:

@@ -35,7 +35,8 @@ def _reheader(data: bytes, **changes: Any) -> bytes:
         "extra": header.extra or None,
     }
     fields.update(changes)
-    return layout.build_header(**fields) + data[header.payload_offset :]
+    lead = data[: header.lead]  # format 2: the stream's PROTO sits before the header
+    return layout.build_header(**fields, lead=lead) + data[header.payload_offset :]
 
 
 def _unknown_codec() -> bytes:

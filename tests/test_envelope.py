@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import pickletools
 import struct
 import sys
 import zlib
@@ -14,6 +15,10 @@ import omnipickle
 from omnipickle.format import header as envelope
 from omnipickle.format.signing import key_id
 
+# Format 2 carries the header inside the stream: the stream's PROTO, BINBYTES and a length,
+# then the magic.
+S = 7
+
 KEY = b"k" * 32
 
 
@@ -23,26 +28,60 @@ def _payload(**options: Any) -> bytes:
 
 def test_header_layout_matches_the_documented_format() -> None:
     data = _payload()
+    # Format 2: PROTO 5, BINBYTES (its length: the 48-byte header), the header, POP, then the
+    # rest of the stream.
+    assert data[:3] == b"\x80\x05B" and int.from_bytes(data[3:7], "little") == 48
+    assert data[S + 48 : S + 49] == b"0"
     (magic, version, flags, protocol, major, minor, loader, bits, codec, algo) = struct.unpack_from(
-        "<8sBBBBBBBBB", data
+        "<8sBBBBBBBBB", data, S
     )
-    extra_len, stored, raw, checksum, header_crc = struct.unpack_from("<IQQII", data, 20)
+    extra_len, stored, raw, checksum, header_crc = struct.unpack_from("<IQQII", data, S + 20)
     assert magic == b"\xd3OMNI\r\n\x1a"
-    assert (version, flags, protocol) == (1, 0, 5)
+    assert (version, flags, protocol) == (2, 0, 5)
     assert (major, minor) == sys.version_info[:2]
     assert (loader, bits, codec, algo) == (0, 1, 0, 1)
-    assert data[17:20] == b"\x00\x00\x00"
+    assert data[S + 17 : S + 20] == b"\x00\x00\x00"
     assert extra_len == 0
-    assert stored == raw == len(data) - 48
-    assert checksum == zlib.crc32(data[48:])
-    assert header_crc == zlib.crc32(data[:44])
+    assert stored + 2 == raw == len(data) - S - 49 + 2
+    assert checksum == zlib.crc32(data[:2] + data[S + 49 :])
+    assert header_crc == zlib.crc32(data[S : S + 44])
+
+
+def test_an_uncompressed_payload_is_a_pickle_stream_pickle_reads() -> None:
+    obj = {"numbers": list(range(100)), "text": "hello"}
+    assert pickle.loads(omnipickle.dumps(obj)) == obj
+    assert pickle.loads(omnipickle.dumps(obj, key=KEY)) == obj  # the tag follows STOP
+    ops = [op.name for op, _, _ in pickletools.genops(omnipickle.dumps(obj))]
+    assert ops[:3] == ["PROTO", "BINBYTES", "POP"] and ops[-1] == "STOP"
+    assert ops.count("PROTO") == 1
+
+
+def test_format_1_payloads_still_load() -> None:
+    """The old layout (the header first, no opcodes around it) keeps loading; the payloads
+    kept under tests/data are the full check."""
+    obj = {"numbers": [1, 2], "text": "hello"}
+    stream = pickle.dumps(obj, 5)
+    header = envelope.build_header(
+        flags=0,
+        protocol=5,
+        loader=0,
+        backend_bits=1,
+        codec_id=0,
+        stored_length=len(stream),
+        raw_length=len(stream),
+        checksum=zlib.crc32(stream),
+        version=1,
+    )
+    assert header[:8] == envelope.MAGIC
+    assert omnipickle.loads(header + stream) == obj
+    assert omnipickle.info(header + stream).format_version == 1
 
 
 def test_info_reports_the_envelope_without_unpickling() -> None:
     data = omnipickle.dumps(lambda: 1, compression="zstd", key=KEY)
     about = omnipickle.info(data)
     assert about.format == "omnipickle"
-    assert about.format_version == 1
+    assert about.format_version == 2
     assert about.codec == "zstd"
     assert about.signed is True
     assert about.by_value is True
@@ -97,7 +136,7 @@ def test_flipped_payload_byte_is_a_checksum_mismatch() -> None:
         omnipickle.loads(bytes(data))
 
 
-@pytest.mark.parametrize("offset", range(8, 48))
+@pytest.mark.parametrize("offset", [*range(0, S), *range(S, S + 49)])
 def test_any_flipped_header_byte_is_caught(offset: int) -> None:
     data = bytearray(_payload())
     data[offset] ^= 0x40
@@ -148,26 +187,32 @@ def test_negative_protocol_means_highest_as_in_pickle() -> None:
     assert omnipickle.info(omnipickle.dumps(1, -1)).protocol == pickle.HIGHEST_PROTOCOL
 
 
+def _fix_header_crc(data: bytearray) -> None:
+    extra = int.from_bytes(data[S + 20 : S + 24], "little")
+    crc = zlib.crc32(bytes(data[S + 48 : S + 48 + extra]), zlib.crc32(bytes(data[S : S + 44])))
+    data[S + 44 : S + 48] = crc.to_bytes(4, "little")
+
+
 def test_newer_format_version_is_incompatible() -> None:
     data = bytearray(_payload())
-    data[8] = 2
-    data[44:48] = zlib.crc32(bytes(data[:44])).to_bytes(4, "little")
-    with pytest.raises(omnipickle.IncompatiblePayloadError, match="format version 2"):
+    data[S + 8] = 3
+    _fix_header_crc(data)
+    with pytest.raises(omnipickle.IncompatiblePayloadError, match="format version 3"):
         omnipickle.loads(bytes(data))
 
 
 def test_unknown_flag_is_incompatible() -> None:
     data = bytearray(_payload())
-    data[9] |= 0x80
-    data[44:48] = zlib.crc32(bytes(data[:44])).to_bytes(4, "little")
+    data[S + 9] |= 0x80
+    _fix_header_crc(data)
     with pytest.raises(omnipickle.IncompatiblePayloadError, match="flags"):
         omnipickle.loads(bytes(data))
 
 
 def _rewrite_python_minor(data: bytes, minor: int) -> bytes:
     out = bytearray(data)
-    out[12] = minor
-    out[44:48] = zlib.crc32(bytes(out[:44])).to_bytes(4, "little")
+    out[S + 12] = minor
+    _fix_header_crc(out)
     return bytes(out)
 
 
@@ -223,10 +268,9 @@ def test_tampered_signed_payload_is_refused_before_unpickling() -> None:
     start, end = header.payload_offset, header.payload_offset + header.stored_length
     data[start + 10] ^= 1
     # Recompute both checksums so that only the signature can catch it.
-    data[40:44] = zlib.crc32(bytes(data[start:end])).to_bytes(4, "little")
-    data[44:48] = zlib.crc32(bytes(data[48:start]), zlib.crc32(bytes(data[:44]))).to_bytes(
-        4, "little"
-    )
+    crc = zlib.crc32(bytes(data[start:end]), zlib.crc32(bytes(data[: header.lead])))
+    data[S + 40 : S + 44] = crc.to_bytes(4, "little")
+    _fix_header_crc(data)
     with pytest.raises(omnipickle.SignatureError):
         omnipickle.loads(bytes(data), key=KEY)
 

@@ -111,8 +111,9 @@ def test_a_lying_length_in_a_pipe_costs_only_what_arrives() -> None:
         backend_bits=head.backend_bits,
         codec_id=head.codec_id,
         stored_length=1 << 40,
-        raw_length=1 << 40,
+        raw_length=(1 << 40) + head.lead,
         checksum=head.checksum,
+        lead=bytes(data[: head.lead]),
     )
 
     class Pipe(io.RawIOBase):

@@ -337,7 +337,7 @@ def _unpickle(payload: Payload, opts: LoadOptions) -> Any:
         if opts.restricted:
             # Code by value is trusted only through a signature that verified.
             return restricted_loads(
-                payload.stream,
+                _bare_stream(payload),
                 allow=opts.allow,
                 trusted=payload.verified,
                 fix_imports=opts.fix_imports,
@@ -360,6 +360,17 @@ def _unpickle(payload: Payload, opts: LoadOptions) -> Any:
         raise UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}") from exc
     finally:
         REATTACH.reset(token)
+
+
+def _bare_stream(payload: Payload) -> Any:
+    """The pickle stream without format 2's header wrapping: what a restricted load (which
+    refuses envelopes, to keep callers from skipping their checks) is given. The restricted
+    unpickler is pure Python, so the copy this makes costs little beside it."""
+    header, stream = payload.header, payload.stream
+    assert header is not None and stream is not None
+    if payload.codec is not None or header.stream_start != 0:
+        return stream
+    return bytes(stream[: header.lead]) + bytes(stream[header.payload_offset :])
 
 
 def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
@@ -385,13 +396,16 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
                 errors=opts.errors,
                 buffers=opts.buffers,
             )
-        return pickle.Unpickler(
-            source,
-            fix_imports=opts.fix_imports,
-            encoding=opts.encoding,
-            errors=opts.errors,
-            buffers=opts.buffers,
-        ).load()
+        try:
+            return pickle.Unpickler(
+                source,
+                fix_imports=opts.fix_imports,
+                encoding=opts.encoding,
+                errors=opts.errors,
+                buffers=opts.buffers,
+            ).load()
+        finally:
+            source.give_back()
     except MISSING_NAME as exc:
         raise missing_name(exc) from exc
     except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:

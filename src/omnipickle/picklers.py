@@ -9,7 +9,7 @@ import pickle
 from typing import Any
 
 from .api import load
-from .format.header import MAGIC
+from .format.header import PROBE_SIZE, is_envelope
 
 __all__ = ["Unpickler"]
 
@@ -52,11 +52,13 @@ class Unpickler(pickle.Unpickler):
         file = self._omni_file
         peek = getattr(file, "peek", None)
         if peek is not None:
-            return bytes(peek(len(MAGIC))[: len(MAGIC)]) == MAGIC
+            head = bytes(peek(PROBE_SIZE)[:PROBE_SIZE])
+            if len(head) >= PROBE_SIZE or is_envelope(head):
+                return is_envelope(head)
         seekable = getattr(file, "seekable", None)
         if seekable is not None and seekable():
             pos = file.tell()
-            head = file.read(len(MAGIC))
+            head = file.read(PROBE_SIZE)
             file.seek(pos)
-            return bool(head == MAGIC)
+            return is_envelope(head)
         return False

@@ -3,11 +3,24 @@
 The byte layout is documented in ``docs/format.md`` and is a compatibility promise: every payload
 written by any release loads in every later release. All integers are little-endian.
 
+Format 2 (written since 0.1.0) carries the header inside the pickle stream: the payload starts
+with a ``BINBYTES`` opcode holding the header and a ``POP`` that discards it, so an uncompressed
+payload is itself a valid pickle stream that ``pickle.loads`` reads and every pickle tool parses
+(the header is data to them, the stream after it is the object)::
+
+    0      1      'B' (BINBYTES)
+    1      4      H = 48 + E, the length of the header that follows
+    5      H      the header below (magic first; format version 2)
+    5+H    1      '0' (POP)
+    6+H    ...    the stored payload (the pickle stream, possibly compressed), then the sections
+
+Format 1 payloads start with the header itself (the magic at offset 0); they keep loading.
+
 ====== ====== =================================================================
-offset size   field
+offset size   field (from the magic)
 ====== ====== =================================================================
 0      8      magic ``b"\\xd3OMNI\\r\\n\\x1a"``
-8      1      format version (1)
+8      1      format version (1 or 2)
 9      1      flags (see ``FLAG_*``)
 10     1      pickle protocol of the stream
 11     1      Python major version that wrote it
@@ -24,9 +37,10 @@ offset size   field
 40     4      checksum of the stored payload
 44     4      CRC-32 of bytes 0-43 followed by the extra field
 48     E      extra: a UTF-8 JSON object (absent when E is 0)
-48+E   ...    the stored payload, then (flag SECTIONS) the sections the extra field lists
-...    32     HMAC-SHA256 of everything before it, when the SIGNED flag is set
 ====== ====== =================================================================
+
+Then the stored payload, then (flag SECTIONS) the sections the extra field lists, then, when the
+SIGNED flag is set, the HMAC-SHA256 of every byte of the payload before it (32 bytes).
 """
 
 from __future__ import annotations
@@ -48,14 +62,27 @@ __all__ = [
     "build_header",
     "check_payload",
     "check_section",
+    "fixed_size",
     "header_size",
     "is_envelope",
+    "maybe_envelope",
     "parse_header",
     "sections",
+    "sniff_size",
 ]
 
 MAGIC = b"\xd3OMNI\r\n\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 2's wrapping: the stream's PROTO opcode (when it has one) first, as pickle tools expect,
+# then BINBYTES and the header's length, the header, and POP.
+_PROTO = 0x80
+_LEAD = 2  # PROTO and its argument
+_BINBYTES = 0x42
+_POP = b"0"
+_WRAP_BEFORE = 5
+_WRAP_AFTER = 1
+PROBE_SIZE = _LEAD + _WRAP_BEFORE + len(MAGIC)
+"""Bytes enough to tell an envelope of either format from anything else."""
 _FIXED = struct.Struct("<8sBBBBBBBBB3xIQQI")
 HEADER_SIZE = _FIXED.size + 4  # the fixed part and the header checksum
 assert HEADER_SIZE == 48
@@ -96,11 +123,27 @@ class Header:
     checksum: int
     extra: dict[str, Any] = field(default_factory=dict)
     extra_size: int = 0
+    start: int = 0
+    """Where the magic is: 0 (format 1), or after the stream's PROTO opcode (if it has one) and
+    the BINBYTES opcode (format 2)."""
+
+    @property
+    def lead(self) -> int:
+        """How many bytes of the pickle stream (its PROTO opcode) come before the header: they
+        and the stored payload make the stream; 0 in format 1 and for compressed payloads."""
+        return self.start - _WRAP_BEFORE if self.start else 0
 
     @property
     def payload_offset(self) -> int:
         """Where the stored payload starts."""
-        return HEADER_SIZE + self.extra_size
+        wrap = _WRAP_AFTER if self.start else 0
+        return self.start + HEADER_SIZE + self.extra_size + wrap
+
+    @property
+    def stream_start(self) -> int:
+        """Where an unpickler starts reading an uncompressed payload: in format 2 at byte 0 (the
+        whole wrapping is part of the stream), in format 1 at the stored payload."""
+        return 0 if self.start else self.payload_offset
 
     @property
     def body_end(self) -> int:
@@ -137,23 +180,31 @@ def build_header(
     checksum: int,
     extra: dict[str, Any] | None = None,
     size: int | None = None,
+    version: int = FORMAT_VERSION,
+    lead: bytes = b"",
 ) -> bytes:
-    """The header bytes for a payload with these properties.
+    """The header bytes for a payload with these properties (everything before the stored
+    payload: for format 2, wrapped in its BINBYTES and POP opcodes).
 
     With ``size``, the extra field is padded with spaces (JSON allows them) so that the header
-    is exactly ``size`` bytes; ``ValueError`` if it does not fit.
+    is exactly ``size`` bytes; ``ValueError`` if it does not fit. ``lead`` is the stream's PROTO
+    opcode, moved in front of the header (format 2, uncompressed). ``version=1`` writes the old
+    layout (only tests and compatibility data need it).
     """
     extra_bytes = (
         json.dumps(extra, sort_keys=True, separators=(",", ":")).encode() if extra else b""
     )
+    wrap = len(lead) + _WRAP_BEFORE + _WRAP_AFTER if version >= 2 else 0
     if size is not None:
-        room = size - HEADER_SIZE
+        room = size - HEADER_SIZE - wrap
         if len(extra_bytes) > room:
-            raise ValueError(f"header of {HEADER_SIZE + len(extra_bytes)} bytes exceeds {size}")
+            raise ValueError(
+                f"header of {HEADER_SIZE + wrap + len(extra_bytes)} bytes exceeds {size}"
+            )
         extra_bytes = (extra_bytes or b"{}").ljust(room, b" ")
     fixed = _FIXED.pack(
         MAGIC,
-        FORMAT_VERSION,
+        version,
         flags,
         protocol,
         sys.version_info[0],
@@ -168,32 +219,110 @@ def build_header(
         checksum,
     )
     header_crc = zlib.crc32(extra_bytes, zlib.crc32(fixed))
-    return fixed + header_crc.to_bytes(4, "little") + extra_bytes
+    header = fixed + header_crc.to_bytes(4, "little") + extra_bytes
+    if version < 2:
+        return header
+    return lead + bytes([_BINBYTES]) + len(header).to_bytes(4, "little") + header + _POP
+
+
+def _lead(data: bytes | bytearray | memoryview) -> int:
+    """The length of a PROTO opcode at the start of ``data`` (0 or 2)."""
+    return _LEAD if len(data) > 2 and data[0] == _PROTO and data[2] == _BINBYTES else 0
+
+
+def _wrapped_size(data: bytes | bytearray | memoryview) -> int:
+    """For data that starts with format 2's wrapping (BINBYTES of a header's length, and POP
+    right after it, where the data is long enough to show it): the header's length, else 0."""
+    lead = _lead(data)
+    if len(data) < lead + _WRAP_BEFORE or data[lead] != _BINBYTES:
+        return 0
+    size = int.from_bytes(data[lead + 1 : lead + 5], "little")
+    if not HEADER_SIZE <= size <= HEADER_SIZE + _MAX_EXTRA:
+        return 0
+    end = lead + _WRAP_BEFORE + size
+    if len(data) > end and data[end] != _POP[0]:
+        return 0
+    return size
+
+
+def _start(data: bytes | bytearray | memoryview) -> int:
+    """Where the magic is (0: format 1; 5 or 7: format 2), or -1 for data that is no envelope.
+
+    Data wrapped as a format-2 header (BINBYTES, a header's length, POP after it) is an
+    envelope even when its magic is damaged: no pickler writes that shape, and without this a
+    damaged magic would turn a payload into a plain pickle that loads unchecked.
+    """
+    if bytes(data[: len(MAGIC)]) == MAGIC:
+        return 0
+    size = _wrapped_size(data)
+    start = _lead(data) + _WRAP_BEFORE
+    if size and (bytes(data[start : start + len(MAGIC)]) == MAGIC or len(data) > start + size):
+        return start
+    return -1
+
+
+def sniff_size(head: bytes | bytearray | memoryview) -> int:
+    """How many bytes from the start a reader needs to tell whether data that starts with
+    ``head`` (at least 8 bytes) is an envelope: ``len(head)`` when it already can."""
+    size = _wrapped_size(head)
+    if not size or bytes(head[: len(MAGIC)]) == MAGIC:
+        return len(head)
+    start = _lead(head) + _WRAP_BEFORE
+    seen = bytes(head[start : len(head)])
+    if MAGIC.startswith(seen):
+        return max(len(head), start + len(MAGIC))
+    return max(len(head), start + size + _WRAP_AFTER)
 
 
 def is_envelope(data: bytes | bytearray | memoryview) -> bool:
-    """Whether ``data`` starts with the envelope's magic bytes."""
-    return bytes(data[:8]) == MAGIC
+    """Whether ``data`` starts like an envelope (of either format): needs :data:`PROBE_SIZE`
+    bytes to tell a format-2 envelope."""
+    return _start(data) >= 0
 
 
-def header_size(fixed: bytes | bytearray | memoryview) -> int:
-    """The full size of a header (fixed part and extra field) from its first
-    :data:`HEADER_SIZE` bytes, so that a reader knows how much more to read.
+def maybe_envelope(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data``, too short to tell, is the start of an envelope (so that it is reported
+    as a truncated payload rather than as a damaged pickle)."""
+    head = bytes(data[:PROBE_SIZE])
+    if len(head) < len(MAGIC) and MAGIC.startswith(head):
+        return True
+    lead = _LEAD if head[:1] == bytes([_PROTO]) and head[2:3] == b"B" else 0
+    start = lead + _WRAP_BEFORE
+    return (
+        len(head) < start + len(MAGIC)
+        and head[lead : lead + 1] == b"B"
+        and len(head) > lead + 1
+        and MAGIC.startswith(head[start:])
+    )
+
+
+def fixed_size(head: bytes | bytearray | memoryview) -> int:
+    """How many bytes from the start hold the fixed header of an envelope that starts with
+    ``head`` (enough for :func:`header_size`)."""
+    return max(_start(head), 0) + HEADER_SIZE
+
+
+def header_size(first: bytes | bytearray | memoryview) -> int:
+    """The full size of a header (with format 2's wrapping and the extra field) from the
+    payload's first bytes (at least :data:`HEADER_SIZE` from the magic), so that a reader knows
+    how much more to read.
 
     Raises:
-        TruncatedPayloadError: ``fixed`` is shorter than :data:`HEADER_SIZE`.
-        CorruptPayloadError: the magic is wrong or the extra field is implausibly large.
+        TruncatedPayloadError: ``first`` ends inside the fixed header.
+        CorruptPayloadError: no magic, or the extra field is implausibly large.
     """
-    if len(fixed) < HEADER_SIZE:
+    start = max(_start(first), 0)
+    if len(first) < start + HEADER_SIZE:
         raise TruncatedPayloadError(
-            f"truncated payload: {len(fixed)} bytes, shorter than the {HEADER_SIZE}-byte header"
+            f"truncated payload: {len(first)} bytes, shorter than the "
+            f"{start + HEADER_SIZE}-byte header"
         )
-    if bytes(fixed[: len(MAGIC)]) != MAGIC:
+    if _start(first) < 0:
         raise CorruptPayloadError("not an omnipickle payload: the magic bytes are wrong")
-    extra_size = _EXTRA_SIZE.unpack_from(fixed, _EXTRA_OFFSET)[0]
+    extra_size = _EXTRA_SIZE.unpack_from(first, start + _EXTRA_OFFSET)[0]
     if extra_size > _MAX_EXTRA:
         raise CorruptPayloadError(f"corrupt header: extra field of {extra_size} bytes")
-    return int(HEADER_SIZE + extra_size)
+    return int(start + HEADER_SIZE + extra_size + (_WRAP_AFTER if start else 0))
 
 
 def parse_header(data: bytes | bytearray | memoryview) -> Header:
@@ -201,12 +330,14 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header:
 
     Raises:
         TruncatedPayloadError: ``data`` ends inside the header.
-        CorruptPayloadError: the magic or the header checksum is wrong.
+        CorruptPayloadError: the magic, the header checksum or format 2's wrapping is wrong.
         IncompatiblePayloadError: the format version or a flag is newer than this release.
     """
-    if len(data) < HEADER_SIZE:
+    start = max(_start(data), 0)
+    if len(data) < start + HEADER_SIZE:
         raise TruncatedPayloadError(
-            f"truncated payload: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header"
+            f"truncated payload: {len(data)} bytes, shorter than the "
+            f"{start + HEADER_SIZE}-byte header"
         )
     (
         magic,
@@ -223,19 +354,23 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header:
         stored_length,
         raw_length,
         checksum,
-    ) = _FIXED.unpack_from(data)
+    ) = _FIXED.unpack_from(data, start)
     if magic != MAGIC:
         raise CorruptPayloadError("not an omnipickle payload: the magic bytes are wrong")
-    header_crc = int.from_bytes(data[_FIXED.size : HEADER_SIZE], "little")
+    fixed_end = start + _FIXED.size
+    header_crc = int.from_bytes(data[fixed_end : fixed_end + 4], "little")
     if extra_size > _MAX_EXTRA:
         raise CorruptPayloadError(f"corrupt header: extra field of {extra_size} bytes")
-    if len(data) < HEADER_SIZE + extra_size:
+    wrap = _WRAP_AFTER if start else 0
+    size = start + HEADER_SIZE + extra_size + wrap
+    if len(data) < size:
         raise TruncatedPayloadError(
-            f"truncated payload or corrupt header: the header claims {HEADER_SIZE + extra_size} "
+            f"truncated payload or corrupt header: the header claims {size} "
             f"bytes of header, only {len(data)} bytes are there"
         )
-    extra_bytes = bytes(data[HEADER_SIZE : HEADER_SIZE + extra_size])
-    found = zlib.crc32(extra_bytes, zlib.crc32(data[: _FIXED.size]))
+    extra_start = start + HEADER_SIZE
+    extra_bytes = bytes(data[extra_start : extra_start + extra_size])
+    found = zlib.crc32(extra_bytes, zlib.crc32(data[start:fixed_end]))
     if found != header_crc:
         raise CorruptPayloadError(
             f"corrupt header: checksum mismatch (stored {header_crc:#010x}, computed {found:#010x})"
@@ -244,6 +379,17 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header:
         raise IncompatiblePayloadError(
             f"payload format version {version} is not supported by this omnipickle release "
             f"(it reads versions 1 to {FORMAT_VERSION}); upgrade omnipickle"
+        )
+    if start:
+        wrapped = int.from_bytes(data[start - 4 : start], "little")
+        if version < 2 or wrapped != HEADER_SIZE + extra_size or data[size - 1] != _POP[0]:
+            raise CorruptPayloadError(
+                "corrupt header: the opcodes that carry a format-2 header inside the pickle "
+                "stream are damaged"
+            )
+    elif version >= 2:
+        raise CorruptPayloadError(
+            f"corrupt header: a format-{version} header outside the pickle stream"
         )
     if flags & ~KNOWN_FLAGS:
         raise IncompatiblePayloadError(
@@ -279,6 +425,7 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header:
         checksum=checksum,
         extra=extra,
         extra_size=extra_size,
+        start=start,
     )
 
 
@@ -297,7 +444,9 @@ def check_payload(header: Header, data: bytes | bytearray | memoryview) -> memor
             f"truncated payload: the header promises {header.total_length} bytes, got {len(view)}"
         )
     payload = view[start:end]
-    found = zlib.crc32(payload)
+    # The checksum covers the stream as the pickler wrote it: its PROTO opcode, moved before
+    # the header in format 2, comes first.
+    found = zlib.crc32(payload, zlib.crc32(view[: header.lead]))
     if found != header.checksum:
         raise CorruptPayloadError(
             f"corrupt payload: checksum mismatch over {header.stored_length} bytes "

@@ -31,7 +31,7 @@ from ..errors import (
 )
 from ..files import check_binary_file, is_path
 from . import header as layout
-from .header import HEADER_SIZE, MAGIC, NAMED, SIGNATURE_SIZE, Header, Section
+from .header import HEADER_SIZE, MAGIC, NAMED, PROBE_SIZE, SIGNATURE_SIZE, Header, Section
 from .signing import Keys, Verifier
 from .source import Input, PrefixedReader, as_view, file_size, take, truncated_body
 
@@ -176,7 +176,11 @@ class _Plan:
 
 def _plan(header: Header) -> _Plan:
     codec = header_codec(header)
-    if codec is None and header.raw_length != header.stored_length:
+    if codec is not None and header.lead:
+        raise CorruptPayloadError(
+            "corrupt header: a compressed payload's stream cannot start before its header"
+        )
+    if codec is None and header.raw_length != header.stored_length + header.lead:
         raise CorruptPayloadError(
             f"corrupt header: uncompressed payload of {header.stored_length} bytes but a "
             f"stream length of {header.raw_length}"
@@ -200,14 +204,26 @@ def _unsigned(keys: Keys | None, header: Header) -> None:
 # --- sources ------------------------------------------------------------------------------------
 
 
-def _short_magic(view: memoryview) -> bool:
-    return len(view) < len(MAGIC) and MAGIC.startswith(bytes(view))
+def _refuse_short(view: memoryview) -> None:
+    """Data too short to tell that starts like an envelope is a truncated payload."""
+    if layout.maybe_envelope(view):
+        layout.parse_header(view)  # raises the header module's own truncation message
 
 
-def _truncated_header(n: int) -> TruncatedPayloadError:
-    return TruncatedPayloadError(
-        f"truncated payload: {n} bytes, shorter than the {HEADER_SIZE}-byte header"
-    )
+def _sniff(file: IO[bytes]) -> bytes:
+    """The first bytes of ``file``: enough to tell an envelope of either format, and no more
+    than needed (a plain pickle gets them back through :class:`PrefixedReader`)."""
+    head = file.read(len(MAGIC))
+    if not isinstance(head, bytes):
+        raise TypeError(f"the file's read() returned {type(head).__name__}, not bytes")
+    if len(head) == len(MAGIC):
+        want = layout.sniff_size(head)
+        while len(head) < want:
+            more = file.read(want - len(head))
+            if not more:
+                break
+            head += more
+    return head
 
 
 def _decompress(codec: Codec, data: Any, size: int | None) -> memoryview:
@@ -245,8 +261,7 @@ def read_view(
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
     if not layout.is_envelope(view):
-        if _short_magic(view):
-            raise _truncated_header(len(view))
+        _refuse_short(view)
         return _plain_from_view(view, keys)
     header = layout.parse_header(view)
     plan = _plan(header)
@@ -282,7 +297,10 @@ def read_view(
                 buffers.append(bytearray(plan.codec.decompress(raw, section.raw)))
             else:
                 buffers.append(raw if mapped else bytearray(raw))
-    stream = stored if plan.codec is None else _decompress(plan.codec, stored, header.raw_length)
+    if plan.codec is None:
+        stream = view[header.stream_start : header.payload_offset + header.stored_length]
+    else:
+        stream = _decompress(plan.codec, stored, header.raw_length)
     return Payload(
         ENVELOPE,
         header=header,
@@ -301,9 +319,9 @@ def read_view(
 def _read_header(inp: Input, head: bytes) -> bytes:
     """The header's bytes (fixed part and extra field); a short file gets the header module's
     own messages, as bytes in memory do."""
-    fixed = head + inp.upto(HEADER_SIZE - len(head))
+    fixed = head + inp.upto(max(layout.fixed_size(head) - len(head), 0))
     size = layout.header_size(fixed)
-    return fixed + inp.upto(size - HEADER_SIZE)
+    return fixed + inp.upto(max(size - len(fixed), 0))
 
 
 def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
@@ -317,7 +335,16 @@ def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
         inp.verifier = Verifier(keys, header.extra.get("kid"))
         inp.verifier.update(header_bytes)
     codec = plan.codec
-    stream, crc = take(inp, header.stored_length, header.raw_length, codec, "payload")
+    prefix = header_bytes if codec is None and header.stream_start == 0 else b""
+    stream, crc = take(
+        inp,
+        header.stored_length,
+        header.raw_length,
+        codec,
+        "payload",
+        prefix=prefix,
+        lead=header.lead,
+    )
     damaged: CorruptPayloadError | None = None
     if crc != header.checksum:
         damaged = CorruptPayloadError(
@@ -370,16 +397,15 @@ def read_file(file: IO[bytes], *, keys: Keys | None = None, whole: bool = False)
     at). A plain pickle stream is handed back as a reader the unpickler reads from, unless
     ``whole``, which reads the rest of the file into memory.
     """
-    head = file.read(len(MAGIC))
+    head = _sniff(file)
     if not head:
         raise TruncatedPayloadError("empty payload: the file is at its end")
-    if not isinstance(head, bytes):
-        raise TypeError(f"the file's read() returned {type(head).__name__}, not bytes")
-    if head == MAGIC:
+    if layout.is_envelope(head):
         size = file_size(file)
         inp = Input(file, None if size is None else size + len(head), len(head))
         return _read_envelope(inp, head, keys)
-    if whole or codec_for_magic(head) is not None or is_foreign(head) or len(head) < len(MAGIC):
+    short = len(head) < len(MAGIC) or layout.maybe_envelope(head)
+    if whole or short or codec_for_magic(head) is not None or is_foreign(head):
         rest = file.read()
         return read_view(memoryview(head + rest), keys=keys, exact=False)
     if keys is not None:
@@ -433,14 +459,14 @@ def _read_mapped(path: Any, keys: Keys | None, mode: str) -> Payload:
     if mode not in MMAP_MODES:
         raise ValueError(f"mmap_mode must be None, 'r' or 'c', not {mode!r}")
     with open(path, "rb") as f:
-        head = f.read(HEADER_SIZE)
+        head = f.read(PROBE_SIZE + HEADER_SIZE)
         if not layout.is_envelope(head):
             raise ValueError(
                 f"{os.fspath(path)} is not an omnipickle payload written by dump(); only "
                 "those can be memory-mapped: load it without mmap_mode"
             )
         size = layout.header_size(head)
-        header = layout.parse_header(head + f.read(size - HEADER_SIZE))
+        header = layout.parse_header(head + f.read(max(size - len(head), 0)))
         codec = header_codec(header)
         if codec is not None:
             raise ValueError(
@@ -486,8 +512,7 @@ def _inspect_view(view: memoryview) -> Inspection:
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
     if not layout.is_envelope(view):
-        if _short_magic(view):
-            raise _truncated_header(len(view))
+        _refuse_short(view)
         plain = _plain_from_view(view, None)
         assert plain.stream is not None
         head = bytes(plain.stream[:2])
@@ -528,8 +553,8 @@ def _inspection(plan: _Plan, ok: bool) -> Inspection:
 
 
 def _inspect_file(file: IO[bytes]) -> Inspection:
-    head = file.read(len(MAGIC))
-    if head != MAGIC:
+    head = _sniff(file)
+    if not layout.is_envelope(head):
         return _inspect_view(memoryview(head + file.read()))
     size = file_size(file)
     inp = Input(file, None if size is None else size + len(head), len(head))
@@ -540,4 +565,5 @@ def _inspect_file(file: IO[bytes]) -> Inspection:
         stored = inp.exactly(header.stored_length, "payload")
     except TruncatedPayloadError:
         return _inspection(plan, False)
-    return _inspection(plan, zlib.crc32(stored) == header.checksum)
+    lead = zlib.crc32(head[: header.lead])
+    return _inspection(plan, zlib.crc32(stored, lead) == header.checksum)

@@ -74,14 +74,19 @@ class Input:
         self.count += len(data)
         return data
 
-    def exactly(self, n: int, what: str = "payload") -> bytearray:
-        """Exactly ``n`` bytes of the payload (whose header promised :attr:`total`)."""
+    def exactly(self, n: int, what: str = "payload", prefix: bytes = b"") -> bytearray:
+        """Exactly ``n`` bytes of the payload (whose header promised :attr:`total`), after
+        ``prefix`` in the same new buffer (bytes already read, not fed to the verifier again)."""
         if self.size is not None and n > self.size - self.count:
             raise truncated_body(self.total, self.size)
         # Allocated as the bytes arrive when the file's size is unknown: a lying header gets
         # what the file holds, not what it promises.
-        data = bytearray(n) if self.size is not None else bytearray()
-        view = memoryview(data) if self.size is not None else None
+        if self.size is not None:
+            data = bytearray(len(prefix) + n)  # one allocation: the file holds them
+            data[: len(prefix)] = prefix
+        else:
+            data = bytearray(prefix)
+        view = memoryview(data)[len(prefix) :] if self.size is not None else None
         done = 0
         while done < n:
             want = min(SLICE, n - done)
@@ -96,7 +101,7 @@ class Input:
             done += got
         self.count += n
         if self.verifier is not None:
-            self.verifier.update(data)
+            self.verifier.update(memoryview(data)[len(prefix) :])
         return data
 
 
@@ -143,13 +148,25 @@ class _Window(io.RawIOBase):
 
 
 def take(
-    inp: Input, stored: int, raw: int, codec: Codec | None, what: str
+    inp: Input,
+    stored: int,
+    raw: int,
+    codec: Codec | None,
+    what: str,
+    prefix: bytes = b"",
+    lead: int = 0,
 ) -> tuple[bytearray, int]:
     """Read ``stored`` bytes of the input and return them decompressed (``raw`` bytes, straight
-    into the buffer they end up in, never more) with the CRC-32 of the stored bytes."""
+    into the buffer they end up in, never more) with the CRC-32 of the stored bytes.
+
+    Uncompressed, the buffer starts with ``prefix`` (format 2: the header's wrapping, which is
+    part of the pickle stream), and the checksum covers its first ``lead`` bytes too (the
+    stream's PROTO opcode, written before the header).
+    """
     if codec is None:
-        data = inp.exactly(stored, what)
-        return data, zlib.crc32(data)
+        data = inp.exactly(stored, what, prefix=prefix)
+        crc = zlib.crc32(memoryview(data)[len(prefix) :], zlib.crc32(prefix[:lead]))
+        return data, crc
     window = _Window(inp, stored, what)
     out = bytearray(raw)
     view = memoryview(out)
@@ -209,6 +226,16 @@ class PrefixedReader:
         if len(data) < n:
             data += self._file.read(n - len(data))
         return data
+
+    def give_back(self) -> None:
+        """Put back, when the file can seek, what was read ahead and not consumed (a pickle
+        shorter than the bytes read to recognise it leaves the start of the next one here)."""
+        if self._prefix:
+            try:
+                self._file.seek(-len(self._prefix), io.SEEK_CUR)
+            except (AttributeError, OSError, ValueError):
+                return  # a pipe: what was read ahead cannot go back
+            self._prefix = b""
 
     def readinto(self, buf: Any) -> int:
         data = self.read(len(memoryview(buf)))

@@ -59,6 +59,14 @@ def _crc(parts: Iterable[Part]) -> int:
     return crc
 
 
+def proto_lead(first: Part, protocol: int) -> bytes:
+    """The PROTO opcode a stream starts with (``b""`` if it has none): format 2 writes it in
+    front of the header, so that the whole payload is one pickle stream whose first opcode is
+    PROTO, as protocols 2 and later require and pickle tools check."""
+    head = bytes(memoryview(first)[:2])
+    return head if protocol >= 2 and head == bytes([0x80, protocol]) else b""
+
+
 def header_for(
     pickled: Pickled,
     protocol: int,
@@ -71,8 +79,10 @@ def header_for(
     extra: dict[str, Any] | None = None,
     sections: bool = False,
     size: int | None = None,
+    lead: bytes = b"",
 ) -> bytes:
-    """The envelope header for ``pickled`` (see docs/format.md)."""
+    """The envelope header for ``pickled`` (see docs/format.md), after ``lead`` (the stream's
+    PROTO opcode, moved in front of the header of an uncompressed payload)."""
     fields: dict[str, Any] = dict(pickled.extra)
     fields.update(extra or {})
     if key is not None:
@@ -102,6 +112,7 @@ def header_for(
         checksum=checksum,
         extra=fields or None,
         size=size,
+        lead=lead,
     )
 
 
@@ -114,10 +125,14 @@ def encode(
     out_of_band: bool,
 ) -> list[Part]:
     """The payload for ``pickled``, as parts to be written (or joined) in order."""
+    lead = b""
     if codec is None:
         stored: list[Part] = pickled.chunks
         checksum = pickled.crc if pickled.crc is not None else _crc(stored)
-        stored_length = pickled.length
+        lead = proto_lead(stored[0], protocol) if stored else b""
+        if lead:
+            stored = [memoryview(stored[0])[len(lead) :], *stored[1:]]
+        stored_length = pickled.length - len(lead)
     else:
         compressed = codec.compress(b"".join(pickled.chunks), level)
         stored = [compressed]
@@ -131,6 +146,7 @@ def encode(
         out_of_band=out_of_band,
         stored_length=stored_length,
         checksum=checksum,
+        lead=lead,
     )
     parts: list[Part] = [header, *stored]
     if key is not None:
@@ -149,15 +165,19 @@ class FileSink:
     ``ChunkSink``'s, so a dump can be redone.
     """
 
-    def __init__(self, out: IO[bytes], codec: Codec | None, level: int | None) -> None:
+    def __init__(
+        self, out: IO[bytes], codec: Codec | None, level: int | None, protocol: int | None = None
+    ) -> None:
         self.out = out
         self.start = out.tell()
         self.codec = codec
         self.level = level
+        self.protocol = protocol
         self.watch: tuple[bytes, ...] = ()
         self._fresh()
 
     def _fresh(self) -> None:
+        self.lead = b""
         self.chunks: list[bytes | bytearray | memoryview] = []
         self.length = 0
         self.stored = 0
@@ -190,6 +210,13 @@ class FileSink:
         self._closed = False  # the stream may have been closed while it was in memory
         self.out.write(bytes(HEADER_ROOM))
         pending, self.chunks = self.chunks, []
+        if self.codec is None and pending and self.protocol is not None:
+            # The stream's PROTO goes in front of the header (format 2); the checksum still
+            # covers the stream from its first byte.
+            self.lead = proto_lead(pending[0], self.protocol)
+            if self.lead:
+                pending[0] = memoryview(pending[0])[len(self.lead) :]
+                self._crc = zlib.crc32(self.lead)
         if (os.cpu_count() or 1) > 1:
             self._queue = queue.Queue(maxsize=_QUEUE_FRAMES)
             self._thread = threading.Thread(target=self._run, name="omnipickle-writer", daemon=True)
@@ -291,7 +318,7 @@ class FileWriter:
         self.codec = codec
         self.level = level
         self.key = key
-        self.sink = FileSink(out, codec, level)
+        self.sink = FileSink(out, codec, level, protocol)
         self.user_buffers = buffer_callback is not None
         self.buffers: list[pickle.PickleBuffer] = []
         self.buffer_callback = buffer_callback
@@ -340,6 +367,7 @@ class FileWriter:
                     extra=extra,
                     sections=bool(entries),
                     size=room,
+                    lead=sink.lead,
                 )
                 break
             except ValueError:
