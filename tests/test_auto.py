@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import omnipickle
-from omnipickle.format.header import HEADER_SIZE
 from conftest import check_python
 from helpers import Plain, importable_function
+from omnipickle.format.header import HEADER_SIZE
 
 # Format 2: the stream's PROTO, BINBYTES and its length, the 48-byte header, POP, then the
 # rest of the stream.
