@@ -11,8 +11,8 @@ from __future__ import annotations
 import builtins
 import io
 import os
-import sys
 import pickle as stdlib_pickle
+import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,7 +194,7 @@ class _ReadingItsOwnWay(Backend):
 def test_a_backend_that_cannot_defer_is_refused_under_hooks(marker: Path) -> None:
     pickle.register_backend("own_way", _ReadingItsOwnWay())
     data = pickle.dumps(Call(os.system, touch(marker)), backend="own_way")
-    with pytest.raises(pickle.UnpicklingError, match="'own_way'.*find_class"):
+    with pytest.raises(pickle.UnpicklingError, match=r"'own_way'.*find_class"):
         restricted_loads(data)
     assert pickle.Unpickler(io.BytesIO(pickle.dumps([1], backend="own_way"))).load() == [1]
 

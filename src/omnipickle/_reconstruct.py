@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import copyreg
-import functools
 import importlib
 import io
 import os
@@ -215,10 +214,20 @@ LOAD_HOOKS: contextvars.ContextVar[LoadHooks | None] = contextvars.ContextVar(
 )
 
 
-@functools.cache
+_DEFERRING: dict[type[pickle.Unpickler], type[pickle.Unpickler]] = {}
+
+
 def deferring(base: type[pickle.Unpickler]) -> type[pickle.Unpickler]:
     """A subclass of the unpickler class ``base`` whose ``find_class`` and ``persistent_load``
-    defer to :data:`LOAD_HOOKS` (and behave as ``base``'s when none are set)."""
+    defer to :data:`LOAD_HOOKS` (and behave as ``base``'s when none are set); made once per
+    class."""
+    made = _DEFERRING.get(base)
+    if made is None:
+        made = _DEFERRING.setdefault(base, _make_deferring(base))
+    return made
+
+
+def _make_deferring(base: type[pickle.Unpickler]) -> type[pickle.Unpickler]:
 
     class Deferring(base):  # type: ignore[valid-type,misc]
         def find_class(self, module: str, name: str) -> Any:

@@ -59,10 +59,10 @@ class _Lookahead:
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0:
             rest = self._file.read()
-            data = bytes(self._ahead) + (rest or b"")
+            whole = bytes(self._ahead) + (rest or b"")
             self._ahead.clear()
-            return data
-        data = self._ahead[:n]
+            return whole
+        data = bytearray(self._ahead[:n])
         del self._ahead[:n]
         while len(data) < n:
             chunk = self._file.read(n - len(data))
@@ -83,7 +83,7 @@ class _Lookahead:
             line = bytes(self._ahead[: end + 1])
             del self._ahead[: end + 1]
             return line
-        line = bytes(self._ahead) + self._file.readline()
+        line = bytes(self._ahead) + bytes(self._file.readline())
         self._ahead.clear()
         return line
 
@@ -178,7 +178,10 @@ class Unpickler(pickle.Unpickler):
         try:
             # With a key, a plain stream is refused by the reader, as load(file, key=) does.
             if self._omni_options.keys is not None or self._at_envelope():
-                payload = reader.read_file(self._omni_file, keys=self._omni_options.keys)
+                payload = reader.read_file(
+                    self._omni_file,  # type: ignore[arg-type]  # a file, or _Lookahead over one
+                    keys=self._omni_options.keys,
+                )
                 return unpickle(payload, self._omni_options)
             return super().load()
         finally:
