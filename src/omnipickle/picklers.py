@@ -98,11 +98,11 @@ class _Hooks:
 
     def find_class(self, native: Callable[[str, str], Any], module: str, name: str) -> Any:
         outer = self._outer
-        saved, outer.native_find_class = outer.native_find_class, native
+        saved, outer._omni_native = outer._omni_native, native
         try:
             return outer.find_class(module, name)
         finally:
-            outer.native_find_class = saved
+            outer._omni_native = saved
 
     def persistent_load(self, pid: Any) -> Any:
         try:
@@ -162,7 +162,7 @@ class Unpickler(pickle.Unpickler):
             source, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
         )
         self._omni_file = source
-        self.native_find_class: Callable[[str, str], Any] | None = None
+        self._omni_native: Callable[[str, str], Any] | None = None
         """The lookup of the unpickler reading the current part, when it is not this one."""
 
     def load(self) -> Any:
@@ -190,7 +190,7 @@ class Unpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         """``pickle.Unpickler.find_class``, or, for a part another unpickler class reads
         (dill's, for a dill stream), that unpickler's own lookup, which knows its names."""
-        native = self.native_find_class
+        native = self._omni_native
         if native is None:
             return super().find_class(module, name)
         return native(module, name)

@@ -380,7 +380,9 @@ class AutoPickler(pickle.Pickler):
 
     Writes a plain pickle stream (no envelope). Subclasses may define ``dispatch_table``,
     ``reducer_override`` (call ``super().reducer_override(obj)`` to keep code by value) and
-    ``persistent_id`` as with :class:`pickle.Pickler`.
+    ``persistent_id`` as with :class:`pickle.Pickler`; a ``dispatch_table`` (a subclass's class
+    attribute, or one set on the instance) is consulted before auto's own, which still covers
+    every type it does not.
 
     Args:
         file: a binary file object (anything with ``write``).
