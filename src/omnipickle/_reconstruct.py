@@ -12,15 +12,19 @@ from __future__ import annotations
 import contextvars
 import copyreg
 import importlib
+import io
 import os
 import pickle
 import sys
 import threading
 import types
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
+    "LOAD_HOOKS",
+    "LoadHooks",
+    "deferring",
     "dropped_resource",
     "import_dill",
     "load_dill",
@@ -90,8 +94,16 @@ def make_barrier(
 
 
 def load_dill(blob: bytes) -> Any:
-    """Rebuild an object that was serialized whole by dill inside an omnipickle stream."""
-    return import_dill().loads(blob)
+    """Rebuild an object that was serialized whole by dill inside an omnipickle stream.
+
+    While an ``omnipickle.Unpickler`` subclass with its own ``find_class`` or
+    ``persistent_load`` loads (:data:`LOAD_HOOKS`), the blob's globals go through those hooks
+    too: a subclass that refuses ``os.system`` refuses it inside the blob as well.
+    """
+    dill = import_dill()
+    if LOAD_HOOKS.get() is None:
+        return dill.loads(blob)
+    return deferring(dill.Unpickler)(io.BytesIO(blob)).load()
 
 
 def std_stream(name: str) -> Any:
@@ -176,6 +188,64 @@ def restore_state(obj: Any, state: tuple[Any, tuple[str, ...]]) -> None:
     hook = getattr(cls, "__restore__", None)
     if hook is not None:
         hook(obj)
+
+
+# --- the hooks of a drop-in Unpickler ----------------------------------------------------------
+#
+# ``omnipickle.Unpickler`` subclasses keep pickle's ``find_class`` and ``persistent_load`` for
+# every stream a load runs: the payload's own, and every stream nested in it (``load_dill``
+# blobs), whichever unpickler class reads it. Nested unpicklers cannot be handed the outer one,
+# so the hooks travel in a context variable, set while such a subclass loads. They live here
+# because ``load_dill``, which payloads name, reads them.
+
+
+class LoadHooks(Protocol):
+    """What every unpickler of one load defers to (an ``omnipickle.Unpickler`` subclass)."""
+
+    def find_class(self, native: Callable[[str, str], Any], module: str, name: str) -> Any:
+        """The global ``module.name``; ``native`` is the reading unpickler's own lookup."""
+
+    def persistent_load(self, pid: Any) -> Any:
+        """The object a persistent id stands for."""
+
+
+LOAD_HOOKS: contextvars.ContextVar[LoadHooks | None] = contextvars.ContextVar(
+    "omnipickle_load_hooks", default=None
+)
+
+
+_DEFERRING: dict[type[pickle.Unpickler], type[pickle.Unpickler]] = {}
+
+
+def deferring(base: type[pickle.Unpickler]) -> type[pickle.Unpickler]:
+    """A subclass of the unpickler class ``base`` whose ``find_class`` and ``persistent_load``
+    defer to :data:`LOAD_HOOKS` (and behave as ``base``'s when none are set); made once per
+    class."""
+    made = _DEFERRING.get(base)
+    if made is None:
+        made = _DEFERRING.setdefault(base, _make_deferring(base))
+    return made
+
+
+def _make_deferring(base: type[pickle.Unpickler]) -> type[pickle.Unpickler]:
+
+    class Deferring(base):  # type: ignore[valid-type,misc]
+        def find_class(self, module: str, name: str) -> Any:
+            native = super().find_class
+            hooks = LOAD_HOOKS.get()
+            if hooks is None:
+                return native(module, name)
+            return hooks.find_class(native, module, name)
+
+        def persistent_load(self, pid: Any) -> Any:
+            hooks = LOAD_HOOKS.get()
+            if hooks is None:
+                # What pickle itself raises for a persistent id nobody can load.
+                raise pickle.UnpicklingError("A load persistent id instruction was encountered")
+            return hooks.persistent_load(pid)
+
+    Deferring.__name__ = Deferring.__qualname__ = f"Deferring{base.__name__}"
+    return Deferring
 
 
 # --- the one place omnipickle imports dill ------------------------------------------------------

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
-from ._reconstruct import REATTACH
+from ._reconstruct import LOAD_HOOKS, REATTACH
 from .backends import REGISTRY as BACKENDS
 from .backends import Pickled, check_installed
 from .codecs import Codec, codec_for_suffix
@@ -319,8 +319,16 @@ def _reattach(header: Header, resources: Mapping[Any, Any] | None) -> list[Any] 
     return chosen
 
 
-def _unpickle(payload: Payload, opts: LoadOptions) -> Any:
-    """Rebuild the object from what the reader found."""
+def unpickle(payload: Payload, opts: LoadOptions) -> Any:
+    """Rebuild the object from what the reader found (``loads``, ``load`` and
+    ``omnipickle.Unpickler`` at an envelope all end here).
+
+    Raises:
+        UnpicklingError: an ``omnipickle.Unpickler`` subclass with its own ``find_class`` or
+            ``persistent_load`` is loading, and the payload's loader (a backend registered with
+            its own ``loads``) cannot put the stream's globals through them.
+        and everything :func:`loads` lists.
+    """
     if payload.kind != ENVELOPE:
         if opts.resources:
             raise ValueError(
@@ -332,6 +340,13 @@ def _unpickle(payload: Payload, opts: LoadOptions) -> Any:
     assert header is not None and payload.stream is not None
     _preflight(payload, opts)
     buffers = payload.buffers if payload.buffers is not None else opts.buffers
+    backend = BACKENDS.get(payload.loader)
+    if not backend.defers_hooks and LOAD_HOOKS.get() is not None:
+        raise UnpicklingError(
+            f"this payload is read by backend {payload.loader!r}, whose loads() does not "
+            "put the stream's globals through Unpickler.find_class: refused, as the "
+            "unpickler's own find_class could not vet them"
+        )
     token = REATTACH.set(_reattach(header, opts.resources))
     try:
         if opts.restricted:
@@ -345,7 +360,7 @@ def _unpickle(payload: Payload, opts: LoadOptions) -> Any:
                 errors=opts.errors,
                 buffers=buffers,
             )
-        return BACKENDS.get(payload.loader).loads(
+        return backend.loads(
             payload.stream,
             fix_imports=opts.fix_imports,
             encoding=opts.encoding,
@@ -480,7 +495,7 @@ def loads(
         restricted=restricted,
         allow=allow,
     )
-    return _unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
+    return unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
 
 
 def load(
@@ -523,12 +538,12 @@ def load(
         allow=allow,
     )
     if is_path(file):
-        return _unpickle(reader.read(file, keys=opts.keys, mmap_mode=mmap_mode), opts)
+        return unpickle(reader.read(file, keys=opts.keys, mmap_mode=mmap_mode), opts)
     if mmap_mode is not None:
         raise TypeError("mmap_mode needs a path: a file object cannot be memory-mapped here")
     check_binary_file(file, "r")
     payload = reader.read_file(file, keys=opts.keys, whole=opts.restricted)  # type: ignore[arg-type]
-    return _unpickle(payload, opts)
+    return unpickle(payload, opts)
 
 
 def info(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]) -> Info:

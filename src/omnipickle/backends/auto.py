@@ -52,7 +52,15 @@ from .base import (
     run_pickler,
 )
 
-__all__ = ["AUTO", "AutoBackend", "AutoPickler", "borrowed_reducer", "importable"]
+__all__ = [
+    "AUTO",
+    "AutoBackend",
+    "AutoPickler",
+    "ChainedTable",
+    "DispatchTable",
+    "borrowed_reducer",
+    "importable",
+]
 
 _MAIN_MARKER = b"__main__"
 _FIRST_ATTEMPT_FAILURES: tuple[type[BaseException], ...] = (WatchedMarkerFound, *PICKLING_FAILURES)
@@ -266,6 +274,40 @@ class DispatchTable(dict[type, Callable[[Any], Any]]):
         return reducer
 
 
+# The slot the C pickler reads its table from (AutoPickler's property stands in front of it).
+_C_DISPATCH_TABLE: Any = pickle.Pickler.__dict__["dispatch_table"]
+
+
+class ChainedTable:
+    """A dispatch table made of a user's table, consulted first, and auto's own.
+
+    The user's table is read at each lookup, never copied: entries added to it after it was
+    set (``p.dispatch_table[MyType] = reduce_my_type``, as the pickle documentation shows) are
+    honoured.
+    """
+
+    __slots__ = ("first", "then")
+
+    def __init__(self, first: Any, then: DispatchTable) -> None:
+        self.first = first
+        self.then = then
+
+    def __getitem__(self, cls: type) -> Callable[[Any], Any]:
+        try:
+            reducer: Callable[[Any], Any] = self.first[cls]
+        except KeyError:
+            return self.then[cls]
+        return reducer
+
+
+def _has_reducer(table: Any, cls: type) -> bool:
+    try:
+        table[cls]
+    except KeyError:
+        return False
+    return True
+
+
 def _class_reduce(cls: type) -> Any:
     """cloudpickle's by-value class reducer, with two of its losses repaired.
 
@@ -338,7 +380,9 @@ class AutoPickler(pickle.Pickler):
 
     Writes a plain pickle stream (no envelope). Subclasses may define ``dispatch_table``,
     ``reducer_override`` (call ``super().reducer_override(obj)`` to keep code by value) and
-    ``persistent_id`` as with :class:`pickle.Pickler`.
+    ``persistent_id`` as with :class:`pickle.Pickler`; a ``dispatch_table`` (a subclass's class
+    attribute, or one set on the instance) is consulted before auto's own, which still covers
+    every type it does not.
 
     Args:
         file: a binary file object (anything with ``write``).
@@ -359,14 +403,42 @@ class AutoPickler(pickle.Pickler):
     ) -> None:
         if protocol is None or protocol < 0:
             protocol = pickle.HIGHEST_PROTOCOL
+        # Built per pickler so that copyreg registrations made after import are honoured.
+        self._auto_table = DispatchTable(protocol, drop=self._drop_resources)
+        # A subclass's __init__ may have set dispatch_table before calling this one.
+        self._user_table: Any = self.__dict__.get("_user_table")
         super().__init__(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-        if not _subclass_defines(type(self), "dispatch_table", AutoPickler):
-            # Built per pickler so that copyreg registrations made after import are honoured.
-            self.dispatch_table = DispatchTable(protocol, drop=self._drop_resources)
+        if _subclass_defines(type(self), "dispatch_table", AutoPickler):
+            self._install(self.dispatch_table)  # the subclass's own, as pickle would use it
+        else:
+            self._install(self._user_table)
         self.proto = protocol
         self.globals_ref: dict[int, dict[str, Any]] = {}
         self.by_value = False
         self._by_value_modules = _by_value_modules()
+
+    @property
+    def dispatch_table(self) -> Any:
+        """The reducers by type, as for :class:`pickle.Pickler`.
+
+        A table you set (on the instance, or as a class attribute of a subclass) is consulted
+        first; for the types it does not cover, auto's own still applies (code by value, locks
+        recreated, live resources refused or dropped). A copy of this table (``dict(...)``, as
+        loky makes) assigned back keeps all of that.
+        """
+        return self._user_table if self._user_table is not None else self._auto_table
+
+    @dispatch_table.setter
+    def dispatch_table(self, table: Any) -> None:
+        self._user_table = table
+        if "_auto_table" in self.__dict__:
+            self._install(table)
+
+    def _install(self, table: Any) -> None:
+        """Give the C pickler the table it looks types up in."""
+        ours = self._auto_table
+        self._lookup: Any = ours if table is None or table is ours else ChainedTable(table, ours)
+        _C_DISPATCH_TABLE.__set__(self, self._lookup)
 
     def reducer_override(self, obj: Any) -> Any:
         """Reduce functions and classes that cannot be found by name by value.
@@ -388,7 +460,10 @@ class AutoPickler(pickle.Pickler):
             self.by_value = True
             return NotImplemented
         if issubclass(t, type):
-            if importable(obj, self._by_value_modules):
+            if importable(obj, self._by_value_modules) or (
+                t is not type and _has_reducer(self._lookup, t)
+            ):
+                # By name, or by the reducer registered for its metaclass (copyreg.pickle).
                 return NotImplemented
             rv = _class_reduce(obj)
             if rv is not NotImplemented:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import os
 import pickle
 import queue
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._reconstruct import LOAD_HOOKS, deferring
 from ..diagnostics import describe_failure
 from ..errors import PICKLING_FAILURES, PicklingError
 from .rows import BackendRow
@@ -55,6 +57,11 @@ class Backend(ABC):
     """Whether ``dumps`` takes ``sink=`` and writes the stream into it as it is made."""
     supports_drop: bool = False
     """Whether ``dumps`` takes ``on_unpicklable="drop"`` (live resources become ``None``)."""
+    defers_hooks: bool = True
+    """Whether :meth:`loads` reads through :func:`unpickler`, so that an
+    ``omnipickle.Unpickler`` subclass's ``find_class`` and ``persistent_load`` see every global
+    and persistent id. A backend that overrides ``loads`` is assumed not to (an Unpickler
+    subclass with its own hooks then refuses its payloads) unless it sets this itself."""
 
     def __init_subclass__(cls, row: BackendRow | None = None, **kwargs: Any) -> None:
         """``class B(Backend, row=ROW)`` takes its facts from its table row (built-ins do), so
@@ -65,6 +72,8 @@ class Backend(ABC):
             cls.requires = row.package
             cls.streams = row.streams
             cls.supports_drop = row.supports_drop
+        if "loads" in cls.__dict__ and "defers_hooks" not in cls.__dict__:
+            cls.defers_hooks = False
 
     @abstractmethod
     def dumps(
@@ -82,9 +91,36 @@ class Backend(ABC):
         buffers: Any,
     ) -> Any:
         """Rebuild the object from a stream this backend wrote (default: ``pickle.loads``)."""
-        return pickle.loads(
-            data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
-        )
+        if LOAD_HOOKS.get() is None:
+            return pickle.loads(
+                data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+            )
+        return unpickler(
+            pickle.Unpickler,
+            data,
+            fix_imports=fix_imports,
+            encoding=encoding,
+            errors=errors,
+            buffers=buffers,
+        ).load()
+
+
+def unpickler(
+    cls: type[pickle.Unpickler],
+    data: memoryview,
+    *,
+    fix_imports: bool,
+    encoding: str,
+    errors: str,
+    buffers: Any,
+) -> pickle.Unpickler:
+    """An unpickler of class ``cls`` over ``data``; while an ``omnipickle.Unpickler`` subclass
+    with its own ``find_class`` or ``persistent_load`` loads, one that defers to them."""
+    if LOAD_HOOKS.get() is not None:
+        cls = deferring(cls)
+    return cls(
+        io.BytesIO(data), fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+    )
 
 
 PicklerFactory = Callable[..., pickle.Pickler]

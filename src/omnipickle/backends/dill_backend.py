@@ -7,7 +7,7 @@ import types
 from typing import Any
 
 from .._reconstruct import import_dill
-from .base import Backend, BufferCallback, Pickled, run_pickler
+from .base import Backend, BufferCallback, Pickled, run_pickler, unpickler
 from .rows import builtin_row
 
 __all__ = ["DILL", "DillBackend", "RecordingDillPickler"]
@@ -50,6 +50,8 @@ class RecordingDillPickler(_DillPickler):  # type: ignore[misc]
 class DillBackend(Backend, row=builtin_row("dill")):
     """dill's behaviour for every object (dill's pure-Python pickler: slow, but broad)."""
 
+    defers_hooks = True
+
     def dumps(
         self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: BufferCallback
     ) -> Pickled:
@@ -76,14 +78,14 @@ class DillBackend(Backend, row=builtin_row("dill")):
         buffers: Any,
     ) -> Any:
         # dill's Unpickler maps the names of its own internals; pickle.loads would not.
-        unpickler = dill.Unpickler(
-            io.BytesIO(data),
+        return unpickler(
+            dill.Unpickler,
+            data,
             fix_imports=fix_imports,
             encoding=encoding,
             errors=errors,
             buffers=buffers,
-        )
-        return unpickler.load()
+        ).load()
 
 
 def dumps_whole(obj: Any, protocol: int) -> tuple[bytes, bool]:

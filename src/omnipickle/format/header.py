@@ -69,6 +69,7 @@ __all__ = [
     "parse_header",
     "sections",
     "sniff_size",
+    "starts_envelope",
 ]
 
 MAGIC = b"\xd3OMNI\r\n\x1a"
@@ -278,6 +279,26 @@ def is_envelope(data: bytes | bytearray | memoryview) -> bool:
     """Whether ``data`` starts like an envelope (of either format): needs :data:`PROBE_SIZE`
     bytes to tell a format-2 envelope."""
     return _start(data) >= 0
+
+
+def starts_envelope(head: bytes | bytearray | memoryview) -> bool | None:
+    """Whether data that starts with ``head`` is an envelope (by its magic): ``None`` while
+    ``head`` is too short to tell. A reader can feed it one byte at a time and stop at the first
+    answer, so it never waits for bytes a short plain pickle on a socket will not send."""
+    head = bytes(head[:PROBE_SIZE])
+    if head[: len(MAGIC)] == MAGIC:
+        return True
+    if head and MAGIC.startswith(head):
+        return None
+    lead = _LEAD if head[:1] == bytes([_PROTO]) else 0
+    if len(head) <= lead + 2 and lead:
+        return None if len(head) < lead + 1 or head[lead : lead + 1] in (b"", b"B") else False
+    if head[lead : lead + 1] != b"B":
+        return False if len(head) > lead else None
+    seen = head[lead + _WRAP_BEFORE :]
+    if not MAGIC.startswith(seen[: len(MAGIC)]):
+        return False
+    return True if len(seen) >= len(MAGIC) else None
 
 
 def maybe_envelope(data: bytes | bytearray | memoryview) -> bool:
