@@ -38,6 +38,11 @@ class LzmaCodec(IncrementalCodec):
         except lzma.LZMAError as exc:
             raise ValueError(str(exc)) from exc
 
+    def damage_errors(self) -> tuple[type[BaseException], ...]:
+        import lzma
+
+        return (lzma.LZMAError,)
+
     def compressobj(self, level: int | None = None) -> Any:
         """lzma's streaming compressor."""
         import lzma
