@@ -128,3 +128,12 @@ def test_a_lying_length_in_a_pipe_costs_only_what_arrives() -> None:
 
     with pytest.raises(omnipickle.TruncatedPayloadError):
         omnipickle.load(io.BufferedReader(Pipe(forged + bytes(data[head.payload_offset :]))))
+
+
+def test_a_memory_map_is_never_combined_with_a_signature(tmp_path: Path) -> None:
+    """A map is a live view of the file: bytes verified through it could change afterwards."""
+    path = tmp_path / "signed.bin"
+    omnipickle.dump({"x": np.arange(100_000)}, path, key=KEY)
+    with pytest.raises(ValueError, match="mmap_mode cannot be combined with key="):
+        omnipickle.load(path, key=KEY, mmap_mode="r")
+    assert np.array_equal(omnipickle.load(path, key=KEY)["x"], np.arange(100_000))

@@ -458,6 +458,14 @@ def read(
 def _read_mapped(path: Any, keys: Keys | None, mode: str) -> Payload:
     if mode not in MMAP_MODES:
         raise ValueError(f"mmap_mode must be None, 'r' or 'c', not {mode!r}")
+    if keys is not None:
+        # A signature promises that what is unpickled is what was signed; a map is a live view
+        # of a file that whoever can write the file may change after it was verified.
+        raise ValueError(
+            "mmap_mode cannot be combined with key=: a memory map is a live view of the file, "
+            "which anyone who can write it may change after the signature was checked; load "
+            "without mmap_mode (every byte is read once into memory, verified, then unpickled)"
+        )
     with open(path, "rb") as f:
         head = f.read(PROBE_SIZE + HEADER_SIZE)
         if not layout.is_envelope(head):
