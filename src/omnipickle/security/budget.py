@@ -45,14 +45,14 @@ class Limits:
     Attributes:
         memory: the base memory budget, in bytes (64 MiB).
         memory_per_byte: memory allowed per byte of payload (32).
-        objects: the base object budget (1,000,000).
+        objects: the base object budget (200,000).
         objects_per_byte: objects allowed per byte of payload (8).
         depth: the deepest nesting of marks, and of what an allowed callable walks (10,000).
     """
 
     memory: int | None = 64 * _MIB
     memory_per_byte: int = 32
-    objects: int | None = 1_000_000
+    objects: int | None = 200_000
     objects_per_byte: int = 8
     depth: int | None = 10_000
 
@@ -208,9 +208,16 @@ class Budget:
         self.charge(objects, memory, what)
 
 
+_LEAVES = frozenset({type(None), bool, float, complex})
+
+
 def _measure(obj: Any, sizes: bool) -> tuple[int, int, Iterable[Any] | None]:
     """``(objects, bytes, children)`` of one object met in a walk."""
     kind = type(obj)
+    if kind in _LEAVES or (kind is int and not sizes):
+        return 1, 0, None
+    if kind is tuple or kind is list:
+        return 1 + len(obj), 8 * len(obj), obj
     if kind is str or kind is bytes or kind is bytearray:
         return 1, len(obj), None
     if isinstance(obj, (tuple, list, set, frozenset, deque)):

@@ -172,19 +172,21 @@ def _build_dtype(base: str, state: Any) -> Any:
             raise _refuse(what, "expected a subarray shape tuple")
         built = np.dtype((check_dtype(sub, what), tuple(_int(n, what) for n in shape)))
     else:
-        built = _structured(base, names, fields, elsize, what)
+        built = _structured(base, names, fields, elsize, state[7], what)
     if built.__reduce__()[1][0] != base:
         raise _refuse(what, f"it describes {built!r}, which is not a {base} dtype")
     return check_dtype(built, what)
 
 
-def _structured(base: str, names: Any, fields: Any, elsize: Any, what: str) -> Any:
+def _structured(base: str, names: Any, fields: Any, elsize: Any, flags: Any, what: str) -> Any:
     np = _np()
     if type(names) is not tuple or not names or type(fields) is not dict:
         raise _refuse(what, "a void dtype is rebuilt only as a structured dtype")
     if not all(type(n) is str for n in names) or set(fields) != set(names):
         raise _refuse(what, "its field names and fields do not match (titles are not rebuilt)")
     itemsize = _int(elsize, what, 1)
+    if itemsize != int(base[1:]):
+        raise _refuse(what, f"its item size {itemsize} is not the {base} it names")
     formats, offsets = [], []
     for name in names:
         field = fields[name]
@@ -194,7 +196,12 @@ def _structured(base: str, names: Any, fields: Any, elsize: Any, what: str) -> A
         offsets.append(_int(field[1], what))
     _check_spans([(o, o + f.itemsize) for o, f in zip(offsets, formats)], itemsize, what)
     spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
-    return np.dtype(spec)
+    # NPY_ALIGNED_STRUCT: numpy checks the offsets against the fields' alignment itself.
+    aligned = type(flags) is int and bool(flags & 0x80)
+    try:
+        return np.dtype(spec, align=aligned)
+    except ValueError:
+        raise _refuse(what, "its offsets are not aligned as it claims") from None
 
 
 # --- arrays and scalars ------------------------------------------------------------------------

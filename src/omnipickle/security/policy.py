@@ -436,8 +436,10 @@ class Policy:
             origin == prefix or where == prefix or where.startswith(prefix + ".")
         ):
             found = None if qualname is None else _defined_as(origin, qualname)
-            if qualname is None or found is obj or (
-                isinstance(obj, types.MethodType) and found == obj
+            if (
+                qualname is None
+                or found is obj
+                or (isinstance(obj, types.MethodType) and found == obj)
             ):
                 return
             raise UnsafePayloadError(

@@ -265,9 +265,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         """
         end = self._end()
         self._stream_end = end
-        self._budget = budget = Budget(
-            self._limits, 0 if end is None else end - self._file.tell()
-        )
+        self._budget = budget = Budget(self._limits, 0 if end is None else end - self._file.tell())
         unframer = self._unframer = pickle._Unframer(self._file_read, self._file_readline)
         self.read = read = unframer.read
         self.readinto = unframer.readinto
@@ -437,13 +435,9 @@ class RestrictedUnpickler(pickle._Unpickler):
             positional = tuple(call_args) if isinstance(call_args, (tuple, list)) else None
             reason = self._policy.check_call(name, positional, call_kwargs)
             if reason is not None:
-                raise UnsafePayloadError(
-                    f"restricted loading refused a call of {name}: {reason}"
-                )
+                raise UnsafePayloadError(f"restricted loading refused a call of {name}: {reason}")
         sizes = isinstance(callee, type) and issubclass(callee, (bytes, bytearray))
-        self._budget.walk(
-            (args, kwargs), f"calling {shown}", sizes=sizes, skip=self._handed_ids
-        )
+        self._budget.walk((args, kwargs), f"calling {shown}", sizes=sizes, skip=self._handed_ids)
 
     def load_reduce(self) -> None:
         """REDUCE, its call checked first."""
