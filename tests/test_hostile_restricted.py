@@ -250,7 +250,7 @@ def test_a_prefix_only_imports_modules_under_it() -> None:
     assert policy.check("json.encoder", "x")[0] is not None
 
 
-# --- 3. budgets ------------------------------------------------------------------------------------
+# --- 3. budgets ---------------------------------------------------------------------------------
 
 
 def _get(index: int) -> bytes:

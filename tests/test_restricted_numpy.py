@@ -110,7 +110,7 @@ def test_out_of_band_buffers_load_restricted(order: str) -> None:
     buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(arrays, 5, buffer_callback=buffers.append)
     for raw in (buffers, [b.raw().tobytes() for b in buffers], [bytearray(b) for b in buffers]):
-        for loaded, array in zip(restricted_loads(data, buffers=raw), arrays):
+        for loaded, array in zip(restricted_loads(data, buffers=raw), arrays, strict=True):
             assert loaded.dtype == array.dtype and (loaded == array).all()
 
 
@@ -165,7 +165,7 @@ def test_limits_must_be_non_negative_ints(bad: Any) -> None:
 
 def test_a_numpy_prefix_still_goes_through_the_stand_ins() -> None:
     payload = pickle.dumps(np.array(["x", 1], dtype=object))
-    with pytest.raises(UnsafePayloadError, match="numpy.dtype"):
+    with pytest.raises(UnsafePayloadError, match=r"numpy\.dtype"):
         restricted_loads(payload, allow=("numpy.*",))
 
 

@@ -41,7 +41,7 @@ _MAX_DIMS = 64  # numpy 2's NPY_MAXDIMS (numpy 1.x: 32, which numpy itself then 
 
 
 def _np() -> Any:
-    import numpy  # only when a payload names numpy  # noqa: PLC0415
+    import numpy  # only when a payload names numpy
 
     return numpy
 
@@ -194,7 +194,9 @@ def _structured(base: str, names: Any, fields: Any, elsize: Any, flags: Any, wha
             raise _refuse(what, f"field {name!r} is not (dtype, offset)")
         formats.append(check_dtype(field[0], what))
         offsets.append(_int(field[1], what))
-    _check_spans([(o, o + f.itemsize) for o, f in zip(offsets, formats)], itemsize, what)
+    _check_spans(
+        [(o, o + f.itemsize) for o, f in zip(offsets, formats, strict=True)], itemsize, what
+    )
     spec = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
     # NPY_ALIGNED_STRUCT: numpy checks the offsets against the fields' alignment itself.
     aligned = type(flags) is int and bool(flags & 0x80)

@@ -16,7 +16,7 @@ import _compat_pickle
 import re
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import UnsafePayloadError
@@ -428,13 +428,13 @@ class Policy:
                 f"patterns only cover what modules define"
             )
         origin = getattr(obj, "__module__", None)
+        if not isinstance(origin, str):
+            origin = None
         qualname = getattr(obj, "__qualname__", None)
         if not isinstance(qualname, str):
             qualname = None
-        where = origin if qualname is None else f"{origin}.{qualname}"
-        if isinstance(origin, str) and (
-            origin == prefix or where == prefix or where.startswith(prefix + ".")
-        ):
+        where = f"{origin}.{qualname}" if qualname is not None else origin or ""
+        if origin is not None and (prefix in (origin, where) or where.startswith(prefix + ".")):
             found = None if qualname is None else _defined_as(origin, qualname)
             if (
                 qualname is None
@@ -527,16 +527,17 @@ def _text_rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 def _fraction_rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     # Fraction.__reduce__ writes (str(self),): "n" or "n/d". Fraction("1e999999999"),
     # Fraction(Decimal(...)) or Fraction of two huge ints would compute for minutes.
-    if not kwargs and len(args) == 1 and type(args[0]) is str:
+    if kwargs or not 1 <= len(args) <= 2:
+        pass
+    elif len(args) == 1 and type(args[0]) is str:
         if _FRACTION.fullmatch(args[0]):
             return None
-    elif not kwargs and 1 <= len(args) <= 2 and all(type(a) is int for a in args):
-        if all(a.bit_length() <= _MAX_FRACTION_BITS for a in args):
-            return None
+    elif all(type(a) is int and a.bit_length() <= _MAX_FRACTION_BITS for a in args):
+        return None
     return "only Fraction('n/d') and Fraction(int, int) of moderate size are accepted"
 
 
-ARGUMENT_RULES: dict[str, Any] = {
+ARGUMENT_RULES: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
     "_codecs.encode": _encode_rule,
     "codecs.encode": _encode_rule,
     "builtins.str": _text_rule,

@@ -266,7 +266,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         end = self._end()
         self._stream_end = end
         self._budget = budget = Budget(self._limits, 0 if end is None else end - self._file.tell())
-        unframer = self._unframer = pickle._Unframer(self._file_read, self._file_readline)
+        unframer = self._unframer = pickle._Unframer(  # type: ignore[attr-defined]
+            self._file_read, self._file_readline
+        )
         self.read = read = unframer.read
         self.readinto = unframer.readinto
         self.readline = unframer.readline
@@ -423,7 +425,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         """
         callee, call_args, call_kwargs = func, args, kwargs
         if type(args) is tuple:
-            if func is copyreg.__newobj__ and args:
+            if func is copyreg.__newobj__ and args:  # type: ignore[attr-defined]
                 callee, call_args = args[0], args[1:]
             elif func is copyreg.__newobj_ex__ and len(args) == 3:  # type: ignore[attr-defined]
                 callee, call_args, call_kwargs = args
