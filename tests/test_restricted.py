@@ -92,11 +92,12 @@ def test_default_allow_list_loads_numpy_arrays_dtypes_and_scalars(protocol: int)
     assert loaded[0].dtype == data[0].dtype and loaded[1].dtype == data[1].dtype
 
 
-def test_numpy_object_arrays_still_need_their_elements_allowed() -> None:
+def test_numpy_object_arrays_are_refused_even_with_their_elements_allowed() -> None:
     np = pytest.importorskip("numpy")
     array = np.array([Plain(1, 2)], dtype=object)
-    with pytest.raises(UnsafePayloadError, match=r"helpers\.Plain"):
-        restricted_loads(pickle.dumps(array))
+    for allow in ((), (f"{Plain.__module__}.Plain",)):
+        with pytest.raises(UnsafePayloadError, match=r"numpy\.dtype\('O8'\)"):
+            restricted_loads(pickle.dumps(array), allow=allow)
 
 
 def test_recreated_synchronization_primitives_load_restricted() -> None:

@@ -13,6 +13,7 @@ import struct
 
 __all__ = [
     "BackendNotInstalledError",
+    "BudgetExceededError",
     "CodecNotInstalledError",
     "CorruptPayloadError",
     "DroppedResourceWarning",
@@ -73,6 +74,13 @@ class SignatureError(UnpicklingError):
 
 class UnsafePayloadError(UnpicklingError):
     """Restricted loading refused a global the payload asked for."""
+
+
+class BudgetExceededError(UnsafePayloadError):
+    """A restricted load needed more memory, objects or nesting than its limits allow.
+
+    The limits scale with the payload's size; see :class:`omnipickle.security.budget.Limits`.
+    """
 
 
 class IncompatiblePayloadError(UnpicklingError):

@@ -13,13 +13,22 @@ The unpickler (:mod:`.unpickler`) and the static scan (:mod:`.scan`) both decide
 from __future__ import annotations
 
 import _compat_pickle
+import re
+import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import UnsafePayloadError
 
-__all__ = ["DEFAULT_ALLOW", "TRUSTED_ALLOW", "Policy", "fix_name", "parse_allow"]
+__all__ = [
+    "ARGUMENT_RULES",
+    "DEFAULT_ALLOW",
+    "TRUSTED_ALLOW",
+    "Policy",
+    "fix_name",
+    "parse_allow",
+]
 
 _PATHS = ("PurePath", "PurePosixPath", "PureWindowsPath", "Path", "PosixPath", "WindowsPath")
 
@@ -27,6 +36,15 @@ DEFAULT_ALLOW: frozenset[str] = frozenset(
     {
         # Built-in data types, under the names pickle writes for them (protocols 0-2 write
         # ``__builtin__.set`` and so on; fix_imports maps those to ``builtins`` first).
+        # Why a hostile argument is harmless: each builds a value from its arguments and runs
+        # no code of the payload's choosing (only methods of objects this list admitted). What
+        # they cost is bounded by the budget (budget.py: the arguments' expanded size is
+        # counted before the call; bytes(n)/bytearray(n) count n), and str/bytes/bytearray
+        # with an encoding take only plain text codecs (Policy.check_call: a codec such as
+        # punycode is quadratic). Why a BUILD on them is harmless: the classes themselves are
+        # never changed (the unpickler refuses BUILD/SETITEM... on anything find_class handed
+        # out), and their instances have no __setstate__ and no __dict__ (BUILD fails), or, for
+        # subclasses, an instance __dict__ that only holds data.
         # Left out on purpose: ``getattr`` (reaches any attribute: ``f.__globals__``...),
         # ``type`` (three arguments build a class; pickle only names it for
         # ``type(None)``-style values: allow "builtins.type" if you need those), ``eval``,
@@ -41,20 +59,22 @@ DEFAULT_ALLOW: frozenset[str] = frozenset(
                 "dict",
                 "float",
                 "frozenset",
-                "int",
+                "int",  # int(Decimal("1e999999999")) is refused by the budget (budget.py)
                 "list",
-                "object",
-                "range",
+                "object",  # object() with arguments raises; it has no state to BUILD
+                "range",  # lazy: its length costs nothing until walked, and walks are counted
                 "set",
-                "slice",
+                "slice",  # lazy, like range
                 "str",
                 "tuple",
-                "Ellipsis",
+                "Ellipsis",  # constants: calling them raises, BUILD on them is refused
                 "NotImplemented",
             )
         ),
         # Protocols 0-2 write bytes as codecs.encode(text, "latin1"); restricted loading
-        # substitutes a function that accepts exactly that (see _latin1_encode).
+        # substitutes a function that accepts exactly that (Policy.check_call): its output is
+        # no longer than its input. Other codecs are refused (punycode is quadratic, and
+        # "rot13" or "zlib" are not what pickle writes).
         "_codecs.encode",
         "codecs.encode",
         # copyreg's helpers for plain objects. _reconstructor(cls, base, state) calls
@@ -63,31 +83,42 @@ DEFAULT_ALLOW: frozenset[str] = frozenset(
         # by itself: cls and base are objects already on the unpickler's stack, which got
         # there through this same find_class (or as results of allowed callables, none of
         # which returns a class it was not given). So they only ever combine allowed classes,
-        # which the payload could call directly anyway; they add no reach.
+        # which the payload could call directly anyway; they add no reach. The budget and
+        # Policy.check_call look through them at the class they call. The numpy stand-ins are
+        # not classes: cls.__new__ on them raises.
         "copyreg._reconstructor",
         "copyreg.__newobj__",
         "copyreg.__newobj_ex__",
-        # dill's name for type(None).
+        # dill's name for type(None): calling it returns None, and None has no state.
         "__builtin__.NoneType",
-        # The standard library's value types.
+        # The standard library's value types. Their constructors validate their arguments in
+        # C or plain Python and run no code of the payload's (the containers call only methods
+        # of admitted objects, counted by the budget). BUILD on their instances sets instance
+        # attributes at most (OrderedDict, defaultdict, Counter, deque subclasses), or sets the
+        # slots of a UUID or path to other values: a strange value, no reach (nothing runs).
+        # defaultdict's factory is an admitted callable, called by the caller's own lookups.
         "collections.OrderedDict",
         "collections.defaultdict",
         "collections.deque",
         "collections.Counter",
-        "datetime.date",
+        "datetime.date",  # the C constructors check the bytes form's length and ranges
         "datetime.datetime",
         "datetime.time",
         "datetime.timedelta",
         "datetime.timezone",
-        "decimal.Decimal",
-        "fractions.Fraction",
+        "decimal.Decimal",  # a huge exponent is stored, not computed (conversions: budget)
+        "fractions.Fraction",  # only the forms pickle writes (Policy.check_call): "n/d", ints
         "uuid.UUID",
         *(f"pathlib.{name}" for name in _PATHS),
         # Python 3.13 moved the path classes to pathlib._local, and pickles name them there.
         *(f"pathlib._local.{name}" for name in _PATHS),
         # numpy arrays, dtypes and scalars, under numpy 1.x (numpy.core) and 2.x (numpy._core)
-        # names. numpy itself refuses to build object arrays or object scalars from raw bytes,
-        # and checks a buffer's size against shape and strides. Listing these names imports
+        # names. numpy's own reconstructors trust their input (a dtype's state sets offsets and
+        # flags as given; ndarray() takes any buffer and strides), so these names are never
+        # answered with numpy's objects: restricted loading substitutes validating constructors
+        # of its own (numpy_safe.py) that rebuild only a closed set of dtypes (no objects) and
+        # arrays whose bytes match shape and dtype, and a BUILD on a numpy object makes a new,
+        # validated one instead of calling numpy's __setstate__. Listing these names imports
         # nothing: numpy is imported only when a payload names one of them.
         "numpy.ndarray",
         "numpy.dtype",
@@ -97,17 +128,22 @@ DEFAULT_ALLOW: frozenset[str] = frozenset(
             for name in ("multiarray._reconstruct", "multiarray.scalar", "numeric._frombuffer")
         ),
         # omnipickle's placeholders. dropped_resource(i) is None or the live object the caller
-        # itself passed to loads(..., resources=...); restore_state(obj, state) sets the state
-        # of an object the stream built (restricted loading refuses to let it touch a global
-        # or an object the caller handed in).
+        # itself passed to loads(..., resources=...), which no opcode may then change;
+        # restore_state(obj, state) sets the state of an object the stream built, like BUILD
+        # (restricted loading refuses it on a global, an object the caller handed in, or a
+        # numpy object).
         "omnipickle._reconstruct.dropped_resource",
         "omnipickle._reconstruct.restore_state",
-        # omnipickle's recreated synchronization primitives. make_barrier takes an action
-        # callable, but that action is an object from the same stream, so it can only be
-        # something this allow-list admitted, which the payload could have called at load
-        # time anyway; the barrier only calls it later, with no arguments. It adds no reach.
-        # load_dill (runs dill on a blob), reopen_file (opens files) and std_stream (hands out
-        # the process's own sys.stdout...) are not here: see TRUSTED_ALLOW.
+        # omnipickle's recreated synchronization primitives: each makes a fresh lock,
+        # semaphore, event... from ints and flags (make_bounded_semaphore's arguments are
+        # checked: see the unpickler). make_condition(lock) only stores its argument.
+        # make_barrier takes an action callable, but that action is an object from the same
+        # stream, so it can only be something this allow-list admitted, which the payload
+        # could have called at load time anyway; the barrier only calls it later, with no
+        # arguments. A BUILD on a Condition or Barrier sets instance attributes to admitted
+        # objects: no reach. load_dill (runs dill on a blob), reopen_file (opens files) and
+        # std_stream (hands out the process's own sys.stdout...) are not here: see
+        # TRUSTED_ALLOW.
         *(
             f"omnipickle._reconstruct.{name}"
             for name in (
@@ -305,8 +341,9 @@ class Policy:
             name: its (possibly dotted) name in the module.
 
         Returns:
-            The reason it is refused, or ``None``; and the user's pattern that accepted it,
-            if one did: the object found must then also be defined under that prefix (see
+            The reason it is refused, or ``None``; and the pattern (a user's ``allow=`` prefix,
+            or a trusted package) that accepted it, if one did: the module must then be under
+            that prefix, and the object found must be defined under it too (see
             :meth:`check_origin`).
         """
         full = f"{module}.{name}"
@@ -315,17 +352,17 @@ class Policy:
         parts = [*module.split("."), *name.split(".")]
         if not all(part.isidentifier() for part in parts):
             return "it is not a valid dotted name", None
-        code = full in TRUSTED_ALLOW or _under(full, _TRUSTED_PREFIXES) is not None
+        code = full in TRUSTED_ALLOW
+        prefix = _under(full, _TRUSTED_PREFIXES)
+        if prefix is not None:
+            code = True
         if code and self.trusted:
-            return None, None
+            # By-value code needs its packages' dunder attributes (Enum.__new__...).
+            reason = self._check_prefixed(module, name, prefix, True) if prefix else None
+            return reason, prefix
         prefix = _under(full, self.prefixes)
         if prefix is not None:
-            if any(_is_dunder(part) for part in name.split(".")):
-                return (
-                    f"it reaches a dunder attribute, which the pattern {prefix}.* does not "
-                    f"cover; allow it by its exact name if you mean it"
-                ), None
-            return None, prefix
+            return self._check_prefixed(module, name, prefix, False), prefix
         if code:
             return _CODE_REASON, None
         return (
@@ -333,11 +370,45 @@ class Policy:
         ), None
 
     @staticmethod
-    def check_origin(full: str, prefix: str, obj: Any) -> None:
+    def _check_prefixed(module: str, name: str, prefix: str, dunders: bool) -> str | None:
+        parts = module.split(".") if dunders else (*module.split("."), *name.split("."))
+        if any(_is_dunder(part) for part in parts):
+            return (
+                f"it reaches a dunder module or attribute, which the pattern {prefix}.* does "
+                f"not cover; allow it by its exact name if you mean it"
+            )
+        if not (
+            module == prefix or module.startswith(prefix + ".") or prefix.startswith(module + ".")
+        ):
+            return f"its module {module} is not the package {prefix} or one of its modules"
+        return None
+
+    @staticmethod
+    def may_import(module: str) -> str | None:
+        """Why restricted loading must not import ``module`` (``None``: it may).
+
+        Importing runs the module's code: ``numpy.f2py.__main__`` runs a command-line program,
+        ``pkg.__init__`` runs a package's ``__init__`` a second time. A module with a dunder part
+        (``__main__``, ``__init__``...) is only ever looked up among those already imported.
+
+        Args:
+            module: a dotted module name the payload names.
+        """
+        if any(_is_dunder(part) for part in module.split(".")):
+            return (
+                f"importing {module} would run its code (a __main__ or other dunder module), "
+                f"and it is not imported yet"
+            )
+        return None
+
+    def check_origin(self, full: str, prefix: str, obj: Any) -> None:
         """Refuse an object a prefix pattern reached that is not defined under that prefix.
 
         ``pkg.*`` trusts what ``pkg`` defines, not everything its modules import: without this,
-        ``pkg.mod.system`` after ``from os import system`` in ``pkg/mod.py`` would pass.
+        ``pkg.mod.system`` after ``from os import system`` in ``pkg/mod.py`` would pass, and so
+        would ``dill._dill.os.system`` for the trusted package ``dill``. The object's
+        ``__module__`` must be ``prefix`` or under it, and, when the object has a qualified
+        name, looking that name up in its module must give this very object.
 
         Args:
             full: the global's dotted name.
@@ -345,23 +416,136 @@ class Policy:
             obj: the object the name resolved to.
 
         Raises:
-            UnsafePayloadError: ``obj`` is a module, or is defined outside ``prefix``.
+            UnsafePayloadError: ``obj`` is a module (except a trusted package's own modules,
+                with ``trusted=True``), or is defined outside ``prefix``.
         """
         if isinstance(obj, types.ModuleType):
+            name = obj.__name__
+            if self.trusted and prefix in _TRUSTED_PREFIXES and _under(name, (prefix,)):
+                return  # dill names its own modules (dill._dill) as values
             raise UnsafePayloadError(
                 f"restricted loading refused the global {full}: it is a module, and prefix "
                 f"patterns only cover what modules define"
             )
         origin = getattr(obj, "__module__", None)
-        if isinstance(origin, str) and (
-            origin == prefix or origin.startswith(prefix + ".") or prefix.startswith(origin + ".")
-        ):
-            return
+        if not isinstance(origin, str):
+            origin = None
+        qualname = getattr(obj, "__qualname__", None)
+        if not isinstance(qualname, str):
+            qualname = None
+        where = f"{origin}.{qualname}" if qualname is not None else origin or ""
+        if origin is not None and (prefix in (origin, where) or where.startswith(prefix + ".")):
+            found = None if qualname is None else _defined_as(origin, qualname)
+            if (
+                qualname is None
+                or found is obj
+                or (isinstance(obj, types.MethodType) and found == obj)
+            ):
+                return
+            raise UnsafePayloadError(
+                f"restricted loading refused the global {full}: it claims to be "
+                f"{origin}.{qualname}, which is another object"
+            )
         raise UnsafePayloadError(
             f"restricted loading refused the global {full}: it is defined in "
             f"{origin or 'an unknown module'}, not under {prefix}.*; allow it by its exact "
             f"name if you trust it"
         )
+
+    @staticmethod
+    def check_call(name: str, args: tuple[Any, ...] | None, kwargs: Any = None) -> str | None:
+        """Why calling the allowed global ``name`` with these arguments is refused (``None``: ok).
+
+        A few allowed globals accept only the arguments pickle itself writes for them
+        (:data:`ARGUMENT_RULES`); every other allowed global accepts any arguments (the
+        unpickler's budget bounds what they cost). Restricted loading asks this before each
+        call, and :func:`~omnipickle.security.scan` with the arguments it can see statically.
+
+        Args:
+            name: the dotted name of what is called: the global itself, or, for copyreg's
+                helpers and NEWOBJ, the class they call (``builtins.str`` for
+                ``copyreg.__newobj__(str, ...)``).
+            args: the positional arguments, or ``None`` when they are not known (a static
+                scan that cannot compute them): refused when ``name`` has a rule.
+            kwargs: the keyword arguments (``__newobj_ex__``), if any.
+
+        Returns:
+            The reason the call is refused, or ``None``.
+        """
+        rule = ARGUMENT_RULES.get(name)
+        if rule is None:
+            return None
+        if args is None:
+            return f"{name} accepts only some arguments, and these are not known"
+        return rule(args, dict(kwargs) if kwargs else {})
+
+
+def _defined_as(module: str, qualname: str) -> Any:
+    found: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+# --- the arguments a few allowed globals accept -------------------------------------------------
+
+_LATIN1 = frozenset({"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1"})
+# Text codecs whose cost is linear in their input (punycode and idna are not, and the
+# bytes-to-bytes codecs are not text).
+_TEXT_CODECS = frozenset(
+    {"utf-8", "utf8", "utf_8", "ascii", "us-ascii", "utf-16", "utf-32", *_LATIN1}
+)
+_FRACTION = re.compile(r"[+-]?[0-9]{1,5000}(?:/[0-9]{1,5000})?")
+_MAX_FRACTION_BITS = 1 << 16
+
+
+def _encode_rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    if kwargs or not 1 <= len(args) <= 3 or type(args[0]) is not str:
+        return "only codecs.encode(text, 'latin1'), as pickle writes bytes, is accepted"
+    encoding = args[1] if len(args) > 1 else "utf-8"
+    errors = args[2] if len(args) > 2 else "strict"
+    if encoding not in _LATIN1 or errors != "strict":
+        return (
+            f"only codecs.encode(text, 'latin1'), as pickle writes bytes, is accepted, not "
+            f"the codec {encoding!r}"
+        )
+    return None
+
+
+def _text_rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    encoding = args[1] if len(args) > 1 else kwargs.get("encoding")
+    errors = args[2] if len(args) > 2 else kwargs.get("errors", "strict")
+    if len(args) > 3 or set(kwargs) - {"encoding", "errors"}:
+        return "too many arguments"
+    if encoding is None and "errors" not in kwargs and len(args) < 3:
+        return None
+    if encoding not in _TEXT_CODECS or errors != "strict":
+        return f"only plain text codecs ({', '.join(sorted(_TEXT_CODECS))}) are accepted"
+    return None
+
+
+def _fraction_rule(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    # Fraction.__reduce__ writes (str(self),): "n" or "n/d". Fraction("1e999999999"),
+    # Fraction(Decimal(...)) or Fraction of two huge ints would compute for minutes.
+    if kwargs or not 1 <= len(args) <= 2:
+        pass
+    elif len(args) == 1 and type(args[0]) is str:
+        if _FRACTION.fullmatch(args[0]):
+            return None
+    elif all(type(a) is int and a.bit_length() <= _MAX_FRACTION_BITS for a in args):
+        return None
+    return "only Fraction('n/d') and Fraction(int, int) of moderate size are accepted"
+
+
+ARGUMENT_RULES: dict[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
+    "_codecs.encode": _encode_rule,
+    "codecs.encode": _encode_rule,
+    "builtins.str": _text_rule,
+    "builtins.bytes": _text_rule,
+    "builtins.bytearray": _text_rule,
+    "fractions.Fraction": _fraction_rule,
+}
+"""Allowed globals that accept only some arguments: name -> rule(args, kwargs) -> reason."""
 
 
 # --- the names a payload's globals are checked under ----------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from .._reconstruct import dropped_resource, restore_state
 from ..errors import (
     MALFORMED_STREAM,
+    BudgetExceededError,
     CorruptPayloadError,
     OmnipickleError,
     TruncatedPayloadError,
@@ -33,6 +34,8 @@ from ..errors import (
     damaged_stream,
 )
 from ..format import header as envelope
+from . import numpy_safe
+from .budget import Budget, Limits, default_limits
 from .policy import Policy, fix_name
 
 __all__ = ["RestrictedUnpickler", "restricted_loads"]
@@ -41,18 +44,14 @@ __all__ = ["RestrictedUnpickler", "restricted_loads"]
 # --- safe stand-ins for a few allowed names ------------------------------------------------------
 
 
-def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+def _latin1_encode(*args: Any, **kwargs: Any) -> bytes:
     """``codecs.encode`` restricted to what pickle writes for bytes: ``(text, "latin1")``."""
-    if (
-        type(obj) is not str
-        or encoding not in ("latin1", "latin-1", "latin_1")
-        or errors != "strict"
-    ):
-        raise UnsafePayloadError(
-            f"restricted loading refused codecs.encode({type(obj).__name__}, {encoding!r}): "
-            f"only the (text, 'latin1') form that pickle writes for bytes is accepted"
-        )
-    return obj.encode("latin-1")
+    reason = Policy.check_call("codecs.encode", args, kwargs)
+    if reason is not None:
+        shown = ", ".join(type(a).__name__ if i == 0 else repr(a) for i, a in enumerate(args))
+        raise UnsafePayloadError(f"restricted loading refused codecs.encode({shown}): {reason}")
+    text: str = args[0]
+    return text.encode("latin-1")
 
 
 def _bounded_semaphore(value: int, initial: int) -> threading.BoundedSemaphore:
@@ -87,26 +86,76 @@ _SUBSTITUTES: dict[str, Callable[..., Any]] = {
 
 
 def _lookup(module: str, name: str) -> Any:
+    """The object ``module.name`` names: never importing a dunder module, never through a module.
+
+    pickle names a global by its defining module and its qualified name, so ``name`` walks
+    through classes only; a walk through a module attribute (``dill._dill`` then ``os`` then
+    ``system``) reaches what that module merely imported.
+    """
     full = f"{module}.{name}"
-    try:
-        found: Any = sys.modules.get(module) or importlib.import_module(module)
-    except ImportError as exc:
-        raise UnpicklingError(
-            f"the payload names {full}, but {module!r} cannot be imported here: {exc}"
-        ) from exc
+    found: Any = sys.modules.get(module)
+    if found is None:
+        reason = Policy.may_import(module)
+        if reason is not None:
+            raise UnsafePayloadError(f"restricted loading refused the global {full}: {reason}")
+        try:
+            found = importlib.import_module(module)
+        except ImportError as exc:
+            raise UnpicklingError(
+                f"the payload names {full}, but {module!r} cannot be imported here: {exc}"
+            ) from exc
     for part in name.split("."):
+        parent = found
         try:
             found = getattr(found, part)
         except AttributeError as exc:
             raise UnpicklingError(
                 f"the payload names {full}, which does not exist here: {exc}"
             ) from exc
+        if isinstance(found, types.ModuleType) and not (
+            isinstance(parent, types.ModuleType) and found.__name__ == f"{parent.__name__}.{part}"
+        ):
+            # A package's own submodule is itself (the policy decides whether a module may be
+            # handed out); any other module reached this way was imported from elsewhere.
+            raise UnsafePayloadError(
+                f"restricted loading refused the global {full}: it is a module ({found.__name__}), "
+                f"reached through an attribute of another module"
+            )
     return found
+
+
+class _Memo(dict[Any, Any]):
+    """The memo, knowing where numpy objects are kept (a BUILD on one replaces it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numpy_keys: dict[int, list[Any]] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if numpy_safe.is_numpy_object(value):
+            self.numpy_keys.setdefault(id(value), []).append(key)
+
+    def replace(self, old: Any, new: Any) -> None:
+        for key in self.numpy_keys.pop(id(old), ()):
+            if self.get(key) is old:
+                self[key] = new
+
+
+# Opcodes with a length prefix: (struct format, its width, what the bytes become).
+_SIZED: dict[int, tuple[str, int, Callable[[Any, bytes], Any]]] = {
+    pickle.BINSTRING[0]: ("<i", 4, lambda self, data: self._decode_string(data)),
+    pickle.BINBYTES[0]: ("<I", 4, lambda self, data: data),
+    pickle.BINBYTES8[0]: ("<Q", 8, lambda self, data: data),
+    pickle.BINUNICODE[0]: ("<I", 4, lambda self, data: str(data, "utf-8", "surrogatepass")),
+    pickle.BINUNICODE8[0]: ("<Q", 8, lambda self, data: str(data, "utf-8", "surrogatepass")),
+    pickle.BYTEARRAY8[0]: ("<Q", 8, lambda self, data: bytearray(data)),
+    pickle.LONG4[0]: ("<i", 4, lambda self, data: pickle.decode_long(data)),
+}
 
 
 # The opcodes that change an object already on the stack, by their loader's name.
 _MUTATORS = {
-    pickle.BUILD[0]: "load_build",
     pickle.APPEND[0]: "load_append",
     pickle.APPENDS[0]: "load_appends",
     pickle.SETITEM[0]: "load_setitem",
@@ -156,7 +205,12 @@ class RestrictedUnpickler(pickle._Unpickler):
     metastack: list[list[Any]]
     append: Callable[[Any], None]
     read: Callable[[int], bytes]
+    readline: Callable[[], bytes]
+    readinto: Callable[[Any], int]
+    memo: Any
     _unframer: Any
+    _file_read: Callable[[int], bytes]
+    _file_readline: Callable[[], bytes]
 
     def __init__(
         self,
@@ -168,17 +222,127 @@ class RestrictedUnpickler(pickle._Unpickler):
         encoding: str = "ASCII",
         errors: str = "strict",
         buffers: Iterable[Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._policy = Policy(allow, trusted)
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits or None, not {type(limits).__name__}")
         super().__init__(
             file, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
         )
+        self.memo = _Memo()
+        self._file = file
+        self._limits = limits if limits is not None else default_limits()
+        self._budget = Budget(self._limits, 0)
         self._fix_imports = fix_imports
         self._encoding = encoding
         self._errors = errors
-        # Everything find_class handed out, by id (the list keeps the ids valid).
+        # Everything find_class handed out, by id (the list keeps the ids valid), and the
+        # names it was handed out under.
         self._handed: list[Any] = []
         self._handed_ids: set[int] = set()
+        self._names: dict[int, str] = {}
+
+    # --- the opcode loop ------------------------------------------------------------------------
+
+    def _end(self) -> int | None:
+        """Where the file ends (``None``: it cannot say)."""
+        try:
+            here = self._file.tell()
+            end = int(self._file.seek(0, io.SEEK_END))
+            self._file.seek(here)
+        except (AttributeError, OSError, ValueError):
+            return None
+        return end
+
+    def load(self) -> Any:
+        """Read one pickle from the file, within the budget and with frames checked.
+
+        pickle's own loop, plus three checks per opcode: one object counted against the budget;
+        an opcode read inside a frame must end inside it (the C unpickler and pickletools read
+        frames differently, so a frame that splits an opcode means different things to them);
+        and a FRAME inside a frame is refused.
+        """
+        end = self._end()
+        self._stream_end = end
+        self._budget = budget = Budget(self._limits, 0 if end is None else end - self._file.tell())
+        unframer = self._unframer = pickle._Unframer(  # type: ignore[attr-defined]
+            self._file_read, self._file_readline
+        )
+        self.read = read = unframer.read
+        self.readinto = unframer.readinto
+        self.readline = unframer.readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        dispatch = self.dispatch
+        limit = budget.max_objects if budget.max_objects is not None else float("inf")
+        frame_code = pickle.FRAME[0]
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError
+                frame = unframer.current_frame
+                if frame is not None and key[0] == frame_code:
+                    raise CorruptPayloadError("damaged pickle stream: a FRAME inside a frame")
+                budget.objects += 1
+                if budget.objects > limit:
+                    budget.charge(0, 0, "parsing the stream")  # raises
+                dispatch[key[0]](self)
+                if frame is not None and unframer.current_frame is not frame:
+                    raise CorruptPayloadError(
+                        f"damaged pickle stream: the opcode {key!r} runs past the end of its frame"
+                    )
+        except pickle._Stop as stop:  # type: ignore[attr-defined]
+            return stop.value
+
+    def _remaining(self) -> int | None:
+        """How many bytes the opcode being read can still take (its frame's, or the file's)."""
+        frame = self._unframer.current_frame
+        if frame is not None:
+            with frame.getbuffer() as view:
+                left = view.nbytes - frame.tell()
+            if left:
+                return int(left)
+        if self._stream_end is None:
+            return None
+        return int(self._stream_end - self._file.tell())
+
+    def _check_size(self, size: int, what: str) -> None:
+        remaining = self._remaining()
+        if remaining is not None and size > remaining:
+            raise TruncatedPayloadError(
+                f"truncated pickle stream: {what} of {size} bytes, {remaining} left in the data"
+            )
+
+    def load_sized(self, code: int) -> None:
+        """An opcode with a length prefix, checking the length against the data before reading."""
+        fmt, width, make = _SIZED[code]
+        (size,) = struct.unpack(fmt, self.read(width))
+        if size < 0:
+            raise CorruptPayloadError(f"damaged pickle stream: a negative length ({size})")
+        self._check_size(size, f"an argument of {bytes([code])!r}")
+        data = self.read(size)
+        if len(data) < size:
+            raise TruncatedPayloadError(
+                f"truncated pickle stream: an argument of {size} bytes, {len(data)} there"
+            )
+        self.append(make(self, data))
+
+    def load_frame(self) -> None:
+        """FRAME, checking its length against the data."""
+        (size,) = struct.unpack("<Q", self.read(8))
+        self._check_size(size, "a frame")
+        self._unframer.load_frame(size)
+
+    def load_mark(self) -> None:
+        """MARK, counting the nesting it opens."""
+        super().load_mark()  # type: ignore[misc]
+        self._budget.check_depth(len(self.metastack), "the stream's marks")
+
+    # --- globals --------------------------------------------------------------------------------
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the global ``module.name`` if the policy allows it, else refuse it."""
@@ -191,7 +355,10 @@ class RestrictedUnpickler(pickle._Unpickler):
         if reason is not None:
             raise UnsafePayloadError(f"restricted loading refused the global {full}: {reason}")
         obj: Any
-        if full not in policy.user_exact and full in _SUBSTITUTES:
+        if full in numpy_safe.STAND_INS:
+            # Always, however the name was allowed: numpy's own reconstructors trust their input.
+            obj = numpy_safe.STAND_INS[full]
+        elif full not in policy.user_exact and full in _SUBSTITUTES:
             obj = _SUBSTITUTES[full]
         elif full not in policy.user_exact and full in _BOUND_SUBSTITUTES:
             obj = getattr(self, _BOUND_SUBSTITUTES[full])
@@ -205,6 +372,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             if prefix is not None:
                 policy.check_origin(full, prefix, obj)
         self._hand_out(obj)
+        self._names.setdefault(id(obj), full)
         return obj
 
     def get_extension(self, code: int) -> None:
@@ -247,6 +415,66 @@ class RestrictedUnpickler(pickle._Unpickler):
             self._handed.append(obj)
             self._handed_ids.add(id(obj))
 
+    # --- calls: arguments checked by the policy, their expansion by the budget ------------------
+
+    def _guard_call(self, func: Any, args: Any, kwargs: Any = None) -> None:
+        """Check a call the stream makes before it runs (see :meth:`Policy.check_call`).
+
+        copyreg's helpers and NEWOBJ are looked through: the rules of the class they call
+        apply.
+        """
+        callee, call_args, call_kwargs = func, args, kwargs
+        if type(args) is tuple:
+            if func is copyreg.__newobj__ and args:  # type: ignore[attr-defined]
+                callee, call_args = args[0], args[1:]
+            elif func is copyreg.__newobj_ex__ and len(args) == 3:  # type: ignore[attr-defined]
+                callee, call_args, call_kwargs = args
+            elif func is copyreg._reconstructor and len(args) == 3:  # type: ignore[attr-defined]
+                callee, call_args = args[1], (args[2],)
+        name = self._names.get(id(callee))
+        shown = name or getattr(callee, "__qualname__", type(callee).__qualname__)
+        if name is not None:
+            positional = tuple(call_args) if isinstance(call_args, (tuple, list)) else None
+            reason = self._policy.check_call(name, positional, call_kwargs)
+            if reason is not None:
+                raise UnsafePayloadError(f"restricted loading refused a call of {name}: {reason}")
+        sizes = isinstance(callee, type) and issubclass(callee, (bytes, bytearray))
+        self._budget.walk((args, kwargs), f"calling {shown}", sizes=sizes, skip=self._handed_ids)
+
+    def load_reduce(self) -> None:
+        """REDUCE, its call checked first."""
+        stack = self.stack
+        if len(stack) >= 2:
+            self._guard_call(stack[-2], stack[-1])
+        super().load_reduce()  # type: ignore[misc]
+
+    def load_newobj(self) -> None:
+        """NEWOBJ, its call checked first."""
+        stack = self.stack
+        if len(stack) >= 2:
+            self._guard_call(stack[-2], stack[-1])
+        super().load_newobj()  # type: ignore[misc]
+
+    def load_newobj_ex(self) -> None:
+        """NEWOBJ_EX, its call checked first."""
+        stack = self.stack
+        if len(stack) >= 3:
+            self._guard_call(stack[-3], stack[-2], stack[-1])
+        super().load_newobj_ex()  # type: ignore[misc]
+
+    def _instantiate(self, klass: Any, args: list[Any]) -> None:
+        """OBJ and INST, their call checked first."""
+        self._guard_call(klass, tuple(args))
+        super()._instantiate(klass, args)  # type: ignore[misc]
+
+    def _guard_keys(self, keys: list[Any], how: str) -> None:
+        """Hashing a tuple walks it (in C, recursively): count it as a call would."""
+        tuples = [key for key in keys if type(key) is tuple]
+        if tuples:
+            self._budget.walk(tuples, f"hashing a key ({how})")
+
+    # --- opcodes that change an object ----------------------------------------------------------
+
     def _refuse_change(self, loader: str) -> None:
         stack = self.stack
         at = _TARGETS.get(loader)
@@ -256,6 +484,35 @@ class RestrictedUnpickler(pickle._Unpickler):
             target = stack[at] if len(stack) >= -at else None
         if target is not None and id(target) in self._handed_ids:
             self._refuse_target(target, loader.removeprefix("load_"))
+        if loader == "load_setitem":
+            self._guard_keys(stack[-2:-1], "SETITEM")
+        elif loader == "load_setitems":
+            self._guard_keys(stack[0::2], "SETITEMS")
+        elif loader == "load_additems":
+            self._guard_keys(stack, "ADDITEMS")
+
+    def load_dict(self) -> None:
+        """DICT, its keys counted first."""
+        self._guard_keys(self.stack[0::2], "DICT")
+        super().load_dict()  # type: ignore[misc]
+
+    def load_frozenset(self) -> None:
+        """FROZENSET, its items counted first."""
+        self._guard_keys(self.stack, "FROZENSET")
+        super().load_frozenset()  # type: ignore[misc]
+
+    def load_build(self) -> None:
+        """BUILD; on a numpy object, a validated replacement instead of numpy's ``__setstate__``."""
+        self._refuse_change("load_build")
+        stack = self.stack
+        if len(stack) >= 2 and numpy_safe.is_numpy_object(stack[-2]):
+            target = stack[-2]
+            state = stack.pop()
+            replacement = numpy_safe.rebuild(target, state)
+            stack[-1] = replacement
+            self.memo.replace(target, replacement)
+            return
+        super().load_build()  # type: ignore[misc]
 
     @staticmethod
     def _refuse_target(target: Any, how: str) -> None:
@@ -277,25 +534,13 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def _restore_state(self, obj: Any, state: Any) -> None:
         """Stands in for ``_reconstruct.restore_state``, for objects the stream built only."""
-        if id(obj) in self._handed_ids or isinstance(obj, (type, types.ModuleType)):
+        if (
+            id(obj) in self._handed_ids
+            or isinstance(obj, (type, types.ModuleType))
+            or numpy_safe.is_numpy_object(obj)
+        ):
             self._refuse_target(obj, "restore_state")
         restore_state(obj, state)
-
-    def load_bytearray8(self) -> None:
-        """BYTEARRAY8, reading before allocating.
-
-        pickle's own version allocates (and zeroes) the size the stream claims before reading
-        a byte: 13 bytes of payload could make it clear gigabytes.
-        """
-        (size,) = struct.unpack("<Q", self.read(8))
-        if size > sys.maxsize:
-            raise CorruptPayloadError(f"damaged pickle stream: a bytearray of {size} bytes")
-        data = self.read(size)
-        if len(data) < size:
-            raise TruncatedPayloadError(
-                f"truncated pickle stream: a bytearray of {size} bytes, {len(data)} there"
-            )
-        self.append(bytearray(data))
 
     def load_stop(self) -> None:
         """STOP, refusing an empty stack itself.
@@ -320,6 +565,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             fix_imports=self._fix_imports,
             encoding=self._encoding,
             errors=self._errors,
+            limits=self._limits,
         )
 
 
@@ -341,12 +587,32 @@ def _guarded(loader: str) -> Callable[[RestrictedUnpickler], None]:
     return load
 
 
+def _sized(code: int) -> Callable[[RestrictedUnpickler], None]:
+    def load(self: RestrictedUnpickler) -> None:
+        self.load_sized(code)
+
+    return load
+
+
 RestrictedUnpickler.dispatch = _Dispatch(pickle._Unpickler.dispatch)
 for _code, _loader in _MUTATORS.items():
     RestrictedUnpickler.dispatch[_code] = _guarded(_loader)
+for _code in _SIZED:
+    RestrictedUnpickler.dispatch[_code] = _sized(_code)
 del _code, _loader
-RestrictedUnpickler.dispatch[pickle.BYTEARRAY8[0]] = RestrictedUnpickler.load_bytearray8
-RestrictedUnpickler.dispatch[pickle.STOP[0]] = RestrictedUnpickler.load_stop
+for _opcode, _method in (
+    (pickle.BUILD, RestrictedUnpickler.load_build),
+    (pickle.STOP, RestrictedUnpickler.load_stop),
+    (pickle.FRAME, RestrictedUnpickler.load_frame),
+    (pickle.MARK, RestrictedUnpickler.load_mark),
+    (pickle.REDUCE, RestrictedUnpickler.load_reduce),
+    (pickle.NEWOBJ, RestrictedUnpickler.load_newobj),
+    (pickle.NEWOBJ_EX, RestrictedUnpickler.load_newobj_ex),
+    (pickle.DICT, RestrictedUnpickler.load_dict),
+    (pickle.FROZENSET, RestrictedUnpickler.load_frozenset),
+):
+    RestrictedUnpickler.dispatch[_opcode[0]] = _method
+del _opcode, _method
 
 
 def restricted_loads(
@@ -358,6 +624,7 @@ def restricted_loads(
     encoding: str = "ASCII",
     errors: str = "strict",
     buffers: Iterable[Any] | None = None,
+    limits: Limits | None = None,
 ) -> Any:
     """Unpickle a bare pickle stream, importing only allow-listed globals.
 
@@ -372,13 +639,18 @@ def restricted_loads(
         trusted: also accept code serialized by value; pass ``True`` only when the payload's
             signature verified.
         fix_imports, encoding, errors, buffers: as for :func:`pickle.loads`.
+        limits: the budget (:class:`~.budget.Limits`); ``None``: the process default
+            (:func:`~.budget.default_limits`, scaled to the stream's size).
 
     Returns:
         The object.
 
     Raises:
+        BudgetExceededError: the payload needs more memory, objects or nesting than its
+            limits allow (also for a MemoryError or RecursionError while loading).
         UnsafePayloadError: the payload asks for a global that is not allowed (the message
-            names the first one) or for a persistent id, or tries to change a global.
+            names the first one) or for a persistent id, tries to change a global, or calls an
+            allowed global with arguments it does not accept.
         TruncatedPayloadError: the stream ends early.
         CorruptPayloadError: the stream is not a well-formed pickle.
         UnpicklingError: an allowed constructor refused its arguments, or an allowed global
@@ -397,6 +669,7 @@ def restricted_loads(
         encoding=encoding,
         errors=errors,
         buffers=buffers,
+        limits=limits,
     )
     size = memoryview(stream).nbytes
     if size == 0:
@@ -410,6 +683,12 @@ def restricted_loads(
         return unpickler.load()
     except UnpicklingError:
         raise
+    except (MemoryError, RecursionError) as exc:
+        kind = "memory" if isinstance(exc, MemoryError) else "nesting (recursion)"
+        raise BudgetExceededError(
+            f"restricted loading refused the payload: rebuilding it ran out of {kind} before "
+            f"its budget did; lower the limits (limits=Limits(...)) to refuse it earlier"
+        ) from exc
     except MALFORMED_STREAM as exc:
         position = file.tell() - unpickler.unread()
         raise damaged_stream(exc, size=size, ended=position >= size, position=position) from exc

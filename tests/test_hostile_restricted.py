@@ -1,0 +1,434 @@
+"""Hostile payloads against restricted loading, each run in a child process.
+
+Every payload here was a working attack on an earlier version (a segfault, a file written, a
+program run inside ``loads``, minutes of CPU or gigabytes of memory). Each runs in a fresh
+interpreter with a timeout; the test then checks that the child was not killed by a signal,
+that it reports which of omnipickle's documented errors was raised, that the marker file the
+payload tries to create does not exist, and that the refusal stayed within time and memory.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import json
+import pickle
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import run_python
+
+_CHILD = r"""
+import json, pickle, resource, sys, time
+from omnipickle import errors
+from omnipickle.security import restricted_loads
+data = open(sys.argv[1], "rb").read()
+options = json.loads(sys.argv[2])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.monotonic()
+try:
+    restricted_loads(data, allow=options["allow"], trusted=options["trusted"])
+    outcome = "loaded"
+except errors.UnpicklingError as exc:
+    outcome = type(exc).__name__
+except BaseException as exc:  # what the test is looking for: anything foreign
+    outcome = "FOREIGN " + type(exc).__name__
+seconds = time.monotonic() - start
+extra_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"outcome": outcome, "seconds": seconds, "extra_mib": extra_kib / 1024}))
+"""
+
+_ERRORS = {
+    "UnpicklingError",
+    "UnsafePayloadError",
+    "BudgetExceededError",
+    "CorruptPayloadError",
+    "TruncatedPayloadError",
+}
+
+
+def run_hostile(
+    tmp_path: Path,
+    data: bytes,
+    *,
+    expect: str | set[str],
+    allow: tuple[str, ...] = (),
+    trusted: bool = False,
+    marker: Path | None = None,
+    seconds: float = 5.0,
+    mib: float = 200.0,
+) -> dict[str, Any]:
+    """Load ``data`` restricted in a child; check it was refused as ``expect`` says, safely."""
+    path = tmp_path / "payload.pickle"
+    path.write_bytes(data)
+    options = json.dumps({"allow": list(allow), "trusted": trusted})
+    proc = run_python(str(path), options, code=_CHILD, timeout=60)
+    assert proc.returncode == 0, f"child died ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+    report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = {expect} if isinstance(expect, str) else expect
+    assert report["outcome"] in expected, report
+    assert report["outcome"] in _ERRORS | {"loaded"}
+    if marker is not None:
+        assert not marker.exists(), "the payload ran code"
+    assert report["seconds"] < seconds, report
+    assert report["extra_mib"] < mib, report
+    return report
+
+
+class Reduce:
+    """Pickles as ``func(*args)`` (then BUILD ``state``): a payload written by hand."""
+
+    def __init__(self, func: Any, args: tuple[Any, ...], state: Any = None) -> None:
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self) -> Any:
+        if self.state is None:
+            return (self.func, self.args)
+        return (self.func, self.args, self.state)
+
+
+def _short(text: str) -> bytes:
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def stack_global(module: str, name: str, *rest: bytes) -> bytes:
+    """Protocol 4: ``module.name`` (a dotted name is looked up attribute by attribute)."""
+    return b"\x80\x04" + _short(module) + _short(name) + b"\x93" + b"".join(rest)
+
+
+def system_call(module: str, name: str, marker: Path) -> bytes:
+    """``module.name("touch marker")``, as os.system would run it."""
+    return stack_global(module, name, _short(f"touch {marker}"), b"\x85R.")
+
+
+I8 = np.dtype("i8")
+CORE: Any = getattr(np, "_core", None) or np.core  # numpy 2 warns on numpy.core
+
+
+# --- 1. numpy: no payload-chosen dtype or array state --------------------------------------------
+
+_NUMPY_HOSTILE = {
+    "dtype of objects": Reduce(np.dtype, ("O8", False, True)),
+    "void dtype with an object field": Reduce(
+        np.dtype,
+        ("V8", False, True),
+        (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0x3F),
+    ),
+    "overlapping fields": Reduce(
+        np.dtype,
+        ("V12", False, True),
+        (3, "|", None, ("a", "b"), {"a": (I8, 0), "b": (I8, 4)}, 12, 1, 16),
+    ),
+    "a field past the item": Reduce(
+        np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": (I8, 4)}, 8, 1, 16)
+    ),
+    "an item size that does not match": Reduce(
+        np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": (I8, 0)}, 1 << 40, 1, 16)
+    ),
+    "a plain dtype given fields": Reduce(
+        np.dtype, ("i8", False, True), (3, "<", None, ("a",), {"a": (I8, 0)}, 8, 1, 16)
+    ),
+    "dtype metadata": Reduce(
+        np.dtype, ("i8", False, True), (4, "<", None, None, None, -1, -1, 0, {"x": 1})
+    ),
+    "array of objects from bytes": Reduce(
+        CORE.multiarray._reconstruct,
+        (np.ndarray, (0,), b"b"),
+        (1, (1,), np.dtype("O"), False, b"A" * 8),
+    ),
+    "array with more items than bytes": Reduce(
+        CORE.multiarray._reconstruct,
+        (np.ndarray, (0,), b"b"),
+        (1, (1 << 20,), I8, False, b"A" * 8),
+    ),
+    "array from a list": Reduce(
+        CORE.multiarray._reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), I8, False, [1])
+    ),
+    "_frombuffer of objects": Reduce(
+        CORE.numeric._frombuffer, (b"A" * 8, np.dtype("O"), (1,), "C")
+    ),
+    "_frombuffer past its bytes": Reduce(CORE.numeric._frombuffer, (b"A" * 8, I8, (4,), "C")),
+    "ndarray over a buffer": Reduce(np.ndarray, ((1,), np.dtype("O"), b"A" * 8)),
+    "ndarray.__new__ through copyreg": Reduce(
+        copyreg.__newobj__, (np.ndarray, (1,), np.dtype("O"), b"A" * 8)
+    ),
+    "scalar of objects": Reduce(CORE.multiarray.scalar, (np.dtype("O"), "x")),
+    "scalar with too few bytes": Reduce(CORE.multiarray.scalar, (I8, b"AB")),
+}
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("name", sorted(_NUMPY_HOSTILE))
+def test_a_hostile_numpy_payload_is_refused_without_a_crash(
+    tmp_path: Path, name: str, protocol: int
+) -> None:
+    if name.startswith("ndarray.__new__"):
+        protocol = 1  # pickle writes __newobj__ as NEWOBJ from protocol 2, for its own class only
+    data = pickle.dumps(_NUMPY_HOSTILE[name], protocol)
+    run_hostile(tmp_path, data, expect={"UnsafePayloadError", "UnpicklingError"})
+
+
+def test_a_dtype_build_keeps_only_what_validates(tmp_path: Path) -> None:
+    """A BUILD on a plain dtype with object flags rebuilds the plain dtype, flags ignored."""
+    from omnipickle.security import restricted_loads
+
+    payload = Reduce(np.dtype, ("i8", False, True), (3, "<", None, None, None, -1, -1, 0x3F))
+    loaded = restricted_loads(pickle.dumps(payload, 2))
+    assert loaded == np.dtype("<i8") and not loaded.hasobject and loaded.flags == I8.flags
+
+
+def test_a_build_on_a_numpy_scalar_is_refused(tmp_path: Path) -> None:
+    payload = Reduce(CORE.multiarray.scalar, (I8, b"\0" * 8), {"x": 1})
+    run_hostile(tmp_path, pickle.dumps(payload, 2), expect="UnsafePayloadError")
+
+
+# --- 2. names are checked as objects -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "allow", "trusted"),
+    [
+        ("dill._dill", "os.system", (), True),  # os.system reached through trusted dill
+        ("dill", "_dill.os.system", (), True),
+        ("typing", "sys.modules", (), True),
+        ("collections.abc", "sys.modules", (), True),
+        ("collections.abc", "sys.modules", ("collections.*",), False),
+        ("dataclasses", "builtins.eval", ("dataclasses.*",), False),
+        ("enum", "__builtins__", (), True),  # a namespace dict, defined nowhere
+        ("json", "codecs.encode", ("json.*",), False),
+        ("numpy", "core.multiarray.os.system", ("numpy.*",), False),
+    ],
+)
+def test_a_name_reaching_outside_its_pattern_is_refused(
+    tmp_path: Path, module: str, name: str, allow: tuple[str, ...], trusted: bool
+) -> None:
+    marker = tmp_path / "ran"
+    run_hostile(
+        tmp_path,
+        system_call(module, name, marker),
+        expect={"UnsafePayloadError", "UnpicklingError"},
+        allow=allow,
+        trusted=trusted,
+        marker=marker,
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "allow"),
+    [
+        ("numpy.f2py.__main__", "main", ("numpy.*",)),  # importing it runs f2py's CLI
+        ("json.__init__", "loads", ("json.*",)),  # imports json's __init__ a second time
+        ("json.__main__", "main", ("json.json.*", "json.__main__.main")),
+    ],
+)
+def test_a_dunder_module_is_never_imported(
+    tmp_path: Path, module: str, name: str, allow: tuple[str, ...]
+) -> None:
+    marker = tmp_path / "ran"
+    report = run_hostile(
+        tmp_path,
+        system_call(module, name, marker),
+        expect="UnsafePayloadError",
+        allow=allow,
+        marker=marker,
+    )
+    assert report["outcome"] == "UnsafePayloadError"
+
+
+def test_a_prefix_only_imports_modules_under_it() -> None:
+    from omnipickle.security import Policy
+
+    policy = Policy(("json.decoder.*",))
+    assert policy.check("json.decoder", "JSONDecoder") == (None, "json.decoder")
+    reason, _ = policy.check("json", "decoder.JSONDecoder")
+    assert reason is None  # json imports json.decoder itself; the walk then checks modules
+    assert policy.check("json.encoder", "x")[0] is not None
+
+
+# --- 3. budgets ---------------------------------------------------------------------------------
+
+
+def _get(index: int) -> bytes:
+    return b"h" + bytes([index])
+
+
+def _put(index: int) -> bytes:
+    return b"q" + bytes([index])
+
+
+def nested(depth: int = 40, container: str = "tuple") -> bytes:
+    """Opcodes leaving x on the stack, x doubling ``depth`` times through the memo (2**depth)."""
+    out = [b"N", _put(0), b"0"]
+    for level in range(depth):
+        pair = _get(level) * 2
+        out += [b"](" + pair + b"e" if container == "list" else pair + b"\x86", _put(level + 1)]
+        out.append(b"0")
+    out.append(_get(depth))
+    return b"".join(out)
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+@pytest.mark.parametrize("callee", ["str", "list", "tuple", "set", "frozenset", "bytes", "dict"])
+@pytest.mark.parametrize("container", ["tuple", "list"])
+def test_billion_laughs_through_an_allowed_callable_is_refused_quickly(
+    tmp_path: Path, callee: str, container: str
+) -> None:
+    data = b"\x80\x02" + _global("builtins", callee) + nested(40, container) + b"\x85R."
+    run_hostile(tmp_path, data, expect="BudgetExceededError")
+
+
+def test_billion_laughs_hashed_as_a_dict_key_is_refused_quickly(tmp_path: Path) -> None:
+    data = b"\x80\x02}" + nested(40) + b"K\x01s."  # {x: 1}
+    run_hostile(tmp_path, data, expect="BudgetExceededError")
+
+
+def test_billion_laughs_in_a_frozenset_is_refused_quickly(tmp_path: Path) -> None:
+    data = b"\x80\x04(" + nested(40) + b"\x91."  # FROZENSET
+    run_hostile(tmp_path, data, expect="BudgetExceededError")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("bytes(10**12)", _global("builtins", "bytes") + b"\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85R."),
+        (
+            "list(range(10**12))",
+            _global("builtins", "list")
+            + _global("builtins", "range")
+            + b"\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85R\x85R.",
+        ),
+        (
+            "int(Decimal('1e999999999'))",
+            _global("builtins", "int")
+            + _global("decimal", "Decimal")
+            + b"X\x0b\x00\x00\x001e999999999\x85R\x85R.",
+        ),
+    ],
+)
+def test_an_allocating_call_is_refused_by_the_budget(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    run_hostile(tmp_path, b"\x80\x02" + data, expect="BudgetExceededError")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        (
+            "Fraction('1e999999999')",
+            _global("fractions", "Fraction") + b"X\x0b\x00\x00\x001e999999999\x85R.",
+        ),
+        (
+            "str(bytes, 'punycode')",
+            _global("builtins", "str") + b"C\x03abcX\x08\x00\x00\x00punycode\x86R.",
+        ),
+        (
+            "codecs.encode(text, 'rot13')",
+            _global("_codecs", "encode") + b"X\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R.",
+        ),
+    ],
+)
+def test_a_call_outside_its_argument_rule_is_refused(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    run_hostile(tmp_path, b"\x80\x02" + data, expect="UnsafePayloadError")
+
+
+def test_a_flood_of_marks_is_refused_quickly(tmp_path: Path) -> None:
+    run_hostile(tmp_path, b"\x80\x02" + b"(" * 10_000_000 + b".", expect="BudgetExceededError")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x80\x04\x8d" + struct.pack("<Q", 1 << 62) + b"abc.",  # BINUNICODE8
+        b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b"abc.",  # BINBYTES8
+        b"\x80\x05\x96" + struct.pack("<Q", 1 << 62) + b"abc.",  # BYTEARRAY8
+        b"\x80\x02X" + struct.pack("<I", 1 << 31) + b"abc.",  # BINUNICODE
+        b"\x80\x02\x8b" + struct.pack("<i", 1 << 30) + b"abc.",  # LONG4
+        b"\x80\x04\x95" + struct.pack("<Q", 1 << 62) + b"N.",  # FRAME
+    ],
+)
+def test_a_length_beyond_the_data_is_a_truncation_before_reading(
+    tmp_path: Path, data: bytes
+) -> None:
+    run_hostile(tmp_path, data, expect="TruncatedPayloadError", mib=20)
+
+
+def test_deep_nesting_walked_by_a_callable_is_refused(tmp_path: Path) -> None:
+    deep = b"N" + b"\x85" * 1_000_000  # a tuple nested a million deep
+    data = b"\x80\x02" + _global("builtins", "str") + deep + b"\x85R."
+    run_hostile(tmp_path, data, expect="BudgetExceededError")
+
+
+def test_deep_nesting_hashed_as_a_key_is_refused(tmp_path: Path) -> None:
+    deep = b"N" + b"\x85" * 1_000_000
+    run_hostile(tmp_path, b"\x80\x02}" + deep + b"K\x01s.", expect="BudgetExceededError")
+
+
+# --- 4. frames -----------------------------------------------------------------------------------
+
+
+def _frame(body: bytes) -> bytes:
+    return b"\x95" + struct.pack("<Q", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # SHORT_BINUNICODE's opcode is the frame's last byte; its argument follows the frame.
+        b"\x80\x04" + _frame(b"\x8c") + b"\x03abc.",
+        # Its argument starts in the frame and ends after it.
+        b"\x80\x04" + _frame(b"\x8c\x03a") + b"bc.",
+        # A FRAME inside a frame.
+        b"\x80\x04" + _frame(b"N0" + _frame(b"N.")),
+    ],
+)
+def test_a_frame_that_does_not_end_on_an_opcode_boundary_is_refused(data: bytes) -> None:
+    from omnipickle.errors import CorruptPayloadError
+    from omnipickle.security import restricted_loads
+
+    with pytest.raises(CorruptPayloadError, match="frame"):
+        restricted_loads(data)
+
+
+def test_frames_written_by_pickle_load() -> None:
+    from omnipickle.security import restricted_loads
+
+    data = [list(range(1000)), "x" * 100_000, {"a": b"b" * 70_000}]
+    assert restricted_loads(pickle.dumps(data, 5)) == data
+
+
+# --- 5. every failure is one of ours --------------------------------------------------------------
+
+
+def test_a_memory_error_in_an_allowed_constructor_is_a_budget_error() -> None:
+    from omnipickle.errors import BudgetExceededError
+    from omnipickle.security import restricted_loads
+    from omnipickle.security.budget import Limits
+
+    data = b"\x80\x02" + _global("builtins", "bytes") + b"\x8a\x08" + struct.pack("<q", 1 << 62)
+    data += b"\x85R."
+    with pytest.raises(BudgetExceededError) as info:
+        restricted_loads(data, limits=Limits(memory=None, objects=None))
+    assert isinstance(info.value.__cause__, (MemoryError, OverflowError))
+
+
+def test_a_recursion_error_in_an_allowed_constructor_is_a_budget_error() -> None:
+    from omnipickle.errors import BudgetExceededError
+    from omnipickle.security import restricted_loads
+
+    depth = sys.getrecursionlimit() * 3
+    body = b"N" + b"\x85" * depth  # nested tuples: str() recurses through their repr
+    data = b"\x80\x02" + _global("builtins", "str") + body + b"\x85R."
+    with pytest.raises(BudgetExceededError) as info:
+        restricted_loads(data)
+    assert isinstance(info.value.__cause__, RecursionError)
