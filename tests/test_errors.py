@@ -174,3 +174,8 @@ def test_path_is_right_when_a_large_array_sits_beside_the_problem() -> None:
     with socket.socket() as sock, pytest.raises(omnipickle.PicklingError) as info:
         omnipickle.dumps({"arr": np.arange(200_000.0), "z": sock})
     assert info.value.path == "root['z']"
+
+
+def test_budget_exceeded_is_an_unsafe_payload_and_exported() -> None:
+    assert issubclass(omnipickle.BudgetExceededError, omnipickle.UnsafePayloadError)
+    assert omnipickle.BudgetExceededError is omnipickle.errors.BudgetExceededError

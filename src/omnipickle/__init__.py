@@ -26,6 +26,7 @@ from .backends.auto import AutoPickler as Pickler
 from .codecs import Codec, codecs, register_codec, unregister_codec
 from .errors import (
     BackendNotInstalledError,
+    BudgetExceededError,
     CodecNotInstalledError,
     CorruptPayloadError,
     DroppedResourceWarning,
@@ -66,6 +67,7 @@ __all__ = [
     "HIGHEST_PROTOCOL",
     "Backend",
     "BackendNotInstalledError",
+    "BudgetExceededError",
     "Codec",
     "CodecNotInstalledError",
     "CorruptPayloadError",
