@@ -25,7 +25,11 @@ __all__ = [
     "Codec",
     "IncrementalCodec",
     "buffered",
+    "INFLATION_FLOOR",
+    "INFLATION_RATIO",
     "check_plausible",
+    "decompression_bomb",
+    "decompression_limit",
     "codec_by_id",
     "codec_for_magic",
     "codec_for_suffix",
@@ -36,6 +40,26 @@ __all__ = [
 ]
 
 Buffer = bytes | bytearray | memoryview
+
+INFLATION_RATIO = 200
+"""Data whose decompressed size nothing declares (a pickle compressed whole by another tool) may
+grow to this many times its compressed size..."""
+INFLATION_FLOOR = 256 << 20
+"""...or to this many bytes (256 MiB), if that is more. Past it, decompression stops."""
+
+
+def decompression_limit(compressed: int) -> int:
+    """How far ``compressed`` bytes with no declared size may inflate."""
+    return max(INFLATION_FLOOR, INFLATION_RATIO * compressed)
+
+
+def decompression_bomb(name: str, compressed: int, limit: int) -> CorruptPayloadError:
+    """The error for data that inflates past ``limit``: the one place it is made."""
+    return CorruptPayloadError(
+        f"the {name}-compressed data ({compressed:,} bytes) inflates past {limit:,} bytes, the "
+        f"limit for data whose size nothing declares ({INFLATION_RATIO} times its compressed "
+        f"size, at least {INFLATION_FLOOR >> 20} MiB): refused as a decompression bomb"
+    )
 
 
 class Codec:
@@ -159,19 +183,64 @@ class IncrementalCodec(Codec):
         )
         return out
 
+    def _inflate(self, decompressor: Any, data: Buffer, limit: int) -> tuple[bytes, int]:
+        """At most ``limit`` bytes out of ``data``, and how much of ``data`` the first member
+        (gzip member, xz stream, zstd frame...) took, once it ended."""
+        out = self._feed(decompressor, data, limit)
+        unused = getattr(decompressor, "unused_data", b"") if decompressor.eof else b""
+        return out, len(memoryview(data)) - len(unused)
+
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
-        """Decompress ``data``, refusing a stream longer or shorter than ``max_size``."""
+        """Decompress the first member of ``data``, refusing a stream longer or shorter than
+        ``max_size``; without one, longer than :func:`decompression_limit` allows."""
         check_plausible(max_size, self.name)
+        size = len(memoryview(data))
+        bound = decompression_limit(size) if max_size is None else max_size
         decompressor = self._new_decompressor()
-        # One byte more than promised: a stream that is too long is caught, not trusted.
-        limit = -1 if max_size is None else max_size + 1
+        # One byte more than allowed: a stream that is too long is caught, not trusted.
         try:
-            out = self._feed(decompressor, data, limit)
+            out, _ = self._inflate(decompressor, data, bound + 1)
         except (OSError, EOFError, ValueError, MemoryError) as exc:
             raise self._damaged(exc) from exc
+        if max_size is None and len(out) > bound:
+            raise decompression_bomb(self.name, size, bound)
         if not decompressor.eof:
             raise CorruptPayloadError(f"the {self.name}-compressed payload is truncated")
         return self._check_size(out, max_size)
+
+    def members(self, data: Buffer, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Each member of ``data`` (gzip members, xz streams, zstd frames... one after the
+        other) decompressed, with its offset in ``data``; all of them together no larger than
+        ``limit`` (default: :func:`decompression_limit`). Bytes after the last member that do
+        not start another are not yielded.
+
+        Raises:
+            CorruptPayloadError: a member is damaged or cut short, or the members inflate past
+                the limit.
+        """
+        view = memoryview(data).cast("B")
+        budget = decompression_limit(len(view)) if limit is None else limit
+        room = budget
+        offset = 0
+        while offset < len(view):
+            decompressor = self._new_decompressor()
+            try:
+                out, used = self._inflate(decompressor, view[offset:], room + 1)
+            except (OSError, EOFError, ValueError, MemoryError) as exc:
+                if offset:
+                    return  # not another member: what follows the last one
+                raise self._damaged(exc) from exc
+            if len(out) > room:
+                raise decompression_bomb(self.name, len(view), budget)
+            if not decompressor.eof:
+                raise CorruptPayloadError(
+                    f"the {self.name}-compressed member at byte {offset} is truncated"
+                )
+            room -= len(out)
+            yield offset, out
+            if used <= 0:
+                return
+            offset += used
 
 
 class _WholeCompressor:
