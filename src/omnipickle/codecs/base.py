@@ -187,7 +187,7 @@ class IncrementalCodec(Codec):
         """At most ``limit`` bytes out of ``data``, and how much of ``data`` the first member
         (gzip member, xz stream, zstd frame...) took, once it ended."""
         out = self._feed(decompressor, data, limit)
-        unused = getattr(decompressor, "unused_data", b"") if decompressor.eof else b""
+        unused = (getattr(decompressor, "unused_data", None) or b"") if decompressor.eof else b""
         return out, len(memoryview(data)) - len(unused)
 
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
