@@ -4,6 +4,7 @@ so they check exactly what ``loads`` checks, in the same order, with the same er
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from typing import IO, Any
@@ -18,9 +19,9 @@ from ..errors import (
 from ..files import check_binary_file, is_path
 from ..format.describe import envelope_info
 from ..format.header import MAGIC
-from ..format.reader import COMPRESSED, ENVELOPE, Payload, read, read_file
+from ..format.reader import COMPRESSED, ENVELOPE, PLAIN, Payload, read, read_file, read_view
 from ..format.signing import KeyArgument, Keys, check_keys
-from ..format.source import as_view
+from ..format.source import PrefixedReader, as_view
 from .policy import Policy
 from .report import ScanReport, combine
 from .scan import Walker, walk_all, walk_one
@@ -106,7 +107,8 @@ def scan(
         with open(data_or_path, "rb") as f:
             return _scan(ExactReader(f), policy, allow, keys)
     if isinstance(data_or_path, (bytes, bytearray, memoryview)):
-        return _scan(ExactReader(ViewFile(as_view(data_or_path))), policy, allow, keys)
+        view = as_view(data_or_path)
+        return _scan(ExactReader(ViewFile(view)), policy, allow, keys, view)
     if hasattr(data_or_path, "read"):
         check_binary_file(data_or_path, "r")
         return _scan(ExactReader(data_or_path), policy, allow, keys)
@@ -116,9 +118,14 @@ def scan(
 
 
 def _scan(
-    src: ExactReader, policy: Policy, allow: Iterable[str] | None, keys: Keys | None
+    src: ExactReader,
+    policy: Policy,
+    allow: Iterable[str] | None,
+    keys: Keys | None,
+    view: memoryview | None = None,
 ) -> ScanReport:
-    """Every stream from ``src``, as a sequence of ``load`` calls would read them."""
+    """Every stream from ``src``, as a sequence of ``load`` calls would read them (bytes in
+    memory, ``view``, are read as ``loads`` reads them)."""
     if not src.peek(1):
         raise TruncatedPayloadError("empty payload: 0 bytes")
     parts: list[ScanReport] = []
@@ -135,7 +142,7 @@ def _scan(
             break
         offset = src.pos
         try:
-            payload = read_file(src, keys=keys, whole=False)  # type: ignore[arg-type]
+            payload = _next(src, keys, view)
         except _UNREADABLE as exc:
             if first:
                 raise
@@ -151,6 +158,23 @@ def _scan(
         if parts[-1].damaged is not None or payload.kind == COMPRESSED:
             break
     return combine(parts, src.pos, notes)
+
+
+def _next(src: ExactReader, keys: Keys | None, view: memoryview | None) -> Payload:
+    """The payload at ``src``'s position, read by the one reader; a plain stream is left for
+    the walker to read (``file`` is then set, or ``stream`` for bytes in memory)."""
+    if view is None:
+        return read_file(src, keys=keys, whole=False)  # type: ignore[arg-type]
+    payload = read_view(view[src.pos :], keys=keys, exact=False)
+    if payload.kind == ENVELOPE:
+        src.skip(payload.size, "the payload")
+    elif payload.kind == PLAIN:
+        payload.file, payload.stream = _AT_SOURCE, None
+    return payload
+
+
+_AT_SOURCE = PrefixedReader(b"", io.BytesIO())
+"""Where a plain stream in memory is: at the source's position, nothing read of it yet."""
 
 
 # What reading a payload after the first may raise: reported as that stream's damage.

@@ -228,6 +228,8 @@ class Walker:
                 return op.reader(io.BytesIO(prefix + src.exact(length, what)))
             src.skip(length, what)
             return None  # followed as an opaque value
+        except CorruptPayloadError:
+            raise
         except MALFORMED_STREAM as exc:
             raise CorruptPayloadError(f"damaged pickle stream: {what}: {exc}") from exc
 
