@@ -33,7 +33,10 @@ PLAIN = pickle.dumps([1, 2])
 # Each: what the file holds, given the hostile plain pickle; the loads it takes to run it.
 SEQUENCES: dict[str, tuple[Callable[[bytes], bytes], int]] = {
     "payload then plain pickle": (lambda evil: GOOD + evil, 2),
-    "plain pickle then payload": (lambda evil: PLAIN + omnipickle.dumps(Call(os.system, "true")), 2),
+    "plain pickle then payload": (
+        lambda evil: PLAIN + omnipickle.dumps(Call(os.system, "true")),
+        2,
+    ),
     "two payloads then a plain pickle": (lambda evil: GOOD + GOOD + evil, 3),
     "plain, payload, plain": (lambda evil: PLAIN + GOOD + evil, 3),
     "two gzip members": (lambda evil: gzip.compress(PLAIN) + gzip.compress(evil), 1),
@@ -53,7 +56,7 @@ def _sources(path: Path) -> dict[str, Callable[[], Any]]:
 def test_scan_refuses_a_hostile_stream_anywhere_in_a_file(
     case: str, how: str, tmp_path: Path
 ) -> None:
-    make, _ = SEQUENCES[case]
+    make = SEQUENCES[case]
     path = tmp_path / "f.bin"
     path.write_bytes(make(_evil(tmp_path / "ran")))
     report = _sources(path)[how]()
@@ -69,7 +72,9 @@ def test_the_sequence_of_loads_scan_refuses_really_runs_the_call(tmp_path: Path)
     marker = tmp_path / "ran"
     path = tmp_path / "f.bin"
     path.write_bytes(GOOD + _evil(marker))
-    code = f"import omnipickle\nf = open({str(path)!r}, 'rb')\nomnipickle.load(f)\nomnipickle.load(f)"
+    code = (
+        f"import omnipickle\nf = open({str(path)!r}, 'rb')\nomnipickle.load(f)\nomnipickle.load(f)"
+    )
     proc = run_python(code=code, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert marker.exists()
@@ -193,10 +198,12 @@ def _bomb(codec: str, path: Path, size: int = 300 << 20) -> None:
         if codec == "zip":
             import zipfile
 
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-                with archive.open("data.pkl", "w", force_zip64=True) as member:
-                    for _ in range(size >> 20):
-                        member.write(chunk)
+            with (
+                zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive,
+                archive.open("data.pkl", "w", force_zip64=True) as member,
+            ):
+                for _ in range(size >> 20):
+                    member.write(chunk)
             return
         if codec == "zlib":
             import zlib

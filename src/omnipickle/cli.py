@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print the report as one JSON object (verdict, each stream's globals, backends, "
-        "notes) instead of a table; a damaged file prints {\"verdict\": \"damaged\", ...}",
+        'notes) instead of a table; a damaged file prints {"verdict": "damaged", ...}',
     )
 
     verify = commands.add_parser(
