@@ -104,7 +104,7 @@ def scan(
     policy = Policy(allow, trusted)
     keys = check_keys(key)
     if is_path(data_or_path):
-        with open(data_or_path, "rb") as f:
+        with open(data_or_path, "rb") as f:  # type: ignore[arg-type]  # is_path() said so
             return _scan(ExactReader(f), policy, allow, keys)
     if isinstance(data_or_path, (bytes, bytearray, memoryview)):
         view = as_view(data_or_path)

@@ -176,7 +176,7 @@ class Walker:
                 raise CorruptPayloadError(
                     f"damaged pickle stream: unknown opcode {code!r} at byte {pos}"
                 )
-            arg = self._argument(op, src, pos) if op.reader is not None else None
+            arg: Any = self._argument(op, src, pos) if op.reader is not None else None
             end = src.pos - start
             # C's unpickler reads a frame whole and an opcode that runs past its end afresh
             # from the file, while pickletools (and memory) read straight on: the two would

@@ -64,7 +64,7 @@ class ExactReader:
     def read(self, n: int = -1) -> bytes:
         """At most ``n`` bytes (all that is left if ``n`` is negative)."""
         if n < 0:
-            data = bytes(self._buf) + self._raw.read()
+            data = bytes(self._buf) + bytes(self._raw.read())
             self._buf.clear()
         else:
             self._fill(n)
