@@ -191,7 +191,10 @@ class ScanReport:
                     f"{use.builds:>6}  {status}"
                 )
         else:
-            lines += ["", "no globals: plain data only"]
+            lines += [
+                "",
+                "no globals before the damage" if self.damaged else "no globals: plain data only",
+            ]
         for name in self.mutations:
             lines.append(f"the stream changes the global {name} itself")
         for blob in self.nested:
