@@ -30,7 +30,7 @@ def _evil(marker: Path) -> bytes:
 GOOD = omnipickle.dumps({"a": 1})
 PLAIN = pickle.dumps([1, 2])
 
-# Each: what the file holds, given the hostile plain pickle; the loads it takes to run it.
+# Each: what the file holds, given a hostile plain pickle; how many loads reach it.
 SEQUENCES: dict[str, tuple[Callable[[bytes], bytes], int]] = {
     "payload then plain pickle": (lambda evil: GOOD + evil, 2),
     "plain pickle then payload": (
@@ -56,7 +56,7 @@ def _sources(path: Path) -> dict[str, Callable[[], Any]]:
 def test_scan_refuses_a_hostile_stream_anywhere_in_a_file(
     case: str, how: str, tmp_path: Path
 ) -> None:
-    make = SEQUENCES[case]
+    make, _ = SEQUENCES[case]
     path = tmp_path / "f.bin"
     path.write_bytes(make(_evil(tmp_path / "ran")))
     report = _sources(path)[how]()
