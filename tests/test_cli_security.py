@@ -102,6 +102,51 @@ def test_scan_of_a_damaged_or_missing_file_exits_1(
     assert message in proc.stderr
 
 
+def test_scan_json_gives_the_verdict_and_each_stream(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "two.bin"
+    path.write_bytes(omnipickle.dumps({"a": 1}) + pickle.dumps(Call(os.system, "true")))
+    proc = cli("scan", path, "--json")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "refused" and not report["accepted"]
+    assert [s["format"] for s in report["streams"]] == ["omnipickle", "pickle"]
+    (system,) = report["streams"][1]["globals"]
+    assert (system["module"], system["name"], system["allowed"]) == ("posix", "system", False)
+    assert system["calls"] == 1 and system["imports"] == 1 and system["reason"]
+    assert report["backends"] == ["pickle"] and report["by_value"] is False
+    assert isinstance(report["notes"], list)
+
+
+def test_scan_json_of_plain_data_exits_0(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "ok.pkl"
+    path.write_bytes(pickle.dumps([1, 2.5, "x"]))
+    proc = cli("scan", path, "--json")
+    assert proc.returncode == 0
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "accepted" and report["streams"][0]["globals"] == []
+
+
+def test_scan_json_of_a_damaged_file_exits_1_with_a_json_error(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "bad.bin"
+    path.write_bytes(omnipickle.dumps([1, 2, 3])[:-3])
+    proc = cli("scan", path, "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "damaged" and report["error"] == "TruncatedPayloadError"
+
+
+def test_scan_json_with_a_bad_allow_entry_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "ok.pkl"
+    path.write_bytes(pickle.dumps([1]))
+    assert cli("scan", path, "--json", "--allow", "not a name").returncode == 2
+
+
 def test_scan_without_a_file_exits_2() -> None:
     assert cli("scan").returncode == 2
 

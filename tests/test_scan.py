@@ -125,10 +125,14 @@ def test_scan_sees_a_second_pickle_hidden_after_the_first(tmp_path: Path) -> Non
     assert report.refused == ("posix.system",)
 
 
-def test_scan_notes_trailing_bytes_that_are_not_a_pickle() -> None:
+def test_scan_refuses_trailing_bytes_that_are_not_a_pickle() -> None:
+    """What follows a stream is scanned too: a second load would read it, and what cannot be
+    followed cannot be vouched for."""
     report = scan(pickle.dumps([1]) + b"\xffgarbage")
-    assert report.streams == 1 and report.accepted
-    assert any("not a pickle" in note for note in report.notes)
+    assert report.streams == 2 and not report.accepted
+    first, second = report.per_stream
+    assert first.accepted and first.damaged is None
+    assert second.offset == len(pickle.dumps([1])) and "unknown opcode" in str(second.damaged)
 
 
 def test_scan_reports_a_nested_dill_blob_and_what_it_holds() -> None:

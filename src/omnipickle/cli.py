@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a problem with the data, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -77,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="a file holding the signing key: if the payload's signature verifies, code by "
         "value is accepted as it is by a load with that key",
+    )
+    scan.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as one JSON object (verdict, each stream's globals, backends, "
+        'notes) instead of a table; a damaged file prints {"verdict": "damaged", ...}',
     )
 
     verify = commands.add_parser(
@@ -163,8 +170,19 @@ def _scan(args: argparse.Namespace) -> int:
         else:
             trusted = True
             _progress(f"{args.file}: signature verified: code by value is accepted")
-    report = scan(args.file, allow=args.allow, trusted=trusted)
-    print(report)
+    if not args.json:
+        report = scan(args.file, allow=args.allow, trusted=trusted)
+        print(report)
+        return _EXIT_OK if report.accepted else _EXIT_DATA
+    try:
+        report = scan(args.file, allow=args.allow, trusted=trusted)
+    except (OmnipickleError, OSError) as exc:
+        failed = {"verdict": "damaged", "error": type(exc).__name__, "message": str(exc)}
+        print(json.dumps(failed))
+        return _EXIT_DATA
+    data = report.to_dict()
+    verdict = "accepted" if report.accepted else "refused"
+    print(json.dumps({"verdict": verdict, "file": os.fspath(args.file), **data}))
     return _EXIT_OK if report.accepted else _EXIT_DATA
 
 

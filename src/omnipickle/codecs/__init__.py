@@ -15,13 +15,17 @@ from . import gzip_codec, bz2_codec, lzma_codec, zstd_codec, lz4_codec  # noqa: 
 
 # isort: on
 from .base import (
+    INFLATION_FLOOR,
+    INFLATION_RATIO,
     REGISTRY,
     Buffer,
     Codec,
+    IncrementalCodec,
     codec_by_id,
     codec_for_magic,
     codec_for_suffix,
     codecs,
+    decompression_limit,
     get_codec,
     register_codec,
     unregister_codec,
@@ -34,11 +38,14 @@ from .lzma_codec import LzmaCodec
 from .zstd_codec import ZstdCodec
 
 __all__ = [
+    "INFLATION_FLOOR",
+    "INFLATION_RATIO",
     "REGISTRY",
     "Buffer",
     "Bz2Codec",
     "Codec",
     "GzipCodec",
+    "IncrementalCodec",
     "Lz4Codec",
     "LzmaCodec",
     "ZstdCodec",
@@ -47,6 +54,7 @@ __all__ = [
     "codec_for_suffix",
     "codecs",
     "decompress_foreign",
+    "decompression_limit",
     "get_codec",
     "is_foreign",
     "register_codec",

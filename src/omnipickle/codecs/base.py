@@ -17,9 +17,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from .._registry import Entry, Registry
-from ..errors import CodecNotInstalledError, CorruptPayloadError, UnknownCodecError
+from ..errors import (
+    BudgetExceededError,
+    CodecNotInstalledError,
+    CorruptPayloadError,
+    UnknownCodecError,
+)
 
 __all__ = [
+    "INFLATION_FLOOR",
+    "INFLATION_RATIO",
     "REGISTRY",
     "Buffer",
     "Codec",
@@ -30,12 +37,34 @@ __all__ = [
     "codec_for_magic",
     "codec_for_suffix",
     "codecs",
+    "decompression_bomb",
+    "decompression_limit",
     "get_codec",
     "register_codec",
     "unregister_codec",
 ]
 
 Buffer = bytes | bytearray | memoryview
+
+INFLATION_RATIO = 200
+"""Data whose decompressed size nothing declares (a pickle compressed whole by another tool) may
+grow to this many times its compressed size..."""
+INFLATION_FLOOR = 256 << 20
+"""...or to this many bytes (256 MiB), if that is more. Past it, decompression stops."""
+
+
+def decompression_limit(compressed: int) -> int:
+    """How far ``compressed`` bytes with no declared size may inflate."""
+    return max(INFLATION_FLOOR, INFLATION_RATIO * compressed)
+
+
+def decompression_bomb(name: str, compressed: int, limit: int) -> BudgetExceededError:
+    """The error for data that inflates past ``limit``: the one place it is made."""
+    return BudgetExceededError(
+        f"the {name}-compressed data ({compressed:,} bytes) inflates past {limit:,} bytes, the "
+        f"limit for data whose size nothing declares ({INFLATION_RATIO} times its compressed "
+        f"size, at least {INFLATION_FLOOR >> 20} MiB): refused as a decompression bomb"
+    )
 
 
 class Codec:
@@ -159,19 +188,64 @@ class IncrementalCodec(Codec):
         )
         return out
 
+    def _inflate(self, decompressor: Any, data: Buffer, limit: int) -> tuple[bytes, int]:
+        """At most ``limit`` bytes out of ``data``, and how much of ``data`` the first member
+        (gzip member, xz stream, zstd frame...) took, once it ended."""
+        out = self._feed(decompressor, data, limit)
+        unused = (getattr(decompressor, "unused_data", None) or b"") if decompressor.eof else b""
+        return out, len(memoryview(data)) - len(unused)
+
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
-        """Decompress ``data``, refusing a stream longer or shorter than ``max_size``."""
+        """Decompress the first member of ``data``, refusing a stream longer or shorter than
+        ``max_size``; without one, longer than :func:`decompression_limit` allows."""
         check_plausible(max_size, self.name)
+        size = len(memoryview(data))
+        bound = decompression_limit(size) if max_size is None else max_size
         decompressor = self._new_decompressor()
-        # One byte more than promised: a stream that is too long is caught, not trusted.
-        limit = -1 if max_size is None else max_size + 1
+        # One byte more than allowed: a stream that is too long is caught, not trusted.
         try:
-            out = self._feed(decompressor, data, limit)
+            out, _ = self._inflate(decompressor, data, bound + 1)
         except (OSError, EOFError, ValueError, MemoryError) as exc:
             raise self._damaged(exc) from exc
+        if max_size is None and len(out) > bound:
+            raise decompression_bomb(self.name, size, bound)
         if not decompressor.eof:
             raise CorruptPayloadError(f"the {self.name}-compressed payload is truncated")
         return self._check_size(out, max_size)
+
+    def members(self, data: Buffer, limit: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Each member of ``data`` (gzip members, xz streams, zstd frames... one after the
+        other) decompressed, with its offset in ``data``; all of them together no larger than
+        ``limit`` (default: :func:`decompression_limit`). Bytes after the last member that do
+        not start another are not yielded.
+
+        Raises:
+            CorruptPayloadError: a member is damaged or cut short, or the members inflate past
+                the limit.
+        """
+        view = memoryview(data).cast("B")
+        budget = decompression_limit(len(view)) if limit is None else limit
+        room = budget
+        offset = 0
+        while offset < len(view):
+            decompressor = self._new_decompressor()
+            try:
+                out, used = self._inflate(decompressor, view[offset:], room + 1)
+            except (OSError, EOFError, ValueError, MemoryError) as exc:
+                if offset:
+                    return  # not another member: what follows the last one
+                raise self._damaged(exc) from exc
+            if len(out) > room:
+                raise decompression_bomb(self.name, len(view), budget)
+            if not decompressor.eof:
+                raise CorruptPayloadError(
+                    f"the {self.name}-compressed member at byte {offset} is truncated"
+                )
+            room -= len(out)
+            yield offset, out
+            if used <= 0:
+                return
+            offset += used
 
 
 class _WholeCompressor:

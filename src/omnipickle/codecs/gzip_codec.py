@@ -62,5 +62,9 @@ class _GzipDecompressor:
     def eof(self) -> bool:
         return bool(self._inner.eof)
 
+    @property
+    def unused_data(self) -> bytes:
+        return bytes(self._inner.unused_data)
+
 
 register_codec(GzipCodec.name, GzipCodec())

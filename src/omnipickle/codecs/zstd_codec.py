@@ -6,11 +6,18 @@ import io
 import os
 from typing import Any
 
-from .base import Buffer, IncrementalCodec, buffered, check_plausible, register_codec
+from .base import (
+    Buffer,
+    IncrementalCodec,
+    buffered,
+    check_plausible,
+    register_codec,
+)
 
 __all__ = ["ZstdCodec"]
 
 _THREADS_AFTER = 256 << 20
+_SLICE = 1 << 10  # compressed bytes fed at a time: at most ~32 MiB out
 
 
 class ZstdCodec(IncrementalCodec):
@@ -70,22 +77,32 @@ class ZstdCodec(IncrementalCodec):
         inner = zstandard.ZstdDecompressor().stream_reader(file, read_across_frames=False)
         return buffered(inner, self)
 
-    def _feed(self, decompressor: Any, data: Buffer, limit: int) -> bytes:
+    def _inflate(self, decompressor: Any, data: Buffer, limit: int) -> tuple[bytes, int]:
+        """zstd's decompressobj has no output limit: it is fed a slice at a time, so a frame
+        that inflates past ``limit`` overshoots by at most one slice's worth (zstd inflates at
+        most about 32,000 times), never by what the whole input holds."""
         zstandard = self._import("zstandard")
+        view = memoryview(data).cast("B")
+        out = bytearray()
+        fed = 0
         try:
-            out: bytes = decompressor.decompress(data)
+            while fed < len(view) and not decompressor.eof and (limit < 0 or len(out) < limit):
+                out += decompressor.decompress(view[fed : fed + _SLICE])
+                fed += len(view[fed : fed + _SLICE])
         except zstandard.ZstdError as exc:
             raise ValueError(str(exc)) from exc
-        return out
+        unused = len(decompressor.unused_data) if decompressor.eof else 0
+        return bytes(out), fed - unused
 
     def decompress(self, data: Buffer, max_size: int | None = None) -> bytes:
-        """Decompress ``data``, reading at most one byte past ``max_size``."""
+        """Decompress ``data``, reading at most one byte past ``max_size`` (without one, the
+        base class feeds it a slice at a time up to :func:`~.base.decompression_limit`)."""
         if max_size is None:
             return super().decompress(data)
         check_plausible(max_size, self.name)
         zstandard = self._import("zstandard")
-        # decompressobj has no output limit: read at most one byte more than the header
-        # promises through a stream reader, so a small bomb cannot fill memory first.
+        # A stream reader reads at most one byte more than the header promises, so a small
+        # bomb cannot fill memory first.
         reader = zstandard.ZstdDecompressor().stream_reader(
             io.BytesIO(data), read_across_frames=False
         )

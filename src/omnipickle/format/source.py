@@ -19,6 +19,8 @@ __all__ = ["Input", "PrefixedReader", "as_view", "file_size", "take", "truncated
 # Files are read in slices of this size: a header promising terabytes costs nothing until the
 # bytes are really there.
 SLICE = 8 << 20
+# Past this many times its stored size, a decompressed part is not allocated up front.
+_EAGER_RATIO = 64
 
 
 def as_view(data: Any) -> memoryview:
@@ -168,19 +170,32 @@ def take(
         crc = zlib.crc32(memoryview(data)[len(prefix) :], zlib.crc32(prefix[:lead]))
         return data, crc
     window = _Window(inp, stored, what)
-    out = bytearray(raw)
-    view = memoryview(out)
-    got = 0
     source = codec.reader(window)
     try:
-        while got < raw:
-            n = source.readinto(view[got:])
-            if not n:
-                break
-            got += n
+        if raw <= max(stored * _EAGER_RATIO, SLICE):
+            # The usual case: straight into the one buffer the unpickler gets.
+            out = bytearray(raw)
+            view = memoryview(out)
+            got = 0
+            while got < raw:
+                n = source.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+        else:
+            # A header promising far more than its stored bytes could plausibly hold: the
+            # buffer grows with what really comes out, so a lie costs what it delivers.
+            out = bytearray()
+            while len(out) < raw:
+                chunk = source.read(min(SLICE, raw - len(out)))
+                if not chunk:
+                    break
+                out += chunk
+            got = len(out)
         whole = got == raw and not source.read(1)
     except CorruptPayloadError:
         whole = False
+        out = bytearray()
     # Damage is reported once every byte was read: a bad signature or checksum, which say more,
     # take precedence, and the file is left just after the payload either way.
     window.drain()

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 from .entry import Source, scan, verify_signature
 from .policy import DEFAULT_ALLOW, TRUSTED_ALLOW, Policy, parse_allow
-from .scan import GlobalUse, NestedBlob, ScanReport, scan_stream
+from .report import GlobalUse, NestedBlob, ScanReport
+from .scan import scan_stream
+from .source import LIMITS
 from .unpickler import RestrictedUnpickler, restricted_loads
 
 __all__ = [
     "DEFAULT_ALLOW",
+    "LIMITS",
     "TRUSTED_ALLOW",
     "GlobalUse",
     "NestedBlob",

@@ -4,15 +4,28 @@ so they check exactly what ``loads`` checks, in the same order, with the same er
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
-from typing import IO
+from typing import IO, Any
 
+from ..codecs import IncrementalCodec, codec_for_magic
+from ..errors import (
+    CorruptPayloadError,
+    IncompatiblePayloadError,
+    SignatureError,
+    TruncatedPayloadError,
+)
+from ..files import check_binary_file, is_path
 from ..format.describe import envelope_info
-from ..format.reader import ENVELOPE, read
-from ..format.signing import KeyArgument, check_keys
+from ..format.header import MAGIC
+from ..format.reader import COMPRESSED, ENVELOPE, PLAIN, Payload, read, read_file, read_view
+from ..format.signing import KeyArgument, Keys, check_keys
+from ..format.source import PrefixedReader, as_view
 from .policy import Policy
-from .scan import ScanReport, scan_stream
+from .report import ScanReport, combine
+from .scan import Walker, walk_all, walk_one
+from .source import LIMITS, ExactReader, ViewFile
 
 __all__ = ["Source", "scan", "verify_signature"]
 
@@ -48,12 +61,19 @@ def scan(
 ) -> ScanReport:
     """Report what a payload would import and call, without executing anything.
 
-    Reads omnipickle payloads (the envelope is checked and the stream decompressed), plain
-    pickle streams (several in a row, as ``pickle.dump`` writes them to one file), and pickle
-    streams compressed whole. Every global the stream imports is listed with what the stream
-    does with it, and checked against the rules of :func:`restricted_loads`: the report's
+    Scans every pickle stream a sequence of ``load(f)`` calls would read from the data, in
+    order: omnipickle payloads (the envelope is checked and the stream decompressed), plain
+    pickle streams (as ``pickle.dump`` writes them to one file, one after the other), pickle
+    streams compressed whole (each member of a gzip, xz, bz2, zstd or lz4 file) and whatever
+    follows each of them. Every global a stream imports is listed with what the stream does
+    with it, and checked against the rules of :func:`restricted_loads`: the report's
     ``refused`` lists what a restricted load would refuse, ``accepted`` says whether it would
-    load. Dill blobs nested inside are scanned too.
+    load. Dill blobs nested inside are scanned too. ``per_stream`` has one report per stream;
+    the report itself sums them up, and is refused if any stream is refused or damaged.
+
+    Memory and time are bounded: streams are read as the unpickler reads them, without
+    keeping what the verdict does not need, and compressed data that declares no size may
+    inflate to 200 times its size (at least 256 MiB), no further.
 
     The verdict is conservative: a stream that changes a global itself, or that builds a
     global's name in a way that cannot be followed without running it, is reported as
@@ -73,36 +93,135 @@ def scan(
 
     Raises:
         TruncatedPayloadError: the payload is empty or ends early.
-        CorruptPayloadError: the header, the checksum, the compression or the pickle stream
-            is damaged.
+        CorruptPayloadError: the header, the checksum, the compression or the first pickle
+            stream is damaged, or compressed data inflates past the limit (a later stream
+            that is damaged is reported, refused, instead).
         IncompatiblePayloadError: a format, flag, codec or backend this release does not know.
         SignatureError: ``key`` was given and the payload is unsigned or does not verify.
         CodecNotInstalledError: the payload's codec needs a package that is not installed.
         TypeError, ValueError: the argument is of the wrong type, or ``allow`` is malformed.
     """
-
     policy = Policy(allow, trusted)
-    payload = read(data_or_path, keys=check_keys(key), exact=False, whole=True, what="scan")
-    if payload.verified:
-        policy = Policy(allow, True)
+    keys = check_keys(key)
+    if is_path(data_or_path):
+        with open(data_or_path, "rb") as f:  # type: ignore[arg-type]  # is_path() said so
+            return _scan(ExactReader(f), policy, allow, keys)
+    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
+        view = as_view(data_or_path)
+        return _scan(ExactReader(ViewFile(view)), policy, allow, keys, view)
+    if hasattr(data_or_path, "read"):
+        check_binary_file(data_or_path, "r")
+        return _scan(ExactReader(data_or_path), policy, allow, keys)
+    raise TypeError(
+        f"scan() takes bytes, a path or a binary file, not {type(data_or_path).__name__}"
+    )
+
+
+def _scan(
+    src: ExactReader,
+    policy: Policy,
+    allow: Iterable[str] | None,
+    keys: Keys | None,
+    view: memoryview | None = None,
+) -> ScanReport:
+    """Every stream from ``src``, as a sequence of ``load`` calls would read them (bytes in
+    memory, ``view``, are read as ``loads`` reads them)."""
+    if not src.peek(1):
+        raise TruncatedPayloadError("empty payload: 0 bytes")
+    parts: list[ScanReport] = []
+    notes: list[str] = []
+    while src.peek(1):
+        first = not parts
+        if len(parts) >= LIMITS["streams"]:
+            parts.append(_unread(policy, src.pos, f"more than {LIMITS['streams']:,} streams"))
+            break
+        head = src.peek(len(MAGIC))
+        codec = codec_for_magic(head) if head != MAGIC else None
+        if isinstance(codec, IncrementalCodec):
+            parts += _members(src, codec, policy, first, notes)
+            break
+        offset = src.pos
+        try:
+            payload = _next(src, keys, view)
+        except _UNREADABLE as exc:
+            if first:
+                raise
+            parts.append(_unread(policy, offset, f"{type(exc).__name__}: {exc}"))
+            break
+        here = Policy(allow, True) if payload.verified else policy
+        if payload.file is not None:  # a plain stream: walked from the file, as unpickled
+            src.unread(payload.file.head)
+            parts.append(walk_one(src, here, strict=first, fmt=payload.kind, offset=offset))
+        else:
+            assert payload.stream is not None
+            parts += _in_memory(payload, here, first)
+        if parts[-1].damaged is not None or payload.kind == COMPRESSED:
+            break
+    return combine(parts, src.pos, notes)
+
+
+def _next(src: ExactReader, keys: Keys | None, view: memoryview | None) -> Payload:
+    """The payload at ``src``'s position, read by the one reader; a plain stream is left for
+    the walker to read (``file`` is then set, or ``stream`` for bytes in memory)."""
+    if view is None:
+        return read_file(src, keys=keys, whole=False)  # type: ignore[arg-type]
+    payload = read_view(view[src.pos :], keys=keys, exact=False)
+    if payload.kind == ENVELOPE:
+        src.skip(payload.size, "the payload")
+    elif payload.kind == PLAIN:
+        payload.file, payload.stream = _AT_SOURCE, None
+    return payload
+
+
+_AT_SOURCE = PrefixedReader(b"", io.BytesIO())
+"""Where a plain stream in memory is: at the source's position, nothing read of it yet."""
+
+
+# What reading a payload after the first may raise: reported as that stream's damage.
+_UNREADABLE = (CorruptPayloadError, SignatureError, IncompatiblePayloadError, ImportError)
+
+
+def _unread(policy: Policy, offset: int, why: str) -> ScanReport:
+    return Walker(policy).report(fmt="unknown", offset=offset, damaged=why)
+
+
+def _in_memory(payload: Payload, policy: Policy, first: bool) -> list[ScanReport]:
+    """The streams of an envelope (or of a pickle another tool compressed whole)."""
     assert payload.stream is not None
+    where: dict[str, Any] = {
+        "fmt": payload.kind,
+        "codec": payload.codec.name if payload.codec is not None else None,
+    }
     if payload.kind == ENVELOPE:
         assert payload.header is not None
         described = envelope_info(payload)
-        return scan_stream(
-            payload.stream,
+        where.update(info=described, backends=described.backends, by_value=payload.header.by_value)
+    if not len(payload.stream):
+        raise TruncatedPayloadError("empty pickle stream: 0 bytes")
+    return walk_all(ExactReader(ViewFile(payload.stream)), policy, strict=first, **where)
+
+
+def _members(
+    src: ExactReader, codec: IncrementalCodec, policy: Policy, first: bool, notes: list[str]
+) -> list[ScanReport]:
+    """Each member of a file compressed whole: ``load`` unpickles the first; other readers
+    (``gzip.open`` and ``pickle.load`` in turn) read on into the next."""
+    data = src.read()
+    parts: list[ScanReport] = []
+    count = 0
+    for _, content in codec.members(data):
+        count += 1
+        if not content and first and not parts:
+            raise TruncatedPayloadError("empty pickle stream: 0 bytes")
+        parts += walk_all(
+            ExactReader(ViewFile(memoryview(content))),
             policy,
-            fmt=ENVELOPE,
-            codec=payload.codec.name if payload.codec is not None else None,
-            size=payload.size,
-            info=described,
-            backends=described.backends,
-            by_value=payload.header.by_value,
+            strict=first and not parts,
+            fmt=COMPRESSED,
+            codec=codec.name,
         )
-    return scan_stream(
-        payload.stream,
-        policy,
-        fmt=payload.kind,
-        codec=payload.codec.name if payload.codec is not None else None,
-        size=payload.size,
-    )
+        if parts and parts[-1].damaged is not None:
+            return parts
+    if count > 1:
+        notes.append(f"{count} {codec.name} members: load() unpickles the first; each was scanned")
+    return parts

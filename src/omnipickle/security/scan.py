@@ -1,12 +1,18 @@
 """The static scan: what a pickle stream would import and call, found without executing it.
 
-:func:`scan_stream` walks an already-decoded pickle stream (the envelope checked and the data
-decompressed by :func:`~.entry.scan`) opcode by opcode and simulates the unpickler's stack with
-symbolic values. Each opcode's stack effect comes from ``pickletools``' own metadata
-(``stack_before`` / ``stack_after``); only the opcodes whose effect on *what* is on the stack
-matters to the verdict are simulated by hand: the ones that import globals, call them, change
-them, copy values (memo, DUP), name persistent ids, or mark the protocol and the stream's end.
-Every verdict comes from the same :class:`~.policy.Policy` restricted loading uses.
+:class:`Walker` reads a pickle stream from a :class:`ExactReader` (a file or memory, read as the
+unpickler reads it: exactly, never past the stream's STOP) opcode by opcode and simulates the
+unpickler's stack with symbolic values. Each opcode's stack effect comes from ``pickletools``'
+own metadata (``stack_before`` / ``stack_after``); only the opcodes whose effect on *what* is on
+the stack matters to the verdict are simulated by hand: the ones that import globals, call them,
+change them, copy values (memo, DUP), name persistent ids, or mark the protocol, the frames and
+the stream's end. Every verdict comes from the same :class:`~.policy.Policy` restricted loading
+uses.
+
+Memory and time are bounded whatever the stream: arguments are skipped, not read, unless the
+verdict needs their value (short strings, the bytes a nested blob is loaded from); the stack,
+the marks and the memo have limits (:data:`LIMITS`), and a stream past one is refused, not
+followed further.
 """
 
 from __future__ import annotations
@@ -15,16 +21,22 @@ import copyreg
 import functools
 import io
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
 from ..backends import REGISTRY as BACKENDS
 from ..backends import global_prefixes
-from ..errors import MALFORMED_STREAM, CorruptPayloadError, TruncatedPayloadError, damaged_stream
+from ..errors import MALFORMED_STREAM, CorruptPayloadError, TruncatedPayloadError
 from ..format.describe import Info
 from .policy import Policy, fix_name
+from .report import GlobalUse, NestedBlob, ScanReport, combine
+from .source import LIMITS, ExactReader, Refusal, ViewFile
 
-__all__ = ["GlobalUse", "NestedBlob", "ScanReport", "scan_stream"]
+__all__ = [
+    "Walker",
+    "scan_stream",
+    "walk_all",
+    "walk_one",
+]
 
 # Globals that build code by value: what makes scan() say "code by value".
 _CODE_GLOBALS = frozenset(
@@ -44,198 +56,11 @@ _CODE_GLOBALS = frozenset(
     }
 )
 
-_LOAD_DILL = "omnipickle._reconstruct.load_dill"
+_LOAD_DILL = ("omnipickle._reconstruct", "load_dill")
 _RESTORE_STATE = ("omnipickle._reconstruct", "restore_state")
 _INSTANTIATORS = frozenset(
     {("copyreg", "_reconstructor"), ("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__")}
 )
-_MAX_NESTING = 16
-
-
-@dataclass(frozen=True)
-class GlobalUse:
-    """One global a payload references, and what the payload does with it.
-
-    Attributes:
-        module: the module (after Python 2 names are mapped), or ``None`` if it could not be
-            resolved statically.
-        name: the (possibly dotted) name in the module, or ``None`` if unresolved.
-        imports: how many times the stream imports it.
-        calls: how many times the stream calls it (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ).
-        builds: how many times the stream sets the state of an object it made (BUILD, which
-            calls the class's ``__setstate__`` if it has one).
-        allowed: whether restricted loading with the scan's allow-list accepts it.
-        reason: why it is refused (``None`` when allowed).
-        code: whether it rebuilds code serialized by value.
-        position: where in the stream it is first imported.
-    """
-
-    module: str | None
-    name: str | None
-    imports: int
-    calls: int
-    builds: int
-    allowed: bool
-    reason: str | None
-    code: bool
-    position: int
-
-    @property
-    def qualified_name(self) -> str:
-        """``module.name``, or ``"<unresolved>"``."""
-        if self.module is None or self.name is None:
-            return "<unresolved>"
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(frozen=True)
-class NestedBlob:
-    """A pickle stream inside the payload, loaded by a reconstructor (a dill blob).
-
-    Attributes:
-        position: where the call that loads it is in the outer stream.
-        size: the blob's size in bytes.
-        loader: the global that loads it (``omnipickle._reconstruct.load_dill``).
-        report: the blob's own scan, or ``None`` if it could not be scanned.
-        error: why it could not be scanned.
-    """
-
-    position: int
-    size: int
-    loader: str
-    report: ScanReport | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ScanReport:
-    """What a payload would import and call, found without executing it.
-
-    ``str()`` of a report is a readable table; :meth:`rows` gives the same rows as data.
-
-    Attributes:
-        format: ``"omnipickle"``, ``"pickle"`` or ``"compressed pickle"``.
-        codec: the compression codec, or ``None``.
-        protocol: the pickle protocol of the (first) stream, when it says.
-        size: bytes given to :func:`scan`.
-        stream_size: bytes of pickle stream scanned (after decompression).
-        streams: how many pickle streams follow each other in the data (a file written by
-            several ``pickle.dump`` calls holds several).
-        envelope: what the envelope says (``omnipickle.info``), or ``None``.
-        globals: every global referenced, in order of first use.
-        backends: the backends needed to load it, from the envelope and the globals seen.
-        by_value: whether it holds code serialized by value.
-        nested: pickle streams nested inside it (dill blobs), each scanned too.
-        persistent_ids: how many persistent ids it uses (restricted loading refuses them).
-        out_of_band_buffers: how many out-of-band buffers it needs.
-        mutations: globals the stream tries to change (BUILD, APPEND, SETITEM... applied to
-            the global itself rather than to an object made from it).
-        refused: what restricted loading would refuse, in stream order: the first is what it
-            would name.
-        trusted: whether the verdict allows code by value (``scan(..., trusted=True)``).
-        notes: anything else worth knowing.
-    """
-
-    format: str
-    codec: str | None
-    protocol: int | None
-    size: int
-    stream_size: int
-    streams: int
-    # An omnipickle.Info, typed loosely: Info is defined above this package (in api).
-    envelope: Info | None
-    globals: tuple[GlobalUse, ...]
-    backends: tuple[str, ...]
-    by_value: bool
-    nested: tuple[NestedBlob, ...]
-    persistent_ids: int
-    out_of_band_buffers: int
-    mutations: tuple[str, ...]
-    refused: tuple[str, ...]
-    trusted: bool
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def accepted(self) -> bool:
-        """Whether :func:`restricted_loads` would accept it (with the same allow-list)."""
-        return not self.refused
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per global: the table of ``str(report)`` as data."""
-        return [
-            {
-                "global": use.qualified_name,
-                "imports": use.imports,
-                "calls": use.calls,
-                "builds": use.builds,
-                "code": use.code,
-                "allowed": use.allowed,
-                "reason": use.reason,
-            }
-            for use in self.globals
-        ]
-
-    def __str__(self) -> str:
-        return "\n".join(self._lines())
-
-    def _lines(self) -> list[str]:
-        fmt = self.format
-        if self.envelope is not None:
-            fmt += f" v{self.envelope.format_version}"
-            fmt += ", signed (not verified by scan)" if self.envelope.signed else ", unsigned"
-        summary: list[tuple[str, str]] = [
-            ("format", fmt),
-            ("codec", self.codec or "none"),
-            ("protocol", "-" if self.protocol is None else str(self.protocol)),
-            ("size", f"{self.size:,} bytes (pickle stream {self.stream_size:,} bytes)"),
-            ("backends", ", ".join(self.backends) or "-"),
-            ("code by value", "yes" if self.by_value else "no"),
-        ]
-        if self.streams > 1:
-            summary.append(("streams", str(self.streams)))
-        if self.persistent_ids:
-            summary.append(("persistent ids", str(self.persistent_ids)))
-        if self.out_of_band_buffers:
-            summary.append(("out-of-band", f"{self.out_of_band_buffers} buffers"))
-        mode = "trusted" if self.trusted else "restricted"
-        if self.accepted:
-            verdict = f"accepted by {mode} loading"
-        else:
-            shown = ", ".join(self.refused[:5]) + (", ..." if len(self.refused) > 5 else "")
-            verdict = f"REFUSED by {mode} loading: {shown}"
-        summary.append(("verdict", verdict))
-        width = max(len(k) for k, _ in summary)
-        lines = [f"{k:<{width}}  {v}" for k, v in summary]
-        if self.globals:
-            name_w = max(len("global"), *(len(u.qualified_name) for u in self.globals))
-            head = f"{'global':<{name_w}}  imports  calls  builds  {mode} loading"
-            lines += ["", head, "-" * len(head)]
-            for use in self.globals:
-                status = "allowed" if use.allowed else f"REFUSED: {use.reason}"
-                if use.code:
-                    status += " [code by value]"
-                lines.append(
-                    f"{use.qualified_name:<{name_w}}  {use.imports:>7}  {use.calls:>5}  "
-                    f"{use.builds:>6}  {status}"
-                )
-        else:
-            lines += ["", "no globals: plain data only"]
-        for name in self.mutations:
-            lines.append(f"the stream changes the global {name} itself")
-        for blob in self.nested:
-            lines += [
-                "",
-                f"nested {blob.loader} blob at byte {blob.position} ({blob.size:,} bytes):",
-            ]
-            if blob.report is None:
-                lines.append(f"    could not be scanned: {blob.error}")
-            else:
-                lines += [f"    {line}" if line else "" for line in blob.report._lines()]
-        lines += [f"note: {note}" for note in self.notes]
-        return lines
-
-
-# --- the walker ----------------------------------------------------------------------------------
 
 
 class _Sym:
@@ -244,23 +69,28 @@ class _Sym:
     __slots__ = ("kind", "value")
 
     def __init__(self, kind: str, value: Any = None) -> None:
-        self.kind = kind  # "str", "bytes", "tuple", "global", "made", "mark", "other"
+        self.kind = kind  # "str", "bytes", "tuple", "global", "made", "other"
         self.value = value
 
 
 _OTHER = _Sym("other")
-_MARK = _Sym("mark")
 
 
 class _Op(NamedTuple):
     """What the walker needs of one opcode, from pickletools' description of it."""
 
     name: str
-    reader: Callable[[IO[bytes]], Any] | None  # reads its argument from the stream
+    width: int  # pickletools' ``n``: a fixed size, or how the argument's size is given
+    reader: Callable[[IO[bytes]], Any] | None  # decodes its argument
     below: int  # values it pops (below its mark, when it has one)
     to_mark: bool  # it pops a mark and every value above it
     pushes: tuple[str, ...]  # the kind of each value it pushes ("mark", "str", "tuple"...)
-    handler: Callable[[_Walker, _Op, Any, int], None]  # how the walker simulates it
+    handler: Callable[[Walker, _Op, Any, int], None]  # how the walker simulates it
+
+
+# pickletools' codes for an argument whose length comes first: the length's size, and whether
+# it is signed.
+_COUNTED = {-2: (1, False), -3: (4, True), -4: (4, False), -5: (8, False)}
 
 
 @functools.cache
@@ -283,23 +113,23 @@ def _opcodes() -> dict[int, _Op]:
         to_mark = pickletools.markobject in before
         table[ord(op.code)] = _Op(
             name=op.name,
+            width=op.arg.n if op.arg is not None else 0,
             reader=op.arg.reader if op.arg is not None else None,
             below=before.index(pickletools.markobject) if to_mark else len(before),
             to_mark=to_mark,
             pushes=tuple(kinds.get(item, "other") for item in op.stack_after),
-            handler=_HANDLERS.get(op.name, _Walker.generic),
+            handler=_HANDLERS.get(op.name, Walker.generic),
         )
     return table
 
 
-class _Walker:
-    """Simulates the unpickler's stack over pickle streams; executes nothing."""
+class Walker:
+    """Simulates the unpickler's stack over one pickle stream; executes nothing."""
 
-    def __init__(self, policy: Policy, depth: int) -> None:
+    def __init__(self, policy: Policy, depth: int = 0) -> None:
         self.policy = policy
         self.depth = depth
         self.uses: dict[tuple[str | None, str | None], dict[str, Any]] = {}
-        self.order: list[tuple[str | None, str | None]] = []
         self.refused: list[str] = []
         self.nested: list[NestedBlob] = []
         self.mutations: list[str] = []
@@ -308,66 +138,130 @@ class _Walker:
         self.protocol: int | None = None
         self.first_protocol = 0
         self.unresolved = 0
-        self.data = b""
+        self.notes: list[str] = []
         self.stack: list[_Sym] = []
-        self.memo: dict[int, _Sym] = {}
+        self.metastack: list[list[_Sym]] = []
+        self.values = 0  # on the stack, under every mark
+        self.memo: dict[int, _Sym] = {}  # what the verdict needs of the memo; the rest is opaque
+        self.memo_set = bytearray()  # a bit per memo index that was set
+        self.memo_count = 0
+        self.kept = 0
+        self.kept_bytes = 0
+        self._globals: dict[tuple[str | None, str | None], _Sym] = {}
+        self._made_syms: dict[tuple[str | None, str | None], _Sym] = {}
+        self._blobs: dict[_Sym, ScanReport | str] = {}
+        self.size = 0
 
-    def walk(self, data: bytes, start: int) -> int:
-        """Walk one pickle stream from ``start``; return where it ended (after STOP)."""
+    def walk(self, src: ExactReader) -> None:
+        """Walk one pickle stream from ``src``'s position to just after its STOP.
+
+        Raises:
+            TruncatedPayloadError, CorruptPayloadError: the stream ends early or is malformed.
+            Refusal: it cannot be followed as the unpickler would read it.
+        """
         opcodes = _opcodes()
-        file = io.BytesIO(data)
-        file.seek(start)
-        self.data, self.stack, self.memo, self.protocol = data, [], {}, None
+        start = src.pos
+        frame_end: int | None = None  # where the current frame ends, from the stream's start
         while True:
-            pos = file.tell()
-            code = file.read(1)
+            pos = src.pos - start
+            if frame_end is not None and pos == frame_end:
+                frame_end = None
+            code = src.read(1)
             if not code:
                 raise TruncatedPayloadError(
-                    f"truncated pickle stream: the data ({len(data)} bytes) ends before its "
-                    f"STOP opcode"
+                    f"truncated pickle stream: the data ({pos} bytes) ends before its STOP opcode"
                 )
             op = opcodes.get(code[0])
             if op is None:
                 raise CorruptPayloadError(
                     f"damaged pickle stream: unknown opcode {code!r} at byte {pos}"
                 )
-            arg: Any = None
-            if op.reader is not None:
-                try:
-                    arg = op.reader(file)
-                except MALFORMED_STREAM as exc:
-                    raise damaged_stream(
-                        exc, size=len(data), ended=file.tell() >= len(data), position=file.tell()
-                    ) from exc
+            arg: Any = self._argument(op, src, pos) if op.reader is not None else None
+            end = src.pos - start
+            # C's unpickler reads a frame whole and an opcode that runs past its end afresh
+            # from the file, while pickletools (and memory) read straight on: the two would
+            # see different opcodes after it.
+            if frame_end is not None and end > frame_end:
+                raise Refusal(
+                    f"the {op.name} at byte {pos} runs past the end of its frame (byte "
+                    f"{frame_end}): frames must end between opcodes"
+                )
+            if op.name == "FRAME":
+                if frame_end is not None and end < frame_end:
+                    raise Refusal(f"a FRAME at byte {pos} inside the frame ending at {frame_end}")
+                frame_end = end + int(arg)
             if self.protocol is None:
                 # The protocol the stream declares first; no PROTO opcode means 0 or 1.
                 self.first_protocol = int(arg) if op.name == "PROTO" else 0
                 self.protocol = 0
             op.handler(self, op, arg, pos)
+            if self.values > LIMITS["stack"] or len(self.metastack) > LIMITS["marks"]:
+                raise Refusal(
+                    f"more than {LIMITS['stack']:,} values or {LIMITS['marks']:,} open marks "
+                    f"on the stack at byte {pos}: too large to follow"
+                )
             if op.name == "STOP":
-                return file.tell()
+                if frame_end is not None and end < frame_end:
+                    raise Refusal(f"the stream stops at byte {end}, inside its frame")
+                self.size = end
+                return
+
+    def _argument(self, op: _Op, src: ExactReader, pos: int) -> Any:
+        assert op.reader is not None
+        what = f"the argument of {op.name} at byte {pos}"
+        try:
+            if op.width >= 0:
+                return op.reader(io.BytesIO(src.exact(op.width, what)))
+            if op.width == -1:  # up to a newline (GLOBAL and INST: two lines)
+                lines = src.line(what)
+                if op.name in ("GLOBAL", "INST"):
+                    return lines, src.line(what)
+                return op.reader(io.BytesIO(lines))
+            size, signed = _COUNTED[op.width]
+            prefix = src.exact(size, what)
+            length = int.from_bytes(prefix, "little", signed=signed)
+            if length < 0:
+                raise CorruptPayloadError(f"damaged pickle stream: {what} has a negative size")
+            kind = op.pushes[0] if op.pushes else "other"
+            wanted = (kind == "str" and length <= LIMITS["string"]) or kind == "bytes"
+            if wanted and self._keep(length):
+                return op.reader(io.BytesIO(prefix + src.exact(length, what)))
+            src.skip(length, what)
+            return None  # followed as an opaque value
+        except CorruptPayloadError:
+            raise
+        except MALFORMED_STREAM as exc:
+            raise CorruptPayloadError(f"damaged pickle stream: {what}: {exc}") from exc
+
+    def _keep(self, length: int) -> bool:
+        if self.kept >= LIMITS["kept"] or self.kept_bytes + length > LIMITS["kept_bytes"]:
+            return False
+        self.kept += 1
+        self.kept_bytes += length
+        return True
 
     # -- the stack
 
+    def _push(self, value: _Sym) -> None:
+        self.stack.append(value)
+        self.values += 1
+
     def _pop(self, pos: int) -> _Sym:
-        if not self.stack or self.stack[-1] is _MARK:
+        if not self.stack:
             raise CorruptPayloadError(f"damaged pickle stream: stack underflow at byte {pos}")
+        self.values -= 1
         return self.stack.pop()
 
     def _top(self, pos: int) -> _Sym:
-        top = self._pop(pos)
-        self.stack.append(top)
-        return top
+        if not self.stack:
+            raise CorruptPayloadError(f"damaged pickle stream: stack underflow at byte {pos}")
+        return self.stack[-1]
 
     def _pop_mark(self, pos: int) -> list[_Sym]:
-        stack = self.stack
-        at = len(stack) - 1
-        while at >= 0 and stack[at] is not _MARK:
-            at -= 1
-        if at < 0:
+        if not self.metastack:
             raise CorruptPayloadError(f"damaged pickle stream: no MARK for the opcode at {pos}")
-        items = stack[at + 1 :]
-        del stack[at:]
+        items, self.stack = self.stack, self.metastack.pop()
+        self.values -= len(items)
         return items
 
     def _pop_args(self, op: _Op, pos: int) -> list[_Sym]:
@@ -383,14 +277,15 @@ class _Walker:
         """Any opcode the verdict does not hang on: pickletools' stack effect, opaque values."""
         args = self._pop_args(op, pos) if op.below or op.to_mark else []
         for kind in op.pushes:
-            if kind == "other":
-                self.stack.append(_OTHER)
-            elif kind == "tuple":
-                self.stack.append(_Sym(kind, args))
-            elif kind == "mark":
-                self.stack.append(_MARK)
-            else:  # a literal str or bytes: its value is its argument
-                self.stack.append(_Sym(kind, arg))
+            if kind == "mark":
+                self.metastack.append(self.stack)
+                self.stack = []
+            elif kind == "tuple" and args and args[0] is not _OTHER and self._keep(0):
+                self._push(_Sym(kind, (len(args), args[0])))
+            elif kind in ("str", "bytes") and arg is not None:
+                self._push(_Sym(kind, arg))
+            else:
+                self._push(_OTHER)
 
     # -- globals: GLOBAL, STACK_GLOBAL, EXT1/2/4, INST, OBJ
 
@@ -404,7 +299,6 @@ class _Walker:
                 reason, _ = self.policy.check(module, name)
             use = {"imports": 0, "calls": 0, "builds": 0, "reason": reason, "position": pos}
             self.uses[key] = use
-            self.order.append(key)
         return use
 
     def _import(self, module: str | None, name: str | None, pos: int) -> _Sym:
@@ -415,32 +309,42 @@ class _Walker:
         full = f"{module}.{name}" if module is not None else f"<unresolved global at {pos}>"
         if use["reason"] is not None and full not in self.refused:
             self.refused.append(full)
-        return _Sym("global", (module, name))
+        key = (module, name)
+        if key not in self._globals:
+            self._globals[key] = _Sym("global", key)
+        return self._globals[key]
+
+    def _made(self, cls: _Sym) -> _Sym:
+        """What calling ``cls`` makes: one value per global (BUILD on it counts as a build)."""
+        if cls.kind != "global":
+            return _OTHER
+        if cls.value not in self._made_syms:
+            self._made_syms[cls.value] = _Sym("made", cls)
+        return self._made_syms[cls.value]
 
     def _call(self, target: _Sym, kind: str) -> None:
         if target.kind == "global":
             self.uses[target.value][kind] += 1
 
-    def global_(self, op: _Op, arg: Any, pos: int) -> None:
+    def _names(self, lines: tuple[bytes, bytes], pos: int) -> tuple[str, str]:
         # Read the two lines as the C unpickler does (UTF-8), not as pickletools shows them.
-        data = self.data
-        first = data.index(b"\n", pos + 1)
-        second = data.index(b"\n", first + 1)
         try:
-            module, name = data[pos + 1 : first].decode(), data[first + 1 : second].decode()
+            return lines[0][:-1].decode(), lines[1][:-1].decode()
         except UnicodeDecodeError as exc:
             raise CorruptPayloadError(
-                f"damaged pickle stream: the GLOBAL at byte {pos} is not UTF-8"
+                f"damaged pickle stream: the names at byte {pos} are not UTF-8"
             ) from exc
-        self.stack.append(self._import(module, name, pos))
+
+    def global_(self, op: _Op, arg: Any, pos: int) -> None:
+        self._push(self._import(*self._names(arg, pos), pos))
 
     def stack_global(self, op: _Op, arg: Any, pos: int) -> None:
         module, name = self._pop_args(op, pos)
         if module.kind == "str" and name.kind == "str":
-            self.stack.append(self._import(module.value, name.value, pos))
+            self._push(self._import(module.value, name.value, pos))
         else:
             self.unresolved += 1
-            self.stack.append(self._import(None, None, pos))
+            self._push(self._import(None, None, pos))
 
     def extension(self, op: _Op, arg: Any, pos: int) -> None:
         key = copyreg._inverted_registry.get(int(arg))  # type: ignore[attr-defined]
@@ -449,21 +353,20 @@ class _Walker:
                 f"damaged pickle stream: extension code {arg} at byte {pos} is not "
                 f"registered (copyreg.add_extension)"
             )
-        self.stack.append(self._import(key[0], key[1], pos))
+        self._push(self._import(key[0], key[1], pos))
 
     def inst(self, op: _Op, arg: Any, pos: int) -> None:
         self._pop_args(op, pos)
-        module, name = str(arg).split(" ", 1)
-        cls = self._import(module, name, pos)
+        cls = self._import(*self._names(arg, pos), pos)
         self._call(cls, "calls")
-        self.stack.append(_Sym("made", cls))
+        self._push(self._made(cls))
 
     def obj(self, op: _Op, arg: Any, pos: int) -> None:
         items = self._pop_args(op, pos)
         if not items:
             raise CorruptPayloadError(f"damaged pickle stream: OBJ with no class at {pos}")
         self._call(items[0], "calls")
-        self.stack.append(_Sym("made", items[0]))
+        self._push(self._made(items[0]))
 
     # -- calls: REDUCE, NEWOBJ, NEWOBJ_EX
 
@@ -472,7 +375,7 @@ class _Walker:
         self._call(func, "calls")
         self._nested(func, args, pos)
         made = func
-        first = args.value[0] if args.kind == "tuple" and args.value else _OTHER
+        first = args.value[1] if args.kind == "tuple" else _OTHER
         if func.kind == "global" and func.value in _INSTANTIATORS:
             # copyreg._reconstructor(cls, ...), __newobj__(cls, ...): cls is made.
             if first.kind == "global":
@@ -480,31 +383,41 @@ class _Walker:
                 made = first
         elif func.kind == "global" and func.value == _RESTORE_STATE:
             self._mutation(first, "restore_state", pos)
-        self.stack.append(_Sym("made", made))
+        self._push(self._made(made))
 
     def new_object(self, op: _Op, arg: Any, pos: int) -> None:
         cls = self._pop_args(op, pos)[0]  # the class, then its arguments
         self._call(cls, "calls")
-        self.stack.append(_Sym("made", cls))
+        self._push(self._made(cls))
 
     def _nested(self, func: _Sym, args: _Sym, pos: int) -> None:
-        if func.kind != "global" or func.value != tuple(_LOAD_DILL.rsplit(".", 1)):
+        if func.kind != "global" or func.value != _LOAD_DILL:
             return
-        if args.kind != "tuple" or len(args.value) != 1 or args.value[0].kind != "bytes":
-            self.nested.append(NestedBlob(pos, 0, _LOAD_DILL, None, "its bytes are not literal"))
+        loader = ".".join(_LOAD_DILL)
+        if args.kind != "tuple" or args.value[0] != 1 or args.value[1].kind != "bytes":
+            self.nested.append(NestedBlob(pos, 0, loader, None, "its bytes are not literal"))
+            if self.policy.trusted:
+                self.refused.append(f"a blob at byte {pos} that could not be scanned")
             return
-        blob = bytes(args.value[0].value)
-        if self.depth >= _MAX_NESTING:
-            self.nested.append(NestedBlob(pos, len(blob), _LOAD_DILL, None, "nested too deeply"))
-            self.refused.append(f"blobs nested more than {_MAX_NESTING} deep at byte {pos}")
+        blob = args.value[1]
+        size = len(blob.value)
+        if self.depth >= LIMITS["nesting"]:
+            self.nested.append(NestedBlob(pos, size, loader, None, "nested too deeply"))
+            self.refused.append(f"blobs nested more than {LIMITS['nesting']} deep at byte {pos}")
             return
-        try:
-            report = scan_stream(memoryview(blob), self.policy, fmt="pickle", depth=self.depth + 1)
-        except CorruptPayloadError as exc:
-            self.nested.append(NestedBlob(pos, len(blob), _LOAD_DILL, None, str(exc)))
+        if blob not in self._blobs:  # a blob loaded again from the memo is scanned once
+            try:
+                self._blobs[blob] = scan_stream(
+                    memoryview(blob.value), self.policy, fmt="pickle", depth=self.depth + 1
+                )
+            except CorruptPayloadError as exc:
+                self._blobs[blob] = str(exc)
+        report = self._blobs[blob]
+        if isinstance(report, str):
+            self.nested.append(NestedBlob(pos, size, loader, None, report))
             self.refused.append(f"damaged nested blob at byte {pos}")
             return
-        self.nested.append(NestedBlob(pos, len(blob), _LOAD_DILL, report))
+        self.nested.append(NestedBlob(pos, size, loader, report))
         if self.policy.trusted:
             self.refused += [f"{name} (in the blob at byte {pos})" for name in report.refused]
 
@@ -533,21 +446,36 @@ class _Walker:
     # -- copies keep the value itself: the memo, DUP, POP of a mark, READONLY_BUFFER
 
     def put(self, op: _Op, arg: Any, pos: int) -> None:  # PUT, BINPUT, LONG_BINPUT, MEMOIZE
-        self.memo[len(self.memo) if arg is None else int(arg)] = self._top(pos)
+        index = self.memo_count if arg is None else int(arg)
+        if index > LIMITS["memo"]:
+            raise Refusal(f"memo index {index} at byte {pos} is too large to follow")
+        value = self._top(pos)
+        byte, bit = divmod(index, 8)
+        if byte >= len(self.memo_set):
+            self.memo_set += bytes(byte + 1 - len(self.memo_set))
+        if not self.memo_set[byte] >> bit & 1:
+            self.memo_set[byte] |= 1 << bit
+            self.memo_count += 1
+        if value is _OTHER:
+            self.memo.pop(index, None)
+        else:
+            self.memo[index] = value
 
     def get(self, op: _Op, arg: Any, pos: int) -> None:
-        if int(arg) not in self.memo:
+        index = int(arg)
+        byte, bit = divmod(index, 8)
+        if index < 0 or byte >= len(self.memo_set) or not self.memo_set[byte] >> bit & 1:
             raise CorruptPayloadError(
                 f"damaged pickle stream: memo entry {arg} read at byte {pos} was never set"
             )
-        self.stack.append(self.memo[int(arg)])
+        self._push(self.memo.get(index, _OTHER))
 
     def dup(self, op: _Op, arg: Any, pos: int) -> None:
-        self.stack.append(self._top(pos))
+        self._push(self._top(pos))
 
     def pop(self, op: _Op, arg: Any, pos: int) -> None:
-        if self.stack and self.stack[-1] is _MARK:  # as the unpickler does
-            self.stack.pop()
+        if not self.stack and self.metastack:  # as the unpickler does: POP of a mark
+            self.stack = self.metastack.pop()
         else:
             self._pop(pos)
 
@@ -569,56 +497,97 @@ class _Walker:
         # As the unpickler does: a later PROTO changes how names are mapped after it.
         self.protocol = int(arg)
 
+    # -- the report
 
-_HANDLERS: dict[str, Callable[[_Walker, _Op, Any, int], None]] = {
-    "GLOBAL": _Walker.global_,
-    "STACK_GLOBAL": _Walker.stack_global,
-    **dict.fromkeys(("EXT1", "EXT2", "EXT4"), _Walker.extension),
-    "INST": _Walker.inst,
-    "OBJ": _Walker.obj,
-    "REDUCE": _Walker.reduce,
-    **dict.fromkeys(("NEWOBJ", "NEWOBJ_EX"), _Walker.new_object),
-    **dict.fromkeys(
-        ("BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS"), _Walker.mutate
-    ),
-    **dict.fromkeys(("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"), _Walker.put),
-    **dict.fromkeys(("GET", "BINGET", "LONG_BINGET"), _Walker.get),
-    "DUP": _Walker.dup,
-    "POP": _Walker.pop,
-    "READONLY_BUFFER": _Walker.readonly_buffer,
-    **dict.fromkeys(("PERSID", "BINPERSID"), _Walker.persistent_id),
-    "NEXT_BUFFER": _Walker.next_buffer,
-    "PROTO": _Walker.proto,
-}
-"""The opcodes simulated by hand; every other one is :meth:`_Walker.generic`."""
-
-
-def _walk_all(data: bytes, policy: Policy, depth: int) -> tuple[_Walker, int, int, list[str]]:
-    walker = _Walker(policy, depth)
-    notes: list[str] = []
-    streams = 0
-    start = 0
-    first_protocol: int | None = None
-    while start < len(data):
-        try:
-            start = walker.walk(data, start)
-        except CorruptPayloadError:
-            if streams == 0:
-                raise
-            notes.append(
-                f"{len(data) - start} bytes after the pickle stream are not a pickle "
-                f"(loading ignores them)"
+    def report(
+        self,
+        *,
+        fmt: str,
+        codec: str | None = None,
+        offset: int = 0,
+        info: Info | None = None,
+        backends: Iterable[str] = (),
+        by_value: bool = False,
+        damaged: str | None = None,
+    ) -> ScanReport:
+        """What this walk found, as one stream's report."""
+        globals_ = tuple(
+            GlobalUse(
+                module=module,
+                name=name,
+                imports=use["imports"],
+                calls=use["calls"],
+                builds=use["builds"],
+                allowed=use["reason"] is None,
+                reason=use["reason"],
+                code=f"{module}.{name}" in _CODE_GLOBALS,
+                position=use["position"],
             )
-            break
-        streams += 1
-        if first_protocol is None:
-            first_protocol = walker.first_protocol
-    return walker, streams, first_protocol if first_protocol is not None else 0, notes
+            for (module, name), use in self.uses.items()
+        )
+        names = [g.qualified_name for g in globals_]
+        needed = {"pickle", *backends, *_backends_from(names)}
+        code = by_value or any(g.code for g in globals_)
+        for blob in self.nested:
+            if blob.report is not None:
+                needed |= set(blob.report.backends)
+                code = code or blob.report.by_value
+        notes = list(self.notes)
+        if self.unresolved:
+            notes.append(f"{self.unresolved} global(s) could not be resolved statically")
+        refused = list(self.refused)
+        if damaged is not None:
+            refused.append(f"the stream at byte {offset} is damaged: {damaged}")
+        known = [n for n in BACKENDS.names() if n in needed]
+        return ScanReport(
+            format=fmt,
+            codec=codec,
+            protocol=self.first_protocol,
+            size=self.size,
+            stream_size=self.size,
+            streams=1,
+            envelope=info,
+            globals=globals_,
+            backends=(*known, *sorted(needed - set(known))),
+            by_value=code,
+            nested=tuple(self.nested),
+            persistent_ids=self.persistent_ids,
+            out_of_band_buffers=self.buffers,
+            mutations=tuple(self.mutations),
+            refused=tuple(refused),
+            trusted=self.policy.trusted,
+            notes=tuple(notes),
+            offset=offset,
+            damaged=damaged,
+        )
+
+
+_HANDLERS: dict[str, Callable[[Walker, _Op, Any, int], None]] = {
+    "GLOBAL": Walker.global_,
+    "STACK_GLOBAL": Walker.stack_global,
+    **dict.fromkeys(("EXT1", "EXT2", "EXT4"), Walker.extension),
+    "INST": Walker.inst,
+    "OBJ": Walker.obj,
+    "REDUCE": Walker.reduce,
+    **dict.fromkeys(("NEWOBJ", "NEWOBJ_EX"), Walker.new_object),
+    **dict.fromkeys(
+        ("BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS"), Walker.mutate
+    ),
+    **dict.fromkeys(("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"), Walker.put),
+    **dict.fromkeys(("GET", "BINGET", "LONG_BINGET"), Walker.get),
+    "DUP": Walker.dup,
+    "POP": Walker.pop,
+    "READONLY_BUFFER": Walker.readonly_buffer,
+    **dict.fromkeys(("PERSID", "BINPERSID"), Walker.persistent_id),
+    "NEXT_BUFFER": Walker.next_buffer,
+    "PROTO": Walker.proto,
+}
+"""The opcodes simulated by hand; every other one is :meth:`Walker.generic`."""
 
 
 def _backends_from(names: list[str]) -> set[str]:
     """The backends whose machinery the globals ``names`` are (from the backends' table)."""
-    found = {"dill"} if _LOAD_DILL in names else set()
+    found = {"dill"} if ".".join(_LOAD_DILL) in names else set()
     for backend in BACKENDS.names():
         prefixes = global_prefixes(backend)
         if backend != "auto" and any(_under(name, prefixes) for name in names):
@@ -628,6 +597,42 @@ def _backends_from(names: list[str]) -> set[str]:
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def walk_one(
+    src: ExactReader, policy: Policy, *, strict: bool, depth: int = 0, **where: Any
+) -> ScanReport:
+    """Walk the stream at ``src``'s position into its report (``where``: :meth:`Walker.report`'s
+    arguments). A stream that cannot be followed is reported ``damaged``; so is a damaged one,
+    unless ``strict`` (then its error is raised)."""
+    walker = Walker(policy, depth)
+    try:
+        walker.walk(src)
+    except Refusal as exc:
+        return walker.report(damaged=str(exc), **where)
+    except CorruptPayloadError as exc:
+        if strict:
+            raise
+        return walker.report(damaged=str(exc), **where)
+    return walker.report(**where)
+
+
+def walk_all(
+    src: ExactReader, policy: Policy, *, strict: bool, depth: int = 0, **where: Any
+) -> list[ScanReport]:
+    """Every stream from ``src``'s position to its end, one after the other (what follows a
+    damaged one cannot be told apart: the walk stops there)."""
+    parts: list[ScanReport] = []
+    base = where.pop("offset", 0)
+    while src.peek(1):
+        offset = base + src.pos
+        part = walk_one(
+            src, policy, strict=strict and not parts, depth=depth, offset=offset, **where
+        )
+        parts.append(part)
+        if part.damaged is not None:
+            break
+    return parts
 
 
 def scan_stream(
@@ -642,7 +647,7 @@ def scan_stream(
     by_value: bool = False,
     depth: int = 0,
 ) -> ScanReport:
-    """Scan an already-decoded pickle stream (one or several streams in a row).
+    """Scan a pickle stream in memory (one or several streams in a row).
 
     Args:
         stream: the pickle stream: checked, verified and decompressed already.
@@ -656,56 +661,23 @@ def scan_stream(
         depth: how deep in nested blobs this stream is (0: the payload itself).
 
     Returns:
-        The :class:`ScanReport`.
+        The :class:`ScanReport`, one entry in ``per_stream`` for each stream.
 
     Raises:
         TruncatedPayloadError: the stream is empty or ends early.
-        CorruptPayloadError: the (first) stream is not a well-formed pickle.
+        CorruptPayloadError: the first stream is not a well-formed pickle.
     """
-    data = bytes(stream)
-    if not data:
+    if not len(stream):
         raise TruncatedPayloadError("empty pickle stream: 0 bytes")
-    walker, streams, protocol, notes = _walk_all(data, policy, depth)
-    globals_ = tuple(
-        GlobalUse(
-            module=module,
-            name=name,
-            imports=use["imports"],
-            calls=use["calls"],
-            builds=use["builds"],
-            allowed=use["reason"] is None,
-            reason=use["reason"],
-            code=f"{module}.{name}" in _CODE_GLOBALS,
-            position=use["position"],
-        )
-        for (module, name), use in ((key, walker.uses[key]) for key in walker.order)
-    )
-    names = [g.qualified_name for g in globals_]
-    needed = {"pickle", *backends, *_backends_from(names)}
-    code = by_value or any(g.code for g in globals_)
-    for blob in walker.nested:
-        if blob.report is not None:
-            needed |= set(blob.report.backends)
-            code = code or blob.report.by_value
-    if walker.unresolved:
-        notes.append(f"{walker.unresolved} global(s) could not be resolved statically")
-    known = [n for n in BACKENDS.names() if n in needed]
-    return ScanReport(
-        format=fmt,
+    parts = walk_all(
+        ExactReader(ViewFile(stream)),
+        policy,
+        strict=True,
+        depth=depth,
+        fmt=fmt,
         codec=codec,
-        protocol=protocol,
-        size=len(stream) if size is None else size,
-        stream_size=len(data),
-        streams=streams,
-        envelope=info,
-        globals=globals_,
-        backends=(*known, *sorted(needed - set(known))),
-        by_value=code,
-        nested=tuple(walker.nested),
-        persistent_ids=walker.persistent_ids,
-        out_of_band_buffers=walker.buffers,
-        mutations=tuple(walker.mutations),
-        refused=tuple(walker.refused),
-        trusted=policy.trusted,
-        notes=tuple(notes),
+        info=info,
+        backends=backends,
+        by_value=by_value,
     )
+    return combine(parts, len(stream) if size is None else size, [])
