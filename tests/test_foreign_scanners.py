@@ -55,7 +55,10 @@ def run_tool(tool: str, path: Path, timeout: float = 300) -> Verdict:
         "modelscan": [command, "-p", str(path)],
         "fickling": [command, "--check-safety", str(path)],
     }[tool]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    # In the file's folder: fickling writes its report (safety_results.json) where it runs.
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, check=False, cwd=path.parent
+    )
     # Each tool exits 1 when it found something dangerous (see the module's documentation).
     return Verdict(tool, proc.returncode == 1, proc.returncode, proc.stdout + proc.stderr)
 
