@@ -374,3 +374,15 @@ def test_a_tampered_signed_payload_is_reported_as_damaged() -> None:
 def test_verify_signature_refuses_a_bad_key(key: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
         verify_signature(omnipickle.dumps(1, key=KEY), key)
+
+
+def test_scan_and_restricted_loading_share_the_argument_rules() -> None:
+    """``_codecs.encode(x, 'rot13')``: refused by both (one policy decides), while the
+    ``_codecs.encode(text, 'latin1')`` protocol 0-2 pickles write for bytes is accepted by both."""
+    rot13 = b"c_codecs\nencode\n(Vhello\nVrot13\ntR."
+    assert not omnipickle.scan(rot13).accepted
+    with pytest.raises(omnipickle.UnsafePayloadError):
+        omnipickle.loads(rot13, restricted=True)
+    latin = pickle.dumps(b"\x00\xff bytes", protocol=2)
+    assert omnipickle.scan(latin).accepted
+    assert omnipickle.loads(latin, restricted=True) == b"\x00\xff bytes"

@@ -69,11 +69,13 @@ class _Sym:
     __slots__ = ("kind", "value")
 
     def __init__(self, kind: str, value: Any = None) -> None:
-        self.kind = kind  # "str", "bytes", "tuple", "global", "made", "other"
+        self.kind = kind  # "str", "bytes", "int", "tuple", "global", "made", "other"
         self.value = value
 
 
 _OTHER = _Sym("other")
+# An argument a static scan cannot know (of no type an argument rule accepts).
+_UNKNOWN = object()
 
 
 class _Op(NamedTuple):
@@ -99,13 +101,17 @@ def _opcodes() -> dict[int, _Op]:
     import pickletools
 
     # The values the verdict needs to see: marks, the strings STACK_GLOBAL joins, the bytes
-    # load_dill loads, and the tuples a call's arguments come in. Anything else is opaque.
+    # load_dill loads, the tuples a call's arguments come in, and the small ints and strings the
+    # policy's argument rules look at. Anything else is opaque.
     kinds = {
         pickletools.markobject: "mark",
         pickletools.pyunicode: "str",
         pickletools.pybytes_or_str: "str",
         pickletools.pybytes: "bytes",
         pickletools.pytuple: "tuple",
+        pickletools.pyint: "int",
+        pickletools.pylong: "int",
+        pickletools.pyinteger_or_bool: "int",
     }
     table = {}
     for op in pickletools.opcodes:
@@ -280,9 +286,14 @@ class Walker:
             if kind == "mark":
                 self.metastack.append(self.stack)
                 self.stack = []
-            elif kind == "tuple" and args and args[0] is not _OTHER and self._keep(0):
-                self._push(_Sym(kind, (len(args), args[0])))
-            elif kind in ("str", "bytes") and arg is not None:
+            elif kind == "tuple" and self._keep(0):
+                # The length, the first item (a class, a blob), and what a call's argument
+                # rules can check: literal strings and bytes as they are, anything else unknown.
+                literal = tuple(
+                    a.value if a.kind in ("str", "bytes", "int") else _UNKNOWN for a in args
+                )
+                self._push(_Sym(kind, (len(args), args[0] if args else _OTHER, literal)))
+            elif kind in ("str", "bytes", "int") and arg is not None:
                 self._push(_Sym(kind, arg))
             else:
                 self._push(_OTHER)
@@ -373,6 +384,7 @@ class Walker:
     def reduce(self, op: _Op, arg: Any, pos: int) -> None:
         func, args = self._pop_args(op, pos)
         self._call(func, "calls")
+        self._check_arguments(func, args, pos)
         self._nested(func, args, pos)
         made = func
         first = args.value[1] if args.kind == "tuple" else _OTHER
@@ -384,6 +396,19 @@ class Walker:
         elif func.kind == "global" and func.value == _RESTORE_STATE:
             self._mutation(first, "restore_state", pos)
         self._push(self._made(made))
+
+    def _check_arguments(self, func: _Sym, args: _Sym, pos: int) -> None:
+        """The policy's argument rules (the same method restricted loading asks), with the
+        arguments as far as they can be seen: unknown ones fail the rules that look at them."""
+        if func.kind != "global" or func.value[0] is None:
+            return
+        name = f"{func.value[0]}.{func.value[1]}"
+        known = args.value[2] if args.kind == "tuple" else None
+        reason = self.policy.check_call(name, known)
+        if reason is not None:
+            refusal = f"{name} called at byte {pos}: {reason}"
+            if refusal not in self.refused:
+                self.refused.append(refusal)
 
     def new_object(self, op: _Op, arg: Any, pos: int) -> None:
         cls = self._pop_args(op, pos)[0]  # the class, then its arguments
