@@ -60,7 +60,10 @@ def run_tool(tool: str, path: Path, timeout: float = 300) -> Verdict:
         args, capture_output=True, text=True, timeout=timeout, check=False, cwd=path.parent
     )
     # Each tool exits 1 when it found something dangerous (see the module's documentation).
-    return Verdict(tool, proc.returncode == 1, proc.returncode, proc.stdout + proc.stderr)
+    output = proc.stdout + proc.stderr
+    # A tool that crashed also exits 1: that is no verdict, and must not pass for one.
+    assert "Traceback (most recent call last)" not in output, f"{tool} crashed:\n{output}"
+    return Verdict(tool, proc.returncode == 1, proc.returncode, output)
 
 
 class Evil:
