@@ -278,7 +278,8 @@ def _preflight(payload: Payload, opts: LoadOptions) -> None:
     header = payload.header
     assert header is not None
     _check_python(header)
-    check_installed(payload.backends)
+    if payload.backends != ("pickle",):  # the standard library: installed wherever we run
+        check_installed(payload.backends)
     if header.flags & FLAG_OUT_OF_BAND and opts.buffers is None:
         raise UnpicklingError(
             "this payload was written with a buffer_callback: pass the same out-of-band "

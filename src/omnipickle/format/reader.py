@@ -51,6 +51,10 @@ PLAIN = "pickle"
 COMPRESSED = "compressed pickle"
 
 MMAP_MODES = {"r": mmap.ACCESS_READ, "c": mmap.ACCESS_COPY}
+# The envelope bit and loader id of the pickle backend (wire format; see backends/rows.py).
+_PICKLE_ONLY = 1
+_PICKLE_LOADER = 0
+_PICKLE_NAMES = ("pickle",)
 
 
 @dataclass
@@ -141,6 +145,8 @@ def header_backends(header: Header) -> tuple[str, ...]:
         IncompatiblePayloadError: a backend bit this release does not know.
         CorruptPayloadError: the extra field's list of backend names is malformed.
     """
+    if header.backend_bits == _PICKLE_ONLY and "backends" not in header.extra:
+        return _PICKLE_NAMES  # plain data: the common case, and "pickle" is always registered
     names = names_for_bits(header.backend_bits)
     named = header.extra.get("backends", [])
     if not isinstance(named, list) or not all(isinstance(n, str) for n in named):
@@ -155,6 +161,8 @@ def header_loader(header: Header) -> str:
         IncompatiblePayloadError: a loader id this release does not know.
         CorruptPayloadError: the loader is named in the extra field, but no name is there.
     """
+    if header.loader == _PICKLE_LOADER:
+        return "pickle"  # never unregistered (backends.PERMANENT)
     if header.loader == NAMED:
         name = header.extra.get("loader")
         if not isinstance(name, str):
@@ -260,17 +268,19 @@ def read_view(
     """
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
-    if not layout.is_envelope(view):
+    start = layout.envelope_start(view)
+    if start < 0:
         _refuse_short(view)
         return _plain_from_view(view, keys)
-    header = layout.parse_header(view)
+    header = layout.parse_header(view, start)
     plan = _plan(header)
-    if len(view) < header.total_length:
-        raise truncated_body(header.total_length, len(view))
-    if exact and len(view) > header.total_length:
+    total = header.total_length
+    if len(view) < total:
+        raise truncated_body(total, len(view))
+    if exact and len(view) > total:
         raise CorruptPayloadError(
-            f"{len(view) - header.total_length} bytes follow the payload "
-            f"({header.total_length} bytes): loads() reads exactly one payload"
+            f"{len(view) - total} bytes follow the payload "
+            f"({total} bytes): loads() reads exactly one payload"
         )
     # The checksums first (accidental damage is named as such, even with the right key), then
     # the signature, which covers every byte before its tag; only then is anything decompressed.

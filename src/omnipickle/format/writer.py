@@ -44,6 +44,7 @@ SECTION_MIN = 1 << 16
 # file are aligned for any dtype.
 SECTION_ALIGN = 64
 _SLICE = 32 << 20  # fewer hand-overs to the checksum thread; views, never copies
+_PICKLE_ONLY = frozenset({"pickle"})
 
 
 def write_parts(file: IO[bytes], parts: Iterable[Part]) -> None:
@@ -87,10 +88,12 @@ def header_for(
     fields.update(extra or {})
     if key is not None:
         fields["kid"] = key_id(key)
-    bits, named = bits_for(pickled.uses)
+    # Plain data (the common case, and per-call cost) needs no look-up: "pickle" has bit 1 and
+    # loader id 0, and cannot be unregistered.
+    bits, named = (1, []) if pickled.uses == _PICKLE_ONLY else bits_for(pickled.uses)
     if named:
         fields["backends"] = named
-    ident = loader_id(pickled.loader)
+    ident = 0 if pickled.loader == "pickle" else loader_id(pickled.loader)
     loader = NAMED if ident is None else ident
     if ident is None:
         fields["loader"] = pickled.loader
