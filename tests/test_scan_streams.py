@@ -258,3 +258,12 @@ def test_deep_nesting_that_pickle_writes_is_followed() -> None:
     for _ in range(200):
         nested = [nested]
     assert scan(pickle.dumps(nested, 0)).accepted and scan(pickle.dumps(nested, 5)).accepted
+
+
+def test_a_scan_of_a_file_object_leaves_it_where_it_was() -> None:
+    """scan(f) before load(f): the load still finds the payload."""
+    f = io.BytesIO(b"junk" + omnipickle.dumps({"a": 1}))
+    f.seek(4)
+    assert omnipickle.scan(f).accepted
+    assert f.tell() == 4
+    assert omnipickle.load(f) == {"a": 1}

@@ -111,10 +111,25 @@ def scan(
         return _scan(ExactReader(ViewFile(view)), policy, allow, keys, view)
     if hasattr(data_or_path, "read"):
         check_binary_file(data_or_path, "r")
-        return _scan(ExactReader(data_or_path), policy, allow, keys)
+        # Read from the file's position to its end, and put back there when the file can
+        # seek, so that a scan before a load does not take the payload away from the load.
+        file: Any = data_or_path
+        start = _position(file)
+        try:
+            return _scan(ExactReader(file), policy, allow, keys)
+        finally:
+            if start is not None:
+                file.seek(start)
     raise TypeError(
         f"scan() takes bytes, a path or a binary file, not {type(data_or_path).__name__}"
     )
+
+
+def _position(file: Any) -> int | None:
+    try:
+        return int(file.tell()) if file.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def _scan(
