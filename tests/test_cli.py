@@ -68,3 +68,29 @@ def test_bad_usage_exits_2() -> None:
     assert run_python("frobnicate", code=CLI).returncode == 2
     assert run_python(code=CLI).returncode == 2
     assert run_python("info", code=CLI).returncode == 2
+
+
+def test_version_prints_the_installed_version() -> None:
+    proc = run_python("--version", code=CLI)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("omnipickle ")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`omnipickle demo | head -1`: the pipe closes, the command ends quietly."""
+    import subprocess
+    import sys
+
+    from conftest import SRC
+
+    proc = subprocess.run(
+        f"{sys.executable} -c '{CLI}' demo | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        check=False,
+        timeout=120,
+    )
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

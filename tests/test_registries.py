@@ -174,3 +174,10 @@ def test_every_registry_can_unregister_from_the_top_level_package() -> None:
     assert omnipickle.unregister_resource is resources.unregister_resource
     with pytest.raises(ValueError, match="auto"):
         omnipickle.unregister_backend("auto")
+
+
+def test_a_serializer_cannot_be_changed_after_it_is_made() -> None:
+    serializer = omnipickle.Serializer(compression="zstd")
+    with pytest.raises(AttributeError, match="immutable"):
+        serializer.key = b"k" * 16  # type: ignore[attr-defined]
+    assert omnipickle.info(serializer.dumps([1])).signed is False

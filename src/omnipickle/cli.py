@@ -47,12 +47,22 @@ class _DataError(Exception):
 _LOAD_FAILURES = (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR, *MISSING_NAME)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("omnipickle")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnipickle",
         description="Serialize anything a Python program holds; inspect payloads.",
         epilog="Exit codes: 0 success, 1 a problem with the data, 2 bad usage.",
     )
+    parser.add_argument("--version", action="version", version=f"omnipickle {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("demo", help="a guided tour, in a few seconds")
     info = commands.add_parser("info", help="what a payload's envelope says (nothing is unpickled)")
@@ -236,6 +246,17 @@ _COMMANDS = {"info": _info, "scan": _scan, "verify": _verify, "convert": _conver
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `omnipickle scan FILE | head`: the reader left; say nothing more, as Unix tools do.
+        # stdout is pointed at /dev/null so that the interpreter's own flush at exit is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return _EXIT_OK
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)

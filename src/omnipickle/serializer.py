@@ -46,6 +46,8 @@ class Serializer:
         TypeError: an unknown option name.
     """
 
+    _defaults: dict[str, Any]
+
     def __init__(self, **defaults: Any) -> None:
         unknown = set(defaults) - set(_DUMP_OPTIONS) - set(_LOAD_OPTIONS)
         if unknown:
@@ -68,7 +70,15 @@ class Serializer:
                 restricted=False,
                 allow=None,
             )
-        self._defaults = dict(defaults)
+        object.__setattr__(self, "_defaults", dict(defaults))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Immutable, as documented: ``s.key = K`` would otherwise be accepted and ignored, and
+        # payloads would come out unsigned.
+        raise AttributeError(
+            f"Serializer is immutable: make a new one, Serializer(..., {name}=...), instead of "
+            f"setting {name!r}"
+        )
 
     def __repr__(self) -> str:
         shown = {k: ("<key>" if k == "key" else v) for k, v in self._defaults.items()}
