@@ -271,3 +271,23 @@ def test_a_bounded_semaphore_with_a_huge_bound_loads_at_once() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("loads did not finish within 3 s")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_damaged_code_object_in_a_plain_stream_is_a_documented_error() -> None:
+    """Found by benchmarks/fuzz_long.py: a mutated plain cloudpickle stream calls
+    ``types.CodeType`` with arguments CPython refuses with ``SystemError``."""
+    import base64
+
+    data = base64.b64decode(
+        "lRQCAAAAAAAAjBdjbG91ZHBpY2tsZS5jbG91ZHBpY2tsZZSMDl9tYWtlX2Z1bmN0aW9ulJOUKGgAjA1fYnVpbHRp"
+        "bl90eXBllJOUjAhDb2RlVHlwZZSFlFKUKEsBSwBLAEsBSwJKEwAAkUMMlwB8AGQBegAAAFMAlE5LAYaUKYwBeJSF"
+        "lIwOPGR5bmFtaWMtY29kZT6UjAg8bGFtYmRhPpSMG2VudmVsb3Blcy48bG9jYWxzPi48bGFtYmRhPpRLXkMKgACo"
+        "UbARqVWAAJRDAJQpKXSUUpR9lCiMC19fcGFja2FnZV9flIwAlIwIX19uYW1lX1+UjAdmdXp6aW5nlIwIX19maWxl"
+        "X1+UjBsvd29yay9tYWluL3Rlc3RzL2Z1enppbmcucHmUdU5OTnSUUpRoAIwSX2Z1bmN0aW9uX3NldHN0YXRllJOU"
+        "aBt9lH2UKGgWjAg8bGFtYmRhPpSMDF9fcXVhbG5hbWVfX5SMG2VudmVsb3Blcy48bG9jYWxzPi48bGFtYmRhPpSM"
+        "D19fYW5ub3RhdGlvbnNfX5R9lIwOX19rd2RlZmF1bHRzX1+UTowMX19kZWZhdWx0c19flE6MCl/fbW9kdWxlX1+U"
+        "aBeMB19fZG9jX1+UTowLX19jbG9zdXJlX1+UTowXX2Nsb3VkcGlja2xlX3N1Ym1vZHVsZXOUXZSMC19fZ2xvYmFs"
+        "c19flH2UdYaUhlIwLg=="
+    )
+    with pytest.raises(omnipickle.UnpicklingError):
+        omnipickle.loads(data)

@@ -137,7 +137,14 @@ MALFORMED_STREAM: tuple[type[BaseException], ...] = (
     OverflowError,
     MemoryError,
 )
-MISUSED_CONSTRUCTOR: tuple[type[BaseException], ...] = (TypeError, LookupError, ArithmeticError)
+# SystemError: CPython's own constructors (``types.CodeType`` above all) raise it for arguments
+# they cannot use, as a damaged stream of code by value gives them.
+MISUSED_CONSTRUCTOR: tuple[type[BaseException], ...] = (
+    TypeError,
+    LookupError,
+    ArithmeticError,
+    SystemError,
+)
 MISSING_NAME: tuple[type[BaseException], ...] = (ImportError, AttributeError)
 PICKLING_FAILURES: tuple[type[BaseException], ...] = (
     pickle.PicklingError,
