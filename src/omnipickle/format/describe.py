@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .header import FLAG_OUT_OF_BAND
+from .header import FLAG_OUT_OF_BAND, Header
 from .reader import ENVELOPE, Payload, inspect
 
 __all__ = ["Info", "describe", "envelope_info"]
@@ -113,12 +113,22 @@ def describe(source: Any) -> Info:
             checksum_ok=None,
             extra={},
         )
+    return _envelope(header, codec, found.backends, found.loader, found.checksum_ok)
+
+
+def _envelope(
+    header: Header,
+    codec: str | None,
+    backends: tuple[str, ...],
+    loader: str,
+    checksum_ok: bool | None,
+) -> Info:
     return Info(
         format=ENVELOPE,
         format_version=header.version,
         protocol=header.protocol,
-        backends=found.backends,
-        loader=found.loader,
+        backends=backends,
+        loader=loader,
         codec=codec,
         stored_size=header.stored_length,
         raw_size=header.raw_length,
@@ -127,7 +137,7 @@ def describe(source: Any) -> Info:
         by_value=header.by_value,
         out_of_band=bool(header.flags & FLAG_OUT_OF_BAND),
         checksum=f"{header.checksum:08x}",
-        checksum_ok=found.checksum_ok,
+        checksum_ok=checksum_ok,
         extra=dict(header.extra),
         dropped=tuple(header.extra.get("dropped", ())),
     )
@@ -138,21 +148,5 @@ def envelope_info(payload: Payload) -> Info:
     checked: its checksum matched)."""
     header = payload.header
     assert header is not None
-    return Info(
-        format=ENVELOPE,
-        format_version=header.version,
-        protocol=header.protocol,
-        backends=payload.backends,
-        loader=payload.loader,
-        codec=payload.codec.name if payload.codec is not None else None,
-        stored_size=header.stored_length,
-        raw_size=header.raw_length,
-        python=f"{header.python[0]}.{header.python[1]}",
-        signed=header.signed,
-        by_value=header.by_value,
-        out_of_band=bool(header.flags & FLAG_OUT_OF_BAND),
-        checksum=f"{header.checksum:08x}",
-        checksum_ok=True,
-        extra=dict(header.extra),
-        dropped=tuple(header.extra.get("dropped", ())),
-    )
+    codec = payload.codec.name if payload.codec is not None else None
+    return _envelope(header, codec, payload.backends, payload.loader, True)
