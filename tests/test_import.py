@@ -114,3 +114,23 @@ def test_a_program_that_imported_dill_itself_keeps_dills_extension() -> None:
         "print(dict(pickle._Pickler.dispatch) == extended and len(extended) > 30)\n"
     )
     assert check_python(code=code).strip() == "True"
+
+
+def test_import_brings_in_no_module_only_some_payloads_need() -> None:
+    """Compression packages, JSON (only headers with an extra field), hashing (only signed
+    payloads), mmap, tempfile (only dumps to a path) and importlib.metadata (only
+    ``__version__``) are imported when first used, not by ``import omnipickle``."""
+    out = check_python(
+        code="import sys\nimport omnipickle\n"
+        "print(sorted(m for m in ('bz2', 'lzma', 'gzip', 'json', 'hashlib', 'hmac', 'mmap', "
+        "'tempfile', 'shutil', 'importlib.metadata') if m in sys.modules))"
+    )
+    assert out.strip() == "[]"
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    from importlib import metadata
+
+    assert omnipickle.__version__ == metadata.version("omnipickle")
+    with pytest.raises(AttributeError):
+        omnipickle.no_such_name

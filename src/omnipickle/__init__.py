@@ -9,7 +9,8 @@ changes no global state of :mod:`pickle` or :mod:`copyreg`.
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
+# pickle's other public names, so that `import omnipickle as pickle` keeps working.
+from pickle import PickleBuffer, PickleError
 
 from .api import (
     DEFAULT_PROTOCOL,
@@ -54,13 +55,21 @@ from .security import ScanReport, scan
 from .serializer import Serializer
 from .session import SessionReport, dump_session, load_session
 
-try:
-    __version__ = _metadata.version("omnipickle")
-except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
 
-# pickle's other public names, so that `import omnipickle as pickle` keeps working.
-from pickle import PickleBuffer, PickleError
+def __getattr__(name: str) -> str:
+    # ``__version__`` is read from the installed package's metadata on first use: importing
+    # importlib.metadata costs more than the rest of omnipickle's own import.
+    if name != "__version__":
+        raise AttributeError(f"module 'omnipickle' has no attribute {name!r}")
+    from importlib import metadata
+
+    try:
+        version = metadata.version("omnipickle")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
+
 
 __all__ = [
     "DEFAULT_PROTOCOL",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import IO, Any
@@ -83,6 +82,10 @@ def atomic_writer(path: PathLike, *, durable: bool = True) -> Iterator[IO[bytes]
     folder = os.path.dirname(os.path.abspath(target))
     base = os.path.basename(target)
     _sweep(folder, base)
+    # Imported here: tempfile brings shutil, and with it bz2 and lzma, into every process that
+    # imports omnipickle (import time is measured against cloudpickle's).
+    import tempfile
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:

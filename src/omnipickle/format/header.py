@@ -45,7 +45,6 @@ SIGNED flag is set, the HMAC-SHA256 of every byte of the payload before it (32 b
 
 from __future__ import annotations
 
-import json
 import struct
 import sys
 import zlib
@@ -170,6 +169,12 @@ class Header:
         return bool(self.flags & FLAG_BY_VALUE)
 
 
+def _json_bytes(extra: dict[str, Any]) -> bytes:
+    import json  # most headers have no extra field: not imported with omnipickle
+
+    return json.dumps(extra, sort_keys=True, separators=(",", ":")).encode()
+
+
 def build_header(
     *,
     flags: int,
@@ -193,9 +198,7 @@ def build_header(
     opcode, moved in front of the header (format 2, uncompressed). ``version=1`` writes the old
     layout (only tests and compatibility data need it).
     """
-    extra_bytes = (
-        json.dumps(extra, sort_keys=True, separators=(",", ":")).encode() if extra else b""
-    )
+    extra_bytes = _json_bytes(extra) if extra else b""
     wrap = len(lead) + _WRAP_BEFORE + _WRAP_AFTER if version >= 2 else 0
     if size is not None:
         room = size - HEADER_SIZE - wrap
@@ -436,6 +439,8 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = -1) -> Heade
         )
     extra: dict[str, Any] = {}
     if extra_size:
+        import json  # most headers have no extra field: not imported with omnipickle
+
         try:
             loaded = json.loads(extra_bytes)
         except ValueError as exc:

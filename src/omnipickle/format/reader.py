@@ -13,7 +13,6 @@ runs, and no byte that was verified is read from the file a second time.
 
 from __future__ import annotations
 
-import mmap
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ ENVELOPE = "omnipickle"
 PLAIN = "pickle"
 COMPRESSED = "compressed pickle"
 
-MMAP_MODES = {"r": mmap.ACCESS_READ, "c": mmap.ACCESS_COPY}
+MMAP_MODES = ("r", "c")
 # The envelope bit and loader id of the pickle backend (wire format; see backends/rows.py).
 _PICKLE_ONLY = 1
 _PICKLE_LOADER = 0
@@ -494,7 +493,10 @@ def _read_mapped(path: Any, keys: Keys | None, mode: str) -> Payload:
         file_size = os.fstat(f.fileno()).st_size
         if file_size < header.total_length:
             raise truncated_body(header.total_length, file_size)
-        mapped = mmap.mmap(f.fileno(), 0, access=MMAP_MODES[mode])
+        import mmap  # only memory-mapped loads need it: not imported with omnipickle
+
+        access = mmap.ACCESS_READ if mode == "r" else mmap.ACCESS_COPY
+        mapped = mmap.mmap(f.fileno(), 0, access=access)
     return read_view(memoryview(mapped), keys=keys, exact=False, mapped=True)
 
 

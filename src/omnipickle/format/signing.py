@@ -8,8 +8,6 @@ verification takes says nothing about which key matched.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -67,11 +65,16 @@ def signing_key(keys: Keys | None) -> bytes | None:
 def key_id(key: bytes) -> str:
     """A short public fingerprint of ``key``, written in signed payloads' headers so that the
     right key of a rotation list is tried first (it reveals nothing usable about the key)."""
+    import hashlib  # only signed payloads need it: not imported with omnipickle
+
     return hashlib.sha256(b"omnipickle key id\0" + key).hexdigest()[:8]
 
 
 def sign(key: bytes, chunks: Iterable[Any]) -> bytes:
     """The HMAC-SHA256 tag of ``chunks`` (in order) under ``key``."""
+    import hashlib
+    import hmac
+
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for chunk in chunks:
         mac.update(chunk)
@@ -87,6 +90,9 @@ class Verifier:
     """
 
     def __init__(self, keys: Keys, kid: object) -> None:
+        import hashlib
+        import hmac
+
         ordered = sorted(keys, key=lambda k: key_id(k) != kid)
         self._macs = [hmac.new(k, digestmod=hashlib.sha256) for k in ordered]
 
@@ -96,6 +102,8 @@ class Verifier:
 
     def check(self, tag: bytes) -> None:
         """Raise :class:`SignatureError` unless one of the keys made ``tag``."""
+        import hmac
+
         matched = False
         for mac in self._macs:  # all of them: the time taken says nothing about which matched
             matched |= hmac.compare_digest(mac.digest(), tag)
