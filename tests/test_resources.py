@@ -561,3 +561,27 @@ def test_reattach_does_not_leak_into_other_loads() -> None:
     data = _dropping({"g": (i for i in range(2))})
     assert omnipickle.loads(data, resources={"root['g']": "x"}) == {"g": "x"}
     assert omnipickle.loads(data) == {"g": None}
+
+
+class _Ledger:
+    """Looks like a DB-API connection (cursor, commit, rollback, close), but says how it is
+    pickled: it is data, and must travel whole."""
+
+    def __init__(self, rows: list[int]) -> None:
+        self.rows = rows
+
+    def cursor(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+
+def test_a_class_that_says_how_it_is_pickled_is_not_taken_for_a_connection() -> None:
+    ledger = _Ledger([1, 2, 3])
+    assert omnipickle.loads(omnipickle.dumps(ledger)).rows == [1, 2, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped, so no warning either
+        assert omnipickle.loads(omnipickle.dumps(ledger, on_unpicklable="drop")).rows == [1, 2, 3]

@@ -9,6 +9,7 @@ dotted name (so a third-party type is covered without importing it) and apply to
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -204,8 +205,19 @@ def resource_rule(cls: type) -> ResourceRule | None:
     return None
 
 
+_PICKLING_HOOKS = ("__reduce__", "__reduce_ex__", "__getstate__", "__getnewargs__")
+
+
 def _looks_like_dbapi_connection(cls: type) -> bool:
-    """PEP 249: a connection has cursor(), commit(), rollback() and close()."""
+    """PEP 249: a connection has cursor(), commit(), rollback() and close(). A class that says
+    in Python how it is pickled (its own ``__reduce__``, ``__getstate__``...) is not taken for
+    one: pickle carries it as it is, and dropping it would lose its data."""
+    if any(
+        isinstance(vars(klass).get(name), (types.FunctionType, classmethod, staticmethod))
+        for klass in cls.__mro__[:-1]
+        for name in _PICKLING_HOOKS
+    ):
+        return False
     return all(
         callable(getattr(cls, name, None)) for name in ("cursor", "commit", "rollback", "close")
     )
