@@ -94,3 +94,14 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
     )
     assert proc.stdout.count("\n") == 1
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_info_of_a_text_file_or_random_bytes_exits_1(tmp_path: Path) -> None:
+    import os as _os
+
+    for name, data in (("notes.txt", b"hello world\nnot a pickle\n"), ("noise", _os.urandom(64))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        proc = run_python("info", str(path), code=CLI)
+        assert proc.returncode == 1, (name, proc.stdout)
+        assert "not an omnipickle payload or a pickle stream" in proc.stderr

@@ -313,3 +313,10 @@ def test_raw_with_compression_or_key_is_refused() -> None:
         omnipickle.dumps(1, raw=True, compression="gzip")
     with pytest.raises(ValueError, match="raw"):
         omnipickle.dumps(1, raw=True, key=KEY)
+
+
+def test_info_calls_nothing_a_pickle_that_is_not_one() -> None:
+    with pytest.raises(omnipickle.CorruptPayloadError, match="not an omnipickle payload"):
+        omnipickle.info(b"hello world\n")
+    assert omnipickle.info(pickle.dumps([1, 2], 0)).format == "pickle"
+    assert omnipickle.info(pickle.dumps(list(range(100_000)), 5)).format == "pickle"

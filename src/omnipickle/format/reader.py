@@ -528,6 +528,30 @@ def _tell(file: Any) -> int | None:
         return None
 
 
+# How much of a plain stream info() parses to tell a pickle from other bytes.
+_SNIFF_BYTES = 1 << 16
+
+
+def _check_looks_like_pickle(stream: memoryview) -> None:
+    """Refuse data whose start does not parse as pickle opcodes (a text file, random bytes):
+    ``info`` says what a pickle is, it must not call anything a pickle."""
+    import pickletools  # info of plain data only: not imported with omnipickle
+
+    prefix = bytes(stream[:_SNIFF_BYTES])
+    reached = 0  # where the last opcode that parsed starts
+    try:
+        for _, _, at in pickletools.genops(prefix):
+            reached = at or 0
+    except ValueError as exc:
+        # Past the sniffed prefix a longer stream is cut, not damaged: only an error well
+        # inside the prefix (or in a stream that is all there) says this is not a pickle.
+        if len(stream) <= _SNIFF_BYTES or reached < _SNIFF_BYTES - 1024:
+            raise CorruptPayloadError(
+                f"not an omnipickle payload or a pickle stream (it starts with "
+                f"{prefix[:8]!r}): {exc}"
+            ) from exc
+
+
 def _inspect_view(view: memoryview) -> Inspection:
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
@@ -535,6 +559,7 @@ def _inspect_view(view: memoryview) -> Inspection:
         _refuse_short(view)
         plain = _plain_from_view(view, None)
         assert plain.stream is not None
+        _check_looks_like_pickle(plain.stream)
         head = bytes(plain.stream[:2])
         return Inspection(
             plain.kind,
