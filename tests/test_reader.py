@@ -137,3 +137,35 @@ def test_a_memory_map_is_never_combined_with_a_signature(tmp_path: Path) -> None
     with pytest.raises(ValueError, match="mmap_mode cannot be combined with key="):
         omnipickle.load(path, key=KEY, mmap_mode="r")
     assert np.array_equal(omnipickle.load(path, key=KEY)["x"], np.arange(100_000))
+
+
+def test_a_lying_compressed_length_in_a_pipe_allocates_nothing_it_promises() -> None:
+    """Over a pipe nothing vouches for the stored length: a zstd header promising a terabyte
+    stored (and 64 times that raw) is refused when the bytes run out, not with MemoryError."""
+    from omnipickle.format import header as layout
+
+    data = omnipickle.dumps([1] * 10, compression="zstd")
+    head = layout.parse_header(data)
+    forged = layout.build_header(
+        flags=head.flags,
+        protocol=head.protocol,
+        loader=head.loader,
+        backend_bits=head.backend_bits,
+        codec_id=head.codec_id,
+        stored_length=1 << 40,
+        raw_length=1 << 46,
+        checksum=head.checksum,
+    )
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+            return self._data.readinto(b)
+
+    with pytest.raises(omnipickle.UnpicklingError):
+        omnipickle.load(io.BufferedReader(Pipe(forged + data[head.payload_offset :])))

@@ -19,7 +19,7 @@ from ._reconstruct import LOAD_HOOKS
 from .api import unpickle
 from .files import seekable
 from .format import reader
-from .format.header import PROBE_SIZE, is_envelope, starts_envelope
+from .format.header import MAGIC, is_envelope, sniff_size, starts_envelope
 from .format.signing import KeyArgument
 from .options import load_options
 
@@ -207,6 +207,8 @@ class Unpickler(pickle.Unpickler):
         if isinstance(file, _Lookahead):
             return file.at_envelope()
         pos = file.tell()
-        head = file.read(PROBE_SIZE)
+        head = file.read(len(MAGIC))
+        # As the reader looks: far enough to see format 2's wrapping even with a damaged magic.
+        head += file.read(max(sniff_size(head) - len(head), 0))
         file.seek(pos)
         return is_envelope(head)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ..backends import loader_name, names_for_bits
@@ -86,8 +86,6 @@ class Payload:
     verified: bool = False
     backends: tuple[str, ...] = ()
     loader: str = "pickle"
-    mapped: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -320,8 +318,6 @@ def read_view(
         verified=verified,
         backends=plan.backends,
         loader=plan.loader,
-        mapped=mapped,
-        extra=header.extra,
     )
 
 
@@ -394,7 +390,6 @@ def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
         verified=verifier is not None,
         backends=plan.backends,
         loader=plan.loader,
-        extra=header.extra,
     )
 
 

@@ -172,7 +172,9 @@ def take(
     window = _Window(inp, stored, what)
     source = codec.reader(window)
     try:
-        if raw <= max(stored * _EAGER_RATIO, SLICE):
+        # Only when the file's size is known does its length check vouch for ``stored``: over a
+        # pipe, a header promising a terabyte stored would make the eager buffer a lie too.
+        if inp.size is not None and raw <= max(stored * _EAGER_RATIO, SLICE):
             # The usual case: straight into the one buffer the unpickler gets.
             out = bytearray(raw)
             view = memoryview(out)
