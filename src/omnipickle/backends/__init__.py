@@ -18,7 +18,7 @@ from types import MappingProxyType
 from .._registry import Entry, Registry
 from ..errors import BackendNotInstalledError, IncompatiblePayloadError, UnknownBackendError
 from .base import Backend, Pickled
-from .rows import BUILTIN_ROWS, BackendRow
+from .rows import BUILTIN_ROWS, BackendRow, builtin_row
 
 __all__ = [
     "BUILTIN_ROWS",
@@ -61,6 +61,13 @@ _LOCK = threading.RLock()
 # The default backend and the loader of every auto payload and plain pickle stream: without them
 # nothing loads.
 PERMANENT = frozenset({"auto", "pickle"})
+
+# The pickle backend's wire numbers, from its row: it is permanent, so readers and writers may
+# use them for plain data without a look-up in the table (what one tiny call pays for).
+_PICKLE_ROW = builtin_row("pickle")
+assert _PICKLE_ROW.bit is not None and _PICKLE_ROW.loader_id is not None
+PICKLE_BIT: int = _PICKLE_ROW.bit
+PICKLE_LOADER_ID: int = _PICKLE_ROW.loader_id
 
 
 def _live_rows() -> list[BackendRow]:

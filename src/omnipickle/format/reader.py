@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
-from ..backends import loader_name, names_for_bits
+from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, loader_name, names_for_bits
 from ..codecs import REGISTRY as CODECS
 from ..codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign, is_foreign
 from ..errors import (
@@ -50,9 +50,6 @@ PLAIN = "pickle"
 COMPRESSED = "compressed pickle"
 
 MMAP_MODES = ("r", "c")
-# The envelope bit and loader id of the pickle backend (wire format; see backends/rows.py).
-_PICKLE_ONLY = 1
-_PICKLE_LOADER = 0
 _PICKLE_NAMES = ("pickle",)
 
 
@@ -142,7 +139,7 @@ def header_backends(header: Header) -> tuple[str, ...]:
         IncompatiblePayloadError: a backend bit this release does not know.
         CorruptPayloadError: the extra field's list of backend names is malformed.
     """
-    if header.backend_bits == _PICKLE_ONLY and "backends" not in header.extra:
+    if header.backend_bits == PICKLE_BIT and "backends" not in header.extra:
         return _PICKLE_NAMES  # plain data: the common case, and "pickle" is always registered
     names = names_for_bits(header.backend_bits)
     named = header.extra.get("backends", [])
@@ -158,7 +155,7 @@ def header_loader(header: Header) -> str:
         IncompatiblePayloadError: a loader id this release does not know.
         CorruptPayloadError: the loader is named in the extra field, but no name is there.
     """
-    if header.loader == _PICKLE_LOADER:
+    if header.loader == PICKLE_LOADER_ID:
         return "pickle"  # never unregistered (backends.PERMANENT)
     if header.loader == NAMED:
         name = header.extra.get("loader")

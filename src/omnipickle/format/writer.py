@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from ..backends import Pickled, bits_for, loader_id
+from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, Pickled, bits_for, loader_id
 from ..backends.base import CrcWorker, accept_chunk
 from ..codecs import Codec
 from . import header as layout
@@ -88,12 +88,12 @@ def header_for(
     fields.update(extra or {})
     if key is not None:
         fields["kid"] = key_id(key)
-    # Plain data (the common case, and per-call cost) needs no look-up: "pickle" has bit 1 and
-    # loader id 0, and cannot be unregistered.
-    bits, named = (1, []) if pickled.uses == _PICKLE_ONLY else bits_for(pickled.uses)
+    # Plain data (the common case, and per-call cost) needs no look-up: "pickle" cannot be
+    # unregistered, and its wire numbers come from its row.
+    bits, named = (PICKLE_BIT, []) if pickled.uses == _PICKLE_ONLY else bits_for(pickled.uses)
     if named:
         fields["backends"] = named
-    ident = 0 if pickled.loader == "pickle" else loader_id(pickled.loader)
+    ident = PICKLE_LOADER_ID if pickled.loader == "pickle" else loader_id(pickled.loader)
     loader = NAMED if ident is None else ident
     if ident is None:
         fields["loader"] = pickled.loader
