@@ -362,3 +362,20 @@ def test_durable_false_still_replaces_atomically(tmp_path: Path) -> None:
     omnipickle.dump("new", path, durable=False)
     assert omnipickle.load(path) == "new"
     assert sorted(os.listdir(tmp_path)) == ["x.pkl"]
+
+
+def test_a_folder_is_swept_for_leftovers_once_per_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing the folder on every dump would make a cache of many small files quadratic."""
+    listed: list[str] = []
+    real = os.listdir
+
+    def counting(path: Any = ".") -> list[str]:
+        listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "listdir", counting)
+    for i in range(20):
+        omnipickle.dump(i, tmp_path / f"entry{i}.pkl", durable=False)
+    assert listed.count(str(tmp_path)) == 1

@@ -4,8 +4,8 @@
 renames it over the target (``os.replace`` is atomic on POSIX and Windows), and finally fsyncs
 the folder so the rename itself survives a power cut. A crash at any moment leaves the old file
 or the new one; a failed dump leaves the old file untouched and removes its temporary file. A
-writer that is killed leaves its temporary file behind; the next write to the same target removes
-it (never a live writer's: each holds a lock on its own).
+writer that is killed leaves its temporary file behind; the first write into that folder by a
+later process removes it (never a live writer's: each holds a lock on its own).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
 import time
 from collections.abc import Iterator
 from typing import IO, Any
@@ -51,6 +52,11 @@ TEMP_SUFFIX = ".omnipickle-tmp"
 # A leftover is removed only when no process holds its lock and it has not changed for this
 # long: a writer locks its file right after creating it, and writes to it continuously.
 _STALE_AFTER = 60.0
+# The folders this process has swept (bounded: a long-lived process writing to ever new folders
+# forgets the oldest and may sweep one again, which is only a little work).
+_SWEPT: set[str] = set()
+_SWEPT_LOCK = threading.Lock()
+_SWEPT_MAX = 4096
 
 
 def _target(path: PathLike) -> str:
@@ -81,7 +87,7 @@ def atomic_writer(path: PathLike, *, durable: bool = True) -> Iterator[IO[bytes]
     target = _target(path)
     folder = os.path.dirname(os.path.abspath(target))
     base = os.path.basename(target)
-    _sweep(folder, base)
+    _sweep(folder)
     # Imported here: tempfile brings shutil, and with it bz2 and lzma, into every process that
     # imports omnipickle (import time is measured against cloudpickle's).
     import tempfile
@@ -121,15 +127,22 @@ def _lock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def _sweep(folder: str, base: str) -> None:
-    """Remove temporary files that killed writers of ``base`` left in ``folder``."""
+def _sweep(folder: str) -> None:
+    """Remove the temporary files killed writers left in ``folder``, once per process and
+    folder: listing a folder of many files on every dump would make a cache of many small
+    files quadratic, and leftovers only come from processes that died before this one looked."""
     try:
         import fcntl
     except ImportError:
         return
-    prefix = f".{base}."
+    with _SWEPT_LOCK:
+        if folder in _SWEPT:
+            return
+        if len(_SWEPT) >= _SWEPT_MAX:
+            _SWEPT.clear()
+        _SWEPT.add(folder)
     try:
-        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n.endswith(TEMP_SUFFIX)]
+        names = [n for n in os.listdir(folder) if n[:1] == "." and n.endswith(TEMP_SUFFIX)]
     except OSError:
         return  # a folder we cannot list: the write itself will say what is wrong
     now = time.time()
