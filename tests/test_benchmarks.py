@@ -11,9 +11,9 @@ from conftest import SRC
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
-def test_core_benchmark_quick_mode_runs_and_checks_results() -> None:
+def _quick(script: str) -> str:
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_core.py"), "--quick"],
+        [sys.executable, str(BENCHMARKS / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -21,4 +21,14 @@ def test_core_benchmark_quick_mode_runs_and_checks_results() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "(f)" in proc.stdout
+    return proc.stdout
+
+
+def test_core_benchmark_quick_mode_runs_and_checks_results() -> None:
+    assert "(f)" in _quick("bench_core.py")
+
+
+def test_calls_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_calls.py")
+    assert "| loads closure |" in out
+    assert "PROBLEM" not in out
