@@ -44,17 +44,10 @@ def restore_registries() -> Iterator[None]:
     from omnipickle.backends import REGISTRY as backends
     from omnipickle.codecs import REGISTRY as codecs
 
-    saved = [
-        (reg, dict(reg._entries), dict(reg._loaded), dict(reg._aliases))
-        for reg in (backends, codecs)
-    ]
+    saved = [(reg, reg.snapshot()) for reg in (backends, codecs)]
     try:
         yield
     finally:
-        for reg, entries, loaded, aliases in saved:
-            reg._entries.clear()
-            reg._entries.update(entries)
-            reg._loaded.clear()
-            reg._loaded.update(loaded)
-            reg._aliases.clear()
-            reg._aliases.update(aliases)
+        # restore() runs the registries' change hooks, which keep the fast paths' flags.
+        for reg, snapshot in saved:
+            reg.restore(snapshot)

@@ -148,6 +148,7 @@ class Registry(Table[str, Entry[T]]):
         check: validates an implementation before it is registered; raises ``TypeError``.
         unique: an attribute of the implementations that no two names may share (the codec
             id written in envelopes); ``None`` values are not compared.
+        on_change: called after every change, with the lock held.
     """
 
     def __init__(
@@ -158,8 +159,9 @@ class Registry(Table[str, Entry[T]]):
         check: Callable[[object], None],
         *,
         unique: str | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(kind, unknown)
+        super().__init__(kind, unknown, on_change=on_change)
         self._missing = missing
         self._check = check
         self._unique = unique

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
 from ._reconstruct import LOAD_HOOKS, REATTACH
+from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
 from .backends import REGISTRY as BACKENDS
-from .backends import Pickled, check_installed
-from .codecs import Codec, codec_for_suffix
+from .backends.plain import plain_dumps
+from .codecs import MAGICS, Codec, codec_for_suffix
 from .errors import (
     MALFORMED_STREAM,
     MISSING_NAME,
@@ -31,7 +32,13 @@ from .errors import (
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
 from .format import reader
 from .format.describe import Info, describe
-from .format.header import FLAG_OUT_OF_BAND, FLAG_SECTIONS, Header
+from .format.header import (
+    FLAG_OUT_OF_BAND,
+    FLAG_SECTIONS,
+    Header,
+    is_plain_payload,
+    plain_payload,
+)
 from .format.reader import ENVELOPE, Payload
 from .format.signing import KeyArgument
 from .format.source import PrefixedReader, as_view
@@ -174,6 +181,23 @@ def dumps(
         BackendNotInstalledError, CodecNotInstalledError: its package is missing.
         ValueError, TypeError: an option is out of range or of the wrong type.
     """
+    if (
+        buffer_callback is None
+        and key is None
+        and compression is None
+        and level is None
+        and fix_imports is True
+        and (raw is False or raw is True)
+        and on_unpicklable == "raise"
+        and backend == "auto"
+        and DEFAULTS.builtin
+    ):
+        # The per-call fast path: a small graph of plain data is what pickle.dumps writes.
+        proto = DEFAULT_PROTOCOL if protocol is None else protocol
+        if type(proto) is int and 2 <= proto <= HIGHEST_PROTOCOL:
+            stream = plain_dumps(obj, proto)
+            if stream is not None:
+                return stream if raw else plain_payload(stream, proto, PICKLE_LOADER_ID, PICKLE_BIT)
     opts = dump_options(
         protocol,
         fix_imports=fix_imports,
@@ -368,14 +392,19 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             errors=opts.errors,
             buffers=buffers,
         )
-    except EOFError as exc:
-        raise UnpicklingError(f"the pickle stream inside the payload ends early: {exc}") from exc
-    except pickle.UnpicklingError as exc:
-        if isinstance(exc, UnpicklingError):
-            raise
-        raise UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}") from exc
+    except (EOFError, pickle.UnpicklingError) as exc:
+        raise _inner_failure(exc) from exc
     finally:
         REATTACH.reset(token)
+
+
+def _inner_failure(exc: EOFError | pickle.UnpicklingError) -> BaseException:
+    """What a payload whose checksum held raises when its pickle stream stops the unpickler."""
+    if isinstance(exc, UnpicklingError):
+        return exc
+    if isinstance(exc, EOFError):
+        return UnpicklingError(f"the pickle stream inside the payload ends early: {exc}")
+    return UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}")
 
 
 def _bare_stream(payload: Payload) -> Any:
@@ -426,14 +455,19 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
         raise missing_name(exc) from exc
     except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
         if stream is not None:
-            # A whole stream ends with STOP; one that does not was cut short.
-            raise damaged_stream(
-                exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
-            ) from exc
+            raise _plain_failure(exc, stream) from exc
         assert isinstance(source, PrefixedReader)
         raise damaged_stream(
             exc, size=source.consumed, ended=source.exhausted, head=source.head
         ) from exc
+
+
+def _plain_failure(exc: BaseException, stream: Any) -> BaseException:
+    """What a whole plain pickle stream in memory raises when it stops the unpickler."""
+    # A whole stream ends with STOP; one that does not was cut short.
+    return damaged_stream(
+        exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
+    )
 
 
 def loads(
@@ -486,6 +520,46 @@ def loads(
             ``restricted``.
         UnsafePayloadError: restricted loading refused a global.
     """
+    if (
+        type(data) is bytes
+        and buffers is None
+        and key is None
+        and resources is None
+        and restricted is False
+        and allow is None
+        and fix_imports is True
+        and encoding == "ASCII"
+        and errors == "strict"
+        and DEFAULTS.builtin
+        and LOAD_HOOKS.get() is None
+        and is_plain_payload(data, PICKLE_LOADER_ID, PICKLE_BIT)
+    ):
+        # The per-call fast path: an intact envelope of plain data, read by pickle as it is.
+        try:
+            return pickle.loads(data)
+        except (EOFError, pickle.UnpicklingError) as exc:
+            raise _inner_failure(exc) from exc
+    if (
+        type(data) is bytes
+        and len(data) > 2
+        and data[0] == 0x80
+        and data[2] != 0x42  # BINBYTES: format 2's header (or a protocol-3 stream of bytes)
+        and key is None
+        and resources is None
+        and restricted is False
+        and allow is None
+        and MAGICS.proto_unclaimed
+        and LOAD_HOOKS.get() is None
+    ):
+        # The per-call fast path of a plain pickle stream (raw=True): no envelope can start so.
+        try:
+            return pickle.loads(
+                data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+            )
+        except MISSING_NAME as exc:
+            raise missing_name(exc) from exc
+        except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
+            raise _plain_failure(exc, data) from exc
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,

@@ -22,6 +22,7 @@ from .rows import BUILTIN_ROWS, BackendRow, builtin_row
 
 __all__ = [
     "BUILTIN_ROWS",
+    "DEFAULTS",
     "Backend",
     "BackendRow",
     "Pickled",
@@ -49,8 +50,26 @@ def _check(impl: object) -> None:
         )
 
 
+class _Defaults:
+    """Whether ``"auto"`` and ``"pickle"`` are the built-in backends (nobody replaced them): then
+    the per-call fast path of plain data may skip the registry. Kept by the registry's change
+    hook, so a call reads one attribute."""
+
+    builtin = True
+
+
+DEFAULTS = _Defaults()
+
+
+def _note_change() -> None:
+    entries = REGISTRY.view()
+    DEFAULTS.builtin = all(
+        name in entries and entries[name].target == builtin_row(name).target for name in PERMANENT
+    )
+
+
 REGISTRY: Registry[Backend] = Registry(
-    "backend", UnknownBackendError, BackendNotInstalledError, _check
+    "backend", UnknownBackendError, BackendNotInstalledError, _check, on_change=_note_change
 )
 
 # The registry is the truth for which names exist: a row counts only while its name is registered

@@ -17,6 +17,7 @@ from . import gzip_codec, bz2_codec, lzma_codec, zstd_codec, lz4_codec  # noqa: 
 from .base import (
     INFLATION_FLOOR,
     INFLATION_RATIO,
+    MAGICS,
     REGISTRY,
     Buffer,
     Codec,
@@ -40,6 +41,7 @@ from .zstd_codec import ZstdCodec
 __all__ = [
     "INFLATION_FLOOR",
     "INFLATION_RATIO",
+    "MAGICS",
     "REGISTRY",
     "Buffer",
     "Bz2Codec",

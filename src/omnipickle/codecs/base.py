@@ -27,6 +27,7 @@ from ..errors import (
 __all__ = [
     "INFLATION_FLOOR",
     "INFLATION_RATIO",
+    "MAGICS",
     "REGISTRY",
     "Buffer",
     "Codec",
@@ -332,8 +333,32 @@ def _check(impl: object) -> None:
         )
 
 
+class _Magics:
+    """Whether data that starts with pickle's PROTO opcode (``0x80``) can be taken for a plain
+    pickle stream without asking each codec (no registered codec's magic starts with it, and no
+    codec is registered by a path that hides its magic): the per-call fast path of ``loads``
+    reads one attribute. Kept by the registry's change hook."""
+
+    proto_unclaimed = True
+
+
+MAGICS = _Magics()
+
+
+def _note_change() -> None:
+    MAGICS.proto_unclaimed = all(
+        not isinstance(entry.target, str) and not entry.target.magic.startswith(b"\x80")
+        for entry in REGISTRY.view().values()
+    )
+
+
 REGISTRY: Registry[Codec] = Registry(
-    "codec", UnknownCodecError, CodecNotInstalledError, _check, unique="codec_id"
+    "codec",
+    UnknownCodecError,
+    CodecNotInstalledError,
+    _check,
+    unique="codec_id",
+    on_change=_note_change,
 )
 
 

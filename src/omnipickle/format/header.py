@@ -65,8 +65,10 @@ __all__ = [
     "fixed_size",
     "header_size",
     "is_envelope",
+    "is_plain_payload",
     "maybe_envelope",
     "parse_header",
+    "plain_payload",
     "sections",
     "sniff_size",
     "starts_envelope",
@@ -544,3 +546,97 @@ def check_section(section: Section, data: memoryview) -> memoryview:
             f"(stored {section.crc:#010x}, computed {found:#010x})"
         )
     return stored
+
+
+# --- the per-call fast path ----------------------------------------------------------------------
+# Most payloads sent between processes are small, unsigned, uncompressed plain data read by
+# pickle. These two functions write and recognize exactly that shape, byte for byte as
+# build_header and parse_header/check_payload do, with one struct call each way; anything else
+# (or anything wrong) is left to the general functions above, which say what is wrong.
+
+_PLAIN_HEAD = struct.Struct("<2sBI8sBBBBBBBBB3xIQQII")
+_PLAIN_SIZE = _PLAIN_HEAD.size + _WRAP_AFTER
+_PLAIN_WRAPPED = HEADER_SIZE
+_PYTHON = sys.version_info[:2]
+
+
+def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) -> bytes:
+    """The format-2 envelope of ``stream`` (a pickle stream of protocol 2 or later, which starts
+    with its PROTO opcode), uncompressed, unsigned, with no flags and no extra field: what
+    :func:`build_header` and the writer produce for it."""
+    fixed = _FIXED.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        0,
+        protocol,
+        _PYTHON[0],
+        _PYTHON[1],
+        loader,
+        backend_bits,
+        0,
+        CHECKSUM_CRC32,
+        0,
+        len(stream) - _LEAD,
+        len(stream),
+        zlib.crc32(stream),
+    )
+    # Slicing bytes copies them: past a few pages, a view costs less than the copy.
+    rest = stream[_LEAD:] if len(stream) < 4096 else memoryview(stream)[_LEAD:]
+    return b"".join(
+        (
+            stream[:_LEAD],
+            b"B0\x00\x00\x00",  # BINBYTES, and the header's length: 48
+            fixed,
+            zlib.crc32(fixed).to_bytes(4, "little"),
+            b"0",  # POP
+            rest,
+        )
+    )
+
+
+def is_plain_payload(data: bytes, loader: int, backend_bits: int) -> bool:
+    """Whether ``data`` is, whole and intact, an envelope of the shape :func:`plain_payload`
+    writes, for this Python's pickle to read as it is (``False`` also for anything damaged:
+    the general reader then says what is wrong)."""
+    if len(data) < _PLAIN_SIZE:
+        return False
+    (
+        proto,
+        binbytes,
+        wrapped,
+        magic,
+        version,
+        flags,
+        protocol,
+        _major,
+        _minor,
+        ldr,
+        bits,
+        codec_id,
+        algorithm,
+        extra_size,
+        stored_length,
+        raw_length,
+        checksum,
+        header_crc,
+    ) = _PLAIN_HEAD.unpack_from(data)
+    return (
+        magic == MAGIC
+        and version == FORMAT_VERSION
+        and flags == 0
+        and extra_size == 0
+        and codec_id == 0
+        and ldr == loader
+        and bits == backend_bits
+        and algorithm == CHECKSUM_CRC32
+        and binbytes == _BINBYTES
+        and wrapped == _PLAIN_WRAPPED
+        and proto[0] == _PROTO
+        and proto[1] == protocol
+        and data[_PLAIN_SIZE - 1] == _POP[0]
+        and stored_length + _PLAIN_SIZE == len(data)
+        and raw_length == stored_length + _LEAD
+        and zlib.crc32(memoryview(data)[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size])
+        == header_crc
+        and zlib.crc32(memoryview(data)[_PLAIN_SIZE:], zlib.crc32(data[:_LEAD])) == checksum
+    )

@@ -1,0 +1,206 @@
+"""The per-call fast paths write and read exactly what the general paths do.
+
+``dumps`` of a small graph of plain data, ``loads`` of an intact plain envelope and ``loads`` of
+a plain pickle stream skip the general machinery. Each test compares them with the general path
+(forced by an argument that takes it: ``on_unpicklable="drop"`` for dumps, a ``bytearray`` for
+loads), byte for byte and error for error.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Any
+
+import pytest
+
+import omnipickle
+from omnipickle.backends import DEFAULTS, Backend, Pickled, register_backend
+from omnipickle.backends.plain import MAX_NODES, plain_dumps
+from omnipickle.codecs import MAGICS, GzipCodec, register_codec, unregister_codec
+
+_shared = [1, 2]
+_loop: list[Any] = []
+_loop.append(_loop)
+
+PLAIN: list[Any] = [
+    None,
+    True,
+    0,
+    -(2**100),
+    1.5,
+    float("inf"),
+    "",
+    "__main__",  # the marker the general path watches for, as data
+    "é" * 10,
+    b"",
+    b"\x80\x05B",
+    bytearray(b"abc"),
+    [],
+    (),
+    {},
+    set(),
+    frozenset({1, 2}),
+    {"id": 7, "name": "job-7", "ok": True},
+    {(1, 2): [3.0, None], frozenset({"a"}): {"b": b"c"}},
+    [_shared, _shared],
+    _loop,
+    ["x" * 10_000, b"y" * 100_000],
+    list(range(MAX_NODES * 2)),  # past the budget: the general path
+]
+
+
+def _general(obj: Any, protocol: int) -> bytes:
+    return omnipickle.dumps(obj, protocol, on_unpicklable="drop")
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("obj", PLAIN, ids=lambda o: type(o).__name__)
+def test_dumps_of_plain_data_is_what_the_general_path_writes(obj: Any, protocol: int) -> None:
+    assert omnipickle.dumps(obj, protocol) == _general(obj, protocol)
+    assert omnipickle.dumps(obj, protocol, raw=True) == pickle.dumps(obj, protocol)
+
+
+@pytest.mark.parametrize("obj", PLAIN, ids=lambda o: type(o).__name__)
+def test_loads_of_the_fast_payload_gives_back_the_object(obj: Any) -> None:
+    data = omnipickle.dumps(obj)
+    back = omnipickle.loads(data)
+    assert repr(back) == repr(obj)
+    assert repr(omnipickle.loads(omnipickle.dumps(obj, raw=True))) == repr(obj)
+
+
+def test_the_fast_path_takes_small_plain_graphs_and_leaves_the_rest() -> None:
+    assert plain_dumps({"a": [1, (2, 3)]}, 5) == pickle.dumps({"a": [1, (2, 3)]}, 5)
+    assert plain_dumps(list(range(MAX_NODES + 1)), 5) is None
+    assert plain_dumps(_loop, 5) is None
+    # A key, a value or an item anywhere that is not plain data: the general path.
+    assert plain_dumps({lambda: 1: 2}, 5) is None
+    assert plain_dumps([1, [2, [threading.Lock()]]], 5) is None
+    assert plain_dumps(frozenset({1j}), 5) is None  # complex goes through a reducer
+
+
+def test_objects_the_fast_path_leaves_still_dump_through_auto() -> None:
+    lock = threading.Lock()
+    back = omnipickle.loads(omnipickle.dumps({"f": [lambda x: x * 2], "l": [lock]}))
+    assert back["f"][0](4) == 8
+    assert back["l"][0].acquire(blocking=False)
+    key = {(lambda: 5): "v"}
+    (func,) = omnipickle.loads(omnipickle.dumps(key))
+    assert func() == 5
+
+
+class _Recording(Backend):
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def dumps(self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: Any) -> Pickled:
+        self.calls += 1
+        data = pickle.dumps(obj, protocol)
+        return Pickled([data], len(data), None, frozenset({"pickle"}), by_value=False)
+
+
+def test_a_replaced_auto_backend_is_called_for_plain_data_too(restore_registries: None) -> None:
+    recording = _Recording()
+    register_backend("auto", recording, replace=True)
+    assert not DEFAULTS.builtin
+    omnipickle.dumps(None)
+    omnipickle.dumps({"a": 1}, raw=True)
+    assert recording.calls == 2
+
+
+def test_the_defaults_flag_comes_back_when_the_registry_is_restored(
+    restore_registries: None,
+) -> None:
+    register_backend("pickle", _Recording(), replace=True)
+    assert not DEFAULTS.builtin
+
+
+def test_defaults_flag_is_set_outside_the_tests_above() -> None:
+    assert DEFAULTS.builtin  # restore_registries put the built-ins back
+
+
+# --- loading: the same errors as the general path ----------------------------------------------
+
+
+def _outcome(call: Any) -> tuple[str, str] | Any:
+    try:
+        return ("ok", repr(call()))
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def _both(data: bytes) -> tuple[Any, Any]:
+    return _outcome(lambda: omnipickle.loads(data)), _outcome(
+        lambda: omnipickle.loads(bytearray(data))
+    )
+
+
+def test_every_damaged_byte_of_a_fast_payload_gets_the_general_paths_error() -> None:
+    data = omnipickle.dumps({"id": 7, "name": "job-7", "ok": True})
+    for i in range(len(data)):
+        for flip in (0x01, 0x80):
+            damaged = bytearray(data)
+            damaged[i] ^= flip
+            fast, general = _both(bytes(damaged))
+            assert fast == general, (i, flip)
+            assert fast[0] != "ok" or i < 2, (i, flip)  # only PROTO's own bytes may survive
+
+
+def test_truncated_and_extended_fast_payloads_get_the_general_paths_error() -> None:
+    data = omnipickle.dumps([1, 2, 3])
+    for cut in range(1, len(data)):
+        fast, general = _both(data[:cut])
+        assert fast == general and fast[0] != "ok", cut
+    fast, general = _both(data + b".")
+    assert fast == general and fast[0] == "CorruptPayloadError"
+
+
+def test_damaged_plain_pickle_streams_get_the_general_paths_error() -> None:
+    data = pickle.dumps({"a": [1, 2]}, 5)
+    for cut in range(3, len(data)):
+        fast, general = _both(data[:cut])
+        assert fast == general and fast[0] != "ok", cut
+    for i in range(3, len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x40
+        assert _both(bytes(damaged))[0] == _both(bytes(damaged))[1], i
+
+
+def test_a_missing_global_in_a_plain_stream_gets_the_general_paths_error() -> None:
+    data = pickle.dumps(pickle.PickleBuffer, 5).replace(b"PickleBuffer", b"NoSuchThing!")
+    fast, general = _both(data)
+    assert fast == general
+    assert fast[0] != "ok"
+
+
+class _ProtoCodec(GzipCodec):
+    """A codec whose magic starts like a pickle stream (PROTO)."""
+
+    codec_id = 77
+    magic = b"\x80\x05\x95"
+
+
+def test_a_codec_whose_magic_starts_like_pickle_turns_the_stream_fast_path_off(
+    restore_registries: None,
+) -> None:
+    assert MAGICS.proto_unclaimed
+    register_codec("proto_like", _ProtoCodec())
+    assert not MAGICS.proto_unclaimed
+    unregister_codec("proto_like")
+    assert MAGICS.proto_unclaimed
+    register_codec("by_path", "somewhere.not_imported:Codec")
+    assert not MAGICS.proto_unclaimed  # its magic is unknown until it is imported
+
+
+def test_loads_options_that_need_the_general_path_still_apply() -> None:
+    data = omnipickle.dumps({"a": 1})
+    with pytest.raises(omnipickle.SignatureError):
+        omnipickle.loads(data, key=b"k" * 32)
+    with pytest.raises(ValueError, match="resources"):
+        omnipickle.loads(data, resources={"root.x": 1})
+    assert omnipickle.loads(data, restricted=True) == {"a": 1}
+    raw = omnipickle.dumps({"a": 1}, raw=True)
+    with pytest.raises(omnipickle.SignatureError):
+        omnipickle.loads(raw, key=b"k" * 32)
