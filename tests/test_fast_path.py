@@ -204,3 +204,44 @@ def test_loads_options_that_need_the_general_path_still_apply() -> None:
     raw = omnipickle.dumps({"a": 1}, raw=True)
     with pytest.raises(omnipickle.SignatureError):
         omnipickle.loads(raw, key=b"k" * 32)
+
+
+def _with_python_minor(data: bytes, minor: int) -> bytes:
+    """``data`` (a format-2 envelope) as if written by another Python minor version."""
+    import zlib
+
+    changed = bytearray(data)
+    changed[7 + 12] = minor  # the minor version, after PROTO and BINBYTES (docs/format.md)
+    changed[7 + 44 : 7 + 48] = zlib.crc32(changed[7 : 7 + 44]).to_bytes(4, "little")
+    return bytes(changed)
+
+
+def test_code_by_value_loads_through_the_fast_path_as_through_the_general_one() -> None:
+    import sys
+
+    offset = 3
+    data = omnipickle.dumps(lambda x: x + offset)
+    assert omnipickle.info(data).backends == ("pickle", "cloudpickle")
+    assert "cloudpickle" in sys.modules
+    assert omnipickle.loads(data)(1) == 4
+    assert omnipickle.loads(bytearray(data))(1) == 4
+    other = _with_python_minor(data, sys.version_info[1] + 1)
+    fast, general = _both(other)
+    assert fast == general
+    assert fast[0] == "IncompatiblePayloadError"
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x10
+        fast, general = _both(bytes(damaged))
+        assert fast[0] == general[0], i
+
+
+def test_code_by_value_needs_the_cloudpickle_backend_registered(restore_registries: None) -> None:
+    from omnipickle.backends import unregister_backend
+
+    data = omnipickle.dumps(lambda: 1)
+    unregister_backend("cloudpickle")
+    assert DEFAULTS.fast_bits == DEFAULTS.pickle_only
+    fast, general = _both(data)
+    assert fast == general
+    assert fast[0] == "IncompatiblePayloadError"

@@ -532,9 +532,14 @@ def loads(
         and errors == "strict"
         and DEFAULTS.builtin
         and LOAD_HOOKS.get() is None
-        and is_plain_payload(data, PICKLE_LOADER_ID, PICKLE_BIT)
+        and is_plain_payload(
+            data,
+            PICKLE_LOADER_ID,
+            DEFAULTS.fast_bits if "cloudpickle" in sys.modules else DEFAULTS.pickle_only,
+        )
     ):
-        # The per-call fast path: an intact envelope of plain data, read by pickle as it is.
+        # The per-call fast path: an intact envelope that pickle reads as it is (plain data, or
+        # code by value from this Python that needs only cloudpickle, which is imported).
         try:
             return pickle.loads(data)
         except (EOFError, pickle.UnpicklingError) as exc:

@@ -51,21 +51,39 @@ def _check(impl: object) -> None:
 
 
 class _Defaults:
-    """Whether ``"auto"`` and ``"pickle"`` are the built-in backends (nobody replaced them): then
-    the per-call fast path of plain data may skip the registry. Kept by the registry's change
-    hook, so a call reads one attribute."""
+    """What the per-call fast paths may take for granted, kept by the registry's change hook so
+    that a call reads an attribute instead of the registry.
+
+    Attributes:
+        builtin: ``"auto"`` and ``"pickle"`` are the built-in backends (nobody replaced them).
+        pickle_only: the envelope backend bits of a payload that needs only pickle.
+        fast_bits: the backend bits a payload may carry and still be read by the fast path (once
+            the package is imported): pickle's, and pickle's with cloudpickle's while the
+            built-in cloudpickle backend is registered.
+    """
 
     builtin = True
+    pickle_only: frozenset[int] = frozenset()
+    fast_bits: frozenset[int] = frozenset()
 
 
 DEFAULTS = _Defaults()
 
 
+def _is_builtin(entries: Mapping[str, Entry[Backend]], name: str) -> bool:
+    return name in entries and entries[name].target == builtin_row(name).target
+
+
 def _note_change() -> None:
     entries = REGISTRY.view()
-    DEFAULTS.builtin = all(
-        name in entries and entries[name].target == builtin_row(name).target for name in PERMANENT
-    )
+    DEFAULTS.builtin = all(_is_builtin(entries, name) for name in PERMANENT)
+    pickle_bit = builtin_row("pickle").bit
+    cloudpickle_bit = builtin_row("cloudpickle").bit
+    assert pickle_bit is not None and cloudpickle_bit is not None
+    DEFAULTS.pickle_only = frozenset({pickle_bit})
+    DEFAULTS.fast_bits = DEFAULTS.pickle_only
+    if _is_builtin(entries, "cloudpickle"):
+        DEFAULTS.fast_bits = frozenset({pickle_bit, pickle_bit | cloudpickle_bit})
 
 
 REGISTRY: Registry[Backend] = Registry(

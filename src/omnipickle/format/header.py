@@ -594,10 +594,11 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
     )
 
 
-def is_plain_payload(data: bytes, loader: int, backend_bits: int) -> bool:
+def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
     """Whether ``data`` is, whole and intact, an envelope of the shape :func:`plain_payload`
-    writes, for this Python's pickle to read as it is (``False`` also for anything damaged:
-    the general reader then says what is wrong)."""
+    writes (or the same with the BY_VALUE flag, written by this Python's minor version), read by
+    ``loader`` and needing one of ``backend_bits``, for pickle to read as it is. ``False`` also
+    for anything damaged: the general reader then says what is wrong."""
     if len(data) < _PLAIN_SIZE:
         return False
     (
@@ -608,8 +609,8 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: int) -> bool:
         version,
         flags,
         protocol,
-        _major,
-        _minor,
+        major,
+        minor,
         ldr,
         bits,
         codec_id,
@@ -623,11 +624,11 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: int) -> bool:
     return (
         magic == MAGIC
         and version == FORMAT_VERSION
-        and flags == 0
+        and (flags == 0 or (flags == FLAG_BY_VALUE and major == _PYTHON[0] and minor == _PYTHON[1]))
         and extra_size == 0
         and codec_id == 0
         and ldr == loader
-        and bits == backend_bits
+        and bits in backend_bits
         and algorithm == CHECKSUM_CRC32
         and binbytes == _BINBYTES
         and wrapped == _PLAIN_WRAPPED
