@@ -245,3 +245,47 @@ def test_code_by_value_needs_the_cloudpickle_backend_registered(restore_registri
     fast, general = _both(data)
     assert fast == general
     assert fast[0] == "IncompatiblePayloadError"
+
+
+# --- Serializer: options resolved once, registrations still seen -------------------------------
+
+
+def test_a_serializer_writes_what_the_function_writes_with_the_same_options() -> None:
+    key = b"s" * 32
+    for held in ({}, {"protocol": 4}, {"compression": "gzip", "level": 1}, {"key": key}):
+        serializer = omnipickle.Serializer(**held)
+        obj = {"a": [1, 2], "f": 1.5}
+        data = serializer.dumps(obj)
+        if "key" not in held:  # a signature is over the same bytes; compare the rest
+            assert data == omnipickle.dumps(obj, **held)
+        assert serializer.loads(data) == obj
+        assert omnipickle.loads(data, key=held.get("key")) == obj
+
+
+def test_a_serializer_sees_a_codec_replaced_after_its_first_call(
+    restore_registries: None,
+) -> None:
+    class Marked(GzipCodec):
+        calls = 0
+
+        def compress(self, data: Any, level: int | None) -> bytes:
+            Marked.calls += 1
+            return super().compress(data, level)
+
+    serializer = omnipickle.Serializer(compression="gzip")
+    first = serializer.dumps([1])
+    register_codec("gzip", Marked(), replace=True)
+    second = serializer.dumps([1])
+    assert Marked.calls == 1
+    assert omnipickle.loads(first) == omnipickle.loads(second) == [1]
+
+
+def test_a_serializer_with_load_options_applies_them() -> None:
+    data = omnipickle.dumps(lambda: 1)
+    restricted = omnipickle.Serializer(restricted=True)
+    for _ in range(2):  # the second call uses what the first resolved
+        with pytest.raises(omnipickle.UnsafePayloadError):
+            restricted.loads(data)
+    key = b"t" * 32
+    signed = omnipickle.Serializer(restricted=True, key=key)
+    assert signed.loads(signed.dumps(lambda: 2))() == 2

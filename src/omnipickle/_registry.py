@@ -51,6 +51,8 @@ class Table(Generic[K, V]):
         self._unknown = unknown
         self._describe = describe
         self._on_change = on_change
+        self.generation = 0
+        """Counts the changes: whoever caches what it resolved compares it."""
         self._entries: dict[K, V] = {}
         # Registration is rare; the lock only keeps two threads from interleaving a
         # check-then-set on the same key.
@@ -124,6 +126,7 @@ class Table(Generic[K, V]):
         return f"no {self._kind} {self._describe(key)} is registered"
 
     def _changed(self) -> None:
+        self.generation += 1
         if self._on_change is not None:
             self._on_change()
 

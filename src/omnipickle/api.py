@@ -209,6 +209,11 @@ def dumps(
         on_unpicklable=on_unpicklable,
         raw=raw,
     )
+    return dumps_with(obj, opts)
+
+
+def dumps_with(obj: Any, opts: DumpOptions) -> bytes:
+    """:func:`dumps` with options already checked (``Serializer`` checks its own once)."""
     parts = _encode(obj, opts)
     if len(parts) == 1 and isinstance(parts[0], bytes):
         return parts[0]
@@ -575,6 +580,11 @@ def loads(
         restricted=restricted,
         allow=allow,
     )
+    return loads_with(data, opts)
+
+
+def loads_with(data: bytes | bytearray | memoryview, opts: LoadOptions) -> Any:
+    """:func:`loads` with options already checked (``Serializer`` checks its own once)."""
     return unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
 
 
