@@ -380,7 +380,7 @@ class BigResults:
 
 
 def run_big(size_mb: int, runs: int, tmp: Path) -> BigResults:
-    data = make_big(size_mb * MB)
+    data = make_big(size_mb * MB, BIG_ARRAYS)
     data_bytes = sum(a.nbytes for a in data.values())
     paths = {
         "raw": tmp / "big-raw.bin",
@@ -506,6 +506,7 @@ def measure_rss(size_mb: int, tmp: Path, paths: dict[str, Path]) -> list[dict[st
             "library": library,
             "codec": None if codec in ("pickle", "joblib") else codec,
             "bytes": size_mb * MB,
+            "arrays": BIG_ARRAYS,
             "path": str(paths[source] if source else tmp / "rss-dump.bin"),
         }
         record: dict[str, Any] = {"label": label, "op": op, "library": library}
@@ -571,10 +572,10 @@ def rss_child(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh process: one dump or load, and its peak RSS above the baseline."""
     path, library, codec = spec["path"], spec["library"], spec["codec"]
     if spec["op"] == "dump":
-        data = make_big(spec["bytes"])
+        data = make_big(spec["bytes"], spec["arrays"])
         data_bytes = sum(a.nbytes for a in data.values())
     else:
-        data_bytes = spec["bytes"] // BIG_ARRAYS // 8 * 8 * BIG_ARRAYS
+        data_bytes = spec["bytes"] // spec["arrays"] // 8 * 8 * spec["arrays"]
     gc.collect()
     base_peak = peak_rss()
     base = current_rss() or base_peak
@@ -1243,8 +1244,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"MB of large arrays (default {DEFAULT_SIZE_MB}, {QUICK_SIZE_MB} with --quick)",
     )
+    parser.add_argument(
+        "--arrays",
+        type=int,
+        default=BIG_ARRAYS,
+        help=f"how many arrays make up the large arrays (default {BIG_ARRAYS})",
+    )
     parser.add_argument("--rss-child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.arrays < 1:
+        parser.error("--arrays must be at least 1")
     if args.runs is not None and args.runs < 1:
         parser.error("--runs must be at least 1")
     if args.size_mb is not None and args.size_mb < 1:
@@ -1265,7 +1274,9 @@ def machine_note() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; 0 unless omnipickle failed or gave a wrong result."""
+    global BIG_ARRAYS
     args = parse_args(argv)
+    BIG_ARRAYS = args.arrays
     if args.rss_child is not None:
         print(json.dumps(rss_child(json.loads(args.rss_child))))
         return 0

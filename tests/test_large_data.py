@@ -287,3 +287,39 @@ def test_pipe_dump_of_arrays_works(tmp_path: Path) -> None:
         omnipickle.dump(_arrays(), w, compression="lz4")
     t.join()
     assert _same(out[0], _arrays())
+
+
+def test_many_sections_move_only_the_stream_and_only_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "SECTION_MIN", 1024)
+    moved: list[int] = []
+    real_shift = writer._shift
+
+    def recording_shift(out: Any, offset: int, length: int, delta: int) -> None:
+        moved.append(length)
+        real_shift(out, offset, length, delta)
+
+    monkeypatch.setattr(writer, "_shift", recording_shift)
+    arrays = {f"layer{i}": np.full(4096, i, dtype=np.float32) for i in range(200)}
+    path = tmp_path / "state.bin"
+    omnipickle.dump(arrays, path)
+    header = envelope.parse_header(path.read_bytes())
+    assert len(envelope.sections(header)) == 200
+    assert len(moved) == 1
+    assert moved[0] < header.stored_length + writer.HEADER_ROOM  # the stream, not the arrays
+    back = omnipickle.load(path)
+    assert all(np.array_equal(back[k], v) for k, v in arrays.items())
+    back_mapped = omnipickle.load(path, mmap_mode="r")
+    assert all(np.array_equal(back_mapped[k], v) for k, v in arrays.items())
+    with path.open("rb") as f:
+        assert all(
+            np.array_equal(a, b) for a, b in zip(omnipickle.load(f).values(), arrays.values())
+        )
+
+
+def test_a_few_sections_move_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    moved: list[int] = []
+    monkeypatch.setattr(writer, "_shift", lambda *args: moved.append(args[2]))
+    omnipickle.dump(_arrays(), tmp_path / "few.bin")
+    assert moved == []

@@ -351,12 +351,14 @@ class FileWriter:
         if not sink.spilled:
             sink.spill()
         sink.close()
+        # Every section is known before any is written: the room the header needs is made now,
+        # when only the stream (small beside the arrays that became sections) has to move.
+        room = self._make_room(pickled, out.tell() - start)
         entries = [self._write_section(buf) for buf in self.buffers]
         end = out.tell() - start
         extra: dict[str, Any] = {"end": end}
         if entries:
             extra["sections"] = entries
-        room = HEADER_ROOM
         while True:
             try:
                 header = header_for(
@@ -391,6 +393,30 @@ class FileWriter:
             tag = sign(self.key, _copy_range(out, start, end))
             out.seek(start + end)
             out.write(tag)
+
+    def _make_room(self, pickled: Pickled, written: int) -> int:
+        """Grow the room left for the header to what it can need with every section listed
+        (each number at its widest), moving the ``written`` bytes after it once; return it."""
+        widest = (1 << 63) - 1
+        entry = {"offset": widest, "stored": widest, "raw": widest, "crc": (1 << 32) - 1}
+        worst = header_for(
+            pickled,
+            self.protocol,
+            self.codec,
+            key=self.key,
+            out_of_band=self.user_buffers,
+            stored_length=widest,
+            checksum=0,
+            extra={"end": widest, "sections": [entry] * len(self.buffers)},
+            sections=bool(self.buffers),
+            lead=self.sink.lead,
+        )
+        if len(worst) <= HEADER_ROOM:
+            return HEADER_ROOM
+        room = -(-len(worst) // HEADER_ROOM) * HEADER_ROOM
+        _shift(self.out, self.start + HEADER_ROOM, written - HEADER_ROOM, room - HEADER_ROOM)
+        self.out.seek(self.start + written + room - HEADER_ROOM)
+        return room
 
     def _write_section(self, buf: pickle.PickleBuffer) -> dict[str, int]:
         """Write one buffer, aligned, compressed or not; return its section entry."""
