@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import omnipickle
+from conftest import check_python
 from helpers import Plain
 
 
@@ -53,3 +54,65 @@ def test_drop_reports_stay_per_dump_across_threads() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         paths = list(pool.map(job, range(100)))
     assert paths == [[f"root['g{i}']"] for i in range(100)]
+
+
+def test_threads_meeting_dill_for_the_first_time_all_get_the_whole_module() -> None:
+    """The first dump that needs dill imports it; threads that need it meanwhile wait for the
+    import instead of using a half-initialized module (a fresh interpreter, so that dill is not
+    imported yet)."""
+    out = check_python(
+        code="""
+import sys, threading, weakref
+import omnipickle
+assert "dill" not in sys.modules
+
+class Target:
+    pass
+
+target = Target()
+errors = []
+barrier = threading.Barrier(8)
+
+def job():
+    barrier.wait()
+    try:
+        omnipickle.loads(omnipickle.dumps({"ref": weakref.ref(Target)}))
+    except Exception as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=job) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors:", errors)
+"""
+    )
+    assert "errors: []" in out
+
+
+def test_threads_meeting_cloudpickle_for_the_first_time_all_dump_code() -> None:
+    out = check_python(
+        code="""
+import sys, threading
+import omnipickle
+assert "cloudpickle" not in sys.modules
+errors = []
+barrier = threading.Barrier(8)
+
+def job(i):
+    barrier.wait()
+    try:
+        assert omnipickle.loads(omnipickle.dumps([lambda x: x + i] * 3))[0](1) == 1 + i
+    except Exception as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=job, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("errors:", errors)
+"""
+    )
+    assert "errors: []" in out

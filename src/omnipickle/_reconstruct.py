@@ -293,20 +293,28 @@ def import_dill() -> types.ModuleType:
     Raises:
         ImportError: dill is not installed (whatever dill changed before failing is undone).
     """
-    module = sys.modules.get("dill")
-    if module is not None:
-        return module
+    global _dill
+    if _dill is not None:
+        return _dill
     with _LOCK:
-        module = sys.modules.get("dill")
-        if module is not None:
-            return module
+        if _dill is not None:
+            return _dill
+        if "dill" in sys.modules:
+            # Imported by someone else, perhaps still running on another thread: the import
+            # system waits for a module that is being initialized, sys.modules does not.
+            _dill = importlib.import_module("dill")
+            return _dill
         tables = _mutable_tables()
         saved = [dict(table) for table in tables]
         try:
-            return importlib.import_module("dill")
+            _dill = importlib.import_module("dill")
+            return _dill
         finally:
             for table, before in zip(tables, saved, strict=True):
                 _restore(table, before)
+
+
+_dill: types.ModuleType | None = None
 
 
 def _restore(table: dict[Any, Any], before: dict[Any, Any]) -> None:

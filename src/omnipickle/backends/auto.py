@@ -339,10 +339,11 @@ def _is_typed_namedtuple(cls: type) -> bool:
 
 
 def _by_value_modules() -> frozenset[str]:
-    cloudpickle = sys.modules.get("cloudpickle")
-    if cloudpickle is None:
-        return frozenset()
-    return frozenset(cloudpickle.list_registry_pickle_by_value())
+    """The modules registered with ``cloudpickle.register_pickle_by_value``."""
+    # Not imported, or still being imported by another thread (its module is in sys.modules
+    # before its functions are): nothing can be registered yet.
+    listing = getattr(sys.modules.get("cloudpickle"), "list_registry_pickle_by_value", None)
+    return frozenset(listing()) if listing is not None else frozenset()
 
 
 def _registered(module: str, by_value: frozenset[str]) -> bool:
