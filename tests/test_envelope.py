@@ -10,8 +10,10 @@ import zlib
 from typing import Any
 
 import pytest
+import xxhash
 
 import omnipickle
+from omnipickle import checksums
 from omnipickle.format import header as envelope
 from omnipickle.format.signing import key_id
 
@@ -39,12 +41,19 @@ def test_header_layout_matches_the_documented_format() -> None:
     assert magic == b"\xd3OMNI\r\n\x1a"
     assert (version, flags, protocol) == (2, 0, 5)
     assert (major, minor) == sys.version_info[:2]
-    assert (loader, bits, codec, algo) == (0, 1, 0, 1)
+    assert (loader, bits, codec, algo) == (0, 1, 0, 1)  # small: CRC-32 (big: 2, XXH3)
     assert data[S + 17 : S + 20] == b"\x00\x00\x00"
     assert extra_len == 0
     assert stored + 2 == raw == len(data) - S - 49 + 2
     assert checksum == zlib.crc32(data[:2] + data[S + 49 :])
     assert header_crc == zlib.crc32(data[S : S + 44])
+
+
+def test_a_large_payload_is_checksummed_with_xxh3() -> None:
+    data = omnipickle.dumps(list(range(5000)))
+    assert data[S + 16] == 2  # XXH3-64's low 32 bits
+    (checksum,) = struct.unpack_from("<I", data, S + 40)
+    assert checksum == xxhash.xxh3_64_intdigest(data[:2] + data[S + 49 :]) & 0xFFFFFFFF
 
 
 def test_an_uncompressed_payload_is_a_pickle_stream_pickle_reads() -> None:
@@ -268,7 +277,9 @@ def test_tampered_signed_payload_is_refused_before_unpickling() -> None:
     start, end = header.payload_offset, header.payload_offset + header.stored_length
     data[start + 10] ^= 1
     # Recompute both checksums so that only the signature can catch it.
-    crc = zlib.crc32(bytes(data[start:end]), zlib.crc32(bytes(data[: header.lead])))
+    crc = checksums.checksum(
+        bytes(data[start:end]), header.checksum_algorithm, bytes(data[: header.lead])
+    )
     data[S + 40 : S + 44] = crc.to_bytes(4, "little")
     _fix_header_crc(data)
     with pytest.raises(omnipickle.SignatureError):

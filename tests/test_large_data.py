@@ -314,7 +314,8 @@ def test_many_sections_move_only_the_stream_and_only_once(
     assert all(np.array_equal(back_mapped[k], v) for k, v in arrays.items())
     with path.open("rb") as f:
         assert all(
-            np.array_equal(a, b) for a, b in zip(omnipickle.load(f).values(), arrays.values())
+            np.array_equal(a, b)
+            for a, b in zip(omnipickle.load(f).values(), arrays.values(), strict=True)
         )
 
 

@@ -8,13 +8,13 @@ import os
 import pickle
 import queue
 import threading
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
+from ..checksums import Running, running
 from ..diagnostics import describe_failure
 from ..errors import PICKLING_FAILURES, PicklingError
 from .rows import BackendRow
@@ -29,7 +29,8 @@ class Pickled:
     Attributes:
         chunks: the stream, in order (joined without copying by the envelope writer).
         length: the total length of ``chunks``.
-        crc: CRC-32 of the stream if the backend computed it while writing, else ``None``.
+        crc: the checksum of the stream (in :func:`omnipickle.checksums.preferred`'s
+            algorithm) if the backend computed it while writing, else ``None``.
         uses: the backends whose code the stream needs at load time.
         by_value: the stream holds code (functions, classes) serialized by value.
         loader: the backend whose ``loads`` reads the stream.
@@ -152,35 +153,34 @@ def run_pickler(
 
 
 # Past this many bytes, the CRC of the rest of a stream is computed on a second thread while
-# the pickler goes on (zlib releases the GIL for large buffers): ~2% of a large dump, on a
-# machine with a core to spare, for the cost of starting one thread.
+# the pickler goes on (the checksums release the GIL for large buffers), on a machine with a
+# core to spare, for the cost of starting one thread.
 PARALLEL_CRC_AFTER = 4 << 20
 
 
 class CrcWorker:
-    """Computes a running CRC-32 of the chunks it is given, in order, on its own thread."""
+    """Computes a running checksum of the chunks it is given, in order, on its own thread."""
 
-    def __init__(self, crc: int) -> None:
-        self.crc = crc
+    def __init__(self, state: Running) -> None:
+        self.state = state
         self._queue: queue.SimpleQueue[bytes | bytearray | memoryview | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="omnipickle-crc", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        crc = self.crc
+        update = self.state.update
         while (chunk := self._queue.get()) is not None:
-            crc = zlib.crc32(chunk, crc)
-        self.crc = crc
+            update(chunk)
 
     def put(self, chunk: bytes | bytearray | memoryview) -> None:
         """Add ``chunk`` (kept by reference: the caller must not change it)."""
         self._queue.put(chunk)
 
     def finish(self) -> int:
-        """Wait for every chunk given so far; return the CRC-32 of them all."""
+        """Wait for every chunk given so far; return the checksum of them all."""
         self._queue.put(None)
         self._thread.join()
-        return self.crc
+        return self.state.value()
 
 
 def accept_chunk(
@@ -203,7 +203,7 @@ def accept_chunk(
 
 
 class ChunkSink:
-    """A write-only file for a pickler: keeps the chunks and a running CRC-32.
+    """A write-only file for a pickler: keeps the chunks and a running checksum.
 
     The C pickler writes one frame (~64 KiB) per call for protocols 4 and 5, so the checksum is
     computed while each frame is still in the cache (or, past :data:`PARALLEL_CRC_AFTER`, on a
@@ -211,11 +211,11 @@ class ChunkSink:
     way) can stop a dump early. Call :meth:`close` when done, whether the dump succeeded or not.
     """
 
-    __slots__ = ("_crc", "_worker", "chunks", "length", "watch")
+    __slots__ = ("_sum", "_worker", "chunks", "length", "watch")
 
     def __init__(self, watch: tuple[bytes, ...] = ()) -> None:
         self.chunks: list[bytes | bytearray | memoryview] = []
-        self._crc = 0
+        self._sum = running()
         self._worker: CrcWorker | None = None
         self.length = 0
         self.watch = watch
@@ -227,29 +227,29 @@ class ChunkSink:
         if self._worker is not None:
             self._worker.put(chunk)
         else:
-            self._crc = zlib.crc32(chunk, self._crc)
+            self._sum.update(chunk)
             if self.length > PARALLEL_CRC_AFTER and _CORES > 1:
-                self._worker = CrcWorker(self._crc)
+                self._worker = CrcWorker(self._sum)
         self.length += n
         return n
 
     @property
     def crc(self) -> int:
-        """The CRC-32 of everything written (waits for the checksum thread, if any)."""
+        """The checksum of everything written (waits for the checksum thread, if any)."""
         self.close()
-        return self._crc
+        return self._sum.value()
 
     def close(self) -> None:
         """Stop the checksum thread, if one was started."""
         if self._worker is not None:
-            self._crc = self._worker.finish()
+            self._worker.finish()
             self._worker = None
 
     def reset(self) -> None:
         """Forget everything written (a dump is about to be redone)."""
         self.close()
         self.chunks = []
-        self._crc = 0
+        self._sum = running()
         self.length = 0
 
 

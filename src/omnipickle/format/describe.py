@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..checksums import NAMES
 from .header import FLAG_OUT_OF_BAND, Header
 from .reader import ENVELOPE, Payload, inspect
 
@@ -29,6 +30,8 @@ class Info:
         by_value: whether it holds code serialized by value.
         out_of_band: whether it needs out-of-band buffers to load.
         checksum: the payload checksum, as 8 hex digits, and whether it matched.
+        checksum_algorithm: its algorithm: ``"crc32"`` or ``"xxh3"`` (``None`` for plain
+            streams; see ``omnipickle.checksums``).
         extra: the envelope's extra field.
         dropped: the live resources ``on_unpicklable="drop"`` left out: ``{"path", "type"}``
             for each, in the order of the stream.
@@ -50,6 +53,7 @@ class Info:
     checksum_ok: bool | None
     extra: dict[str, Any]
     dropped: tuple[dict[str, str], ...] = ()
+    checksum_algorithm: str | None = None
 
     def __str__(self) -> str:
         rows = [
@@ -68,7 +72,8 @@ class Info:
                 "checksum",
                 "-"
                 if self.checksum is None
-                else f"crc32 {self.checksum} ({'ok' if self.checksum_ok else 'MISMATCH'})",
+                else f"{self.checksum_algorithm} {self.checksum} "
+                f"({'ok' if self.checksum_ok else 'MISMATCH'})",
             ),
         ]
         if self.dropped:
@@ -138,6 +143,7 @@ def _envelope(
         out_of_band=bool(header.flags & FLAG_OUT_OF_BAND),
         checksum=f"{header.checksum:08x}",
         checksum_ok=checksum_ok,
+        checksum_algorithm=NAMES[header.checksum_algorithm],
         extra=dict(header.extra),
         dropped=tuple(header.extra.get("dropped", ())),
     )

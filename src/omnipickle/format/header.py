@@ -29,7 +29,8 @@ offset size   field (from the magic)
               2 dill, 255: named in the extra field)
 14     1      backends the stream needs, as bits (1 pickle, 2 cloudpickle, 4 dill)
 15     1      codec (0 none, 1 gzip, 2 bz2, 3 lzma, 4 zstd, 5 lz4, 255: named in extra)
-16     1      checksum algorithm (1: CRC-32)
+16     1      checksum algorithm of the stored payload and sections (1: CRC-32,
+              2: XXH3-64's low 32 bits; see omnipickle.checksums)
 17     3      reserved, zero
 20     4      length of the extra field (E)
 24     8      length of the stored payload (after compression)
@@ -51,6 +52,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checksums import CRC32, NAMES, algorithm_for
+from ..checksums import checksum as compute_checksum
 from ..errors import CorruptPayloadError, IncompatiblePayloadError, TruncatedPayloadError
 
 __all__ = [
@@ -100,7 +103,7 @@ FLAG_SECTIONS = 0x08
 """Large out-of-band buffers follow the stream as sections, listed in the extra field."""
 KNOWN_FLAGS = FLAG_SIGNED | FLAG_BY_VALUE | FLAG_OUT_OF_BAND | FLAG_SECTIONS
 
-CHECKSUM_CRC32 = 1
+CHECKSUM_CRC32 = CRC32
 SIGNATURE_SIZE = 32
 NAMED = 255
 _MAX_EXTRA = 1 << 20
@@ -191,6 +194,7 @@ def build_header(
     size: int | None = None,
     version: int = FORMAT_VERSION,
     lead: bytes = b"",
+    checksum_algorithm: int = CRC32,
 ) -> bytes:
     """The header bytes for a payload with these properties (everything before the stored
     payload: for format 2, wrapped in its BINBYTES and POP opcodes).
@@ -219,7 +223,7 @@ def build_header(
         loader,
         backend_bits,
         codec_id,
-        CHECKSUM_CRC32,
+        checksum_algorithm,
         len(extra_bytes),
         stored_length,
         raw_length,
@@ -435,7 +439,7 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = -1) -> Heade
             f"payload uses flags {flags & ~KNOWN_FLAGS:#04x} that this omnipickle release does "
             f"not know; upgrade omnipickle"
         )
-    if checksum_algorithm != CHECKSUM_CRC32:
+    if checksum_algorithm not in NAMES:
         raise IncompatiblePayloadError(
             f"payload uses checksum algorithm {checksum_algorithm}, unknown to this release"
         )
@@ -487,7 +491,7 @@ def check_payload(header: Header, data: bytes | bytearray | memoryview) -> memor
     payload = view[start:end]
     # The checksum covers the stream as the pickler wrote it: its PROTO opcode, moved before
     # the header in format 2, comes first.
-    found = zlib.crc32(payload, zlib.crc32(view[: header.lead]))
+    found = compute_checksum(payload, header.checksum_algorithm, view[: header.lead])
     if found != header.checksum:
         raise CorruptPayloadError(
             f"corrupt payload: checksum mismatch over {header.stored_length} bytes "
@@ -536,10 +540,11 @@ def sections(header: Header) -> list[Section]:
     return found
 
 
-def check_section(section: Section, data: memoryview) -> memoryview:
-    """The stored bytes of ``section`` in ``data``, after checking their checksum."""
+def check_section(section: Section, data: memoryview, algorithm: int) -> memoryview:
+    """The stored bytes of ``section`` in ``data``, after checking their checksum (of the
+    payload's ``algorithm``)."""
     stored = data[section.offset : section.offset + section.stored]
-    found = zlib.crc32(stored)
+    found = compute_checksum(stored, algorithm)
     if found != section.crc:
         raise CorruptPayloadError(
             f"corrupt payload: checksum mismatch in the section at {section.offset} "
@@ -564,6 +569,8 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
     """The format-2 envelope of ``stream`` (a pickle stream of protocol 2 or later, which starts
     with its PROTO opcode), uncompressed, unsigned, with no flags and no extra field: what
     :func:`build_header` and the writer produce for it."""
+    algorithm = algorithm_for(len(stream) - _LEAD)
+    small = algorithm == CRC32
     fixed = _FIXED.pack(
         MAGIC,
         FORMAT_VERSION,
@@ -574,14 +581,14 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
         loader,
         backend_bits,
         0,
-        CHECKSUM_CRC32,
+        algorithm,
         0,
         len(stream) - _LEAD,
         len(stream),
-        zlib.crc32(stream),
+        zlib.crc32(stream) if small else compute_checksum(stream, algorithm),
     )
     # Slicing bytes copies them: past a few pages, a view costs less than the copy.
-    rest = stream[_LEAD:] if len(stream) < 4096 else memoryview(stream)[_LEAD:]
+    rest = stream[_LEAD:] if small else memoryview(stream)[_LEAD:]
     return b"".join(
         (
             stream[:_LEAD],
@@ -618,7 +625,7 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
         extra_size,
         stored_length,
         raw_length,
-        checksum,
+        stored_checksum,
         header_crc,
     ) = _PLAIN_HEAD.unpack_from(data)
     return (
@@ -629,7 +636,7 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
         and codec_id == 0
         and ldr == loader
         and bits in backend_bits
-        and algorithm == CHECKSUM_CRC32
+        and algorithm in NAMES
         and binbytes == _BINBYTES
         and wrapped == _PLAIN_WRAPPED
         and proto[0] == _PROTO
@@ -639,5 +646,10 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
         and raw_length == stored_length + _LEAD
         and zlib.crc32(memoryview(data)[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size])
         == header_crc
-        and zlib.crc32(memoryview(data)[_PLAIN_SIZE:], zlib.crc32(data[:_LEAD])) == checksum
+        and (
+            zlib.crc32(memoryview(data)[_PLAIN_SIZE:], zlib.crc32(data[:_LEAD]))
+            if algorithm == CRC32
+            else compute_checksum(memoryview(data)[_PLAIN_SIZE:], algorithm, data[:_LEAD])
+        )
+        == stored_checksum
     )

@@ -14,11 +14,11 @@ runs, and no byte that was verified is read from the file a second time.
 from __future__ import annotations
 
 import os
-import zlib
 from dataclasses import dataclass
 from typing import IO, Any
 
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, loader_name, names_for_bits
+from ..checksums import checksum
 from ..codecs import REGISTRY as CODECS
 from ..codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign, is_foreign
 from ..errors import (
@@ -284,7 +284,7 @@ def read_view(
         if mapped:
             raws.append(view[section.offset : section.offset + section.stored])
         else:
-            raws.append(layout.check_section(section, view))
+            raws.append(layout.check_section(section, view, header.checksum_algorithm))
     verified = False
     if keys is not None and header.signed:
         verifier = Verifier(keys, header.extra.get("kid"))
@@ -344,6 +344,7 @@ def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
         header.raw_length,
         codec,
         "payload",
+        header.checksum_algorithm,
         prefix=prefix,
         lead=header.lead,
     )
@@ -357,7 +358,9 @@ def _read_envelope(inp: Input, head: bytes, keys: Keys | None) -> Payload:
     for section in plan.sections:
         if section.offset > inp.count:
             inp.exactly(section.offset - inp.count, "payload")  # alignment padding
-        data, crc = take(inp, section.stored, section.raw, codec, "section")
+        data, crc = take(
+            inp, section.stored, section.raw, codec, "section", header.checksum_algorithm
+        )
         if crc != section.crc and damaged is None:
             damaged = CorruptPayloadError(
                 f"corrupt payload: checksum mismatch in the section at {section.offset} "
@@ -602,5 +605,5 @@ def _inspect_file(file: IO[bytes]) -> Inspection:
         stored = inp.exactly(header.stored_length, "payload")
     except TruncatedPayloadError:
         return _inspection(plan, False)
-    lead = zlib.crc32(head[: header.lead])
-    return _inspection(plan, zlib.crc32(stored, lead) == header.checksum)
+    found = checksum(stored, header.checksum_algorithm, head[: header.lead])
+    return _inspection(plan, found == header.checksum)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import io
 import os
-import zlib
 from stat import S_ISREG
 from typing import IO, Any
 
+from ..checksums import Running, checksum
 from ..codecs import Codec
 from ..errors import CorruptPayloadError, TruncatedPayloadError
 from .signing import Verifier
@@ -122,12 +122,12 @@ class _Window(io.RawIOBase):
     """The next ``length`` bytes of the input, read through ``inp`` (so they are counted and
     fed to the verifier) and checksummed, for a decompressing reader to pull from."""
 
-    def __init__(self, inp: Input, length: int, what: str) -> None:
+    def __init__(self, inp: Input, length: int, what: str, algorithm: int) -> None:
         super().__init__()
         self._inp = inp
         self._left = length
         self._what = what
-        self.crc = 0
+        self.sum = Running(algorithm)
 
     def readable(self) -> bool:
         return True
@@ -138,14 +138,14 @@ class _Window(io.RawIOBase):
             return 0
         data = self._inp.exactly(want, self._what)
         memoryview(buffer).cast("B")[:want] = data
-        self.crc = zlib.crc32(data, self.crc)
+        self.sum.update(data)
         self._left -= want
         return want
 
     def drain(self) -> None:
         """Read (and so count and verify) what the decompressor left unread."""
         while self._left:
-            self.crc = zlib.crc32(self._inp.exactly(min(self._left, SLICE), self._what), self.crc)
+            self.sum.update(self._inp.exactly(min(self._left, SLICE), self._what))
             self._left -= min(self._left, SLICE)
 
 
@@ -155,11 +155,13 @@ def take(
     raw: int,
     codec: Codec | None,
     what: str,
+    algorithm: int,
     prefix: bytes = b"",
     lead: int = 0,
 ) -> tuple[bytearray, int]:
     """Read ``stored`` bytes of the input and return them decompressed (``raw`` bytes, straight
-    into the buffer they end up in, never more) with the CRC-32 of the stored bytes.
+    into the buffer they end up in, never more) with the checksum of the stored bytes (of
+    ``algorithm``, the payload's).
 
     Uncompressed, the buffer starts with ``prefix`` (format 2: the header's wrapping, which is
     part of the pickle stream), and the checksum covers its first ``lead`` bytes too (the
@@ -167,9 +169,8 @@ def take(
     """
     if codec is None:
         data = inp.exactly(stored, what, prefix=prefix)
-        crc = zlib.crc32(memoryview(data)[len(prefix) :], zlib.crc32(prefix[:lead]))
-        return data, crc
-    window = _Window(inp, stored, what)
+        return data, checksum(memoryview(data)[len(prefix) :], algorithm, prefix[:lead])
+    window = _Window(inp, stored, what, algorithm)
     source = codec.reader(window)
     try:
         # Only when the file's size is known does its length check vouch for ``stored``: over a
@@ -208,7 +209,7 @@ def take(
                 f"{raw} bytes its header promises"
             )
         )
-    return out, window.crc
+    return out, window.sum.value()
 
 
 class PrefixedReader:

@@ -14,12 +14,12 @@ import os
 import pickle
 import queue
 import threading
-import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, Pickled, bits_for, loader_id
 from ..backends.base import CrcWorker, accept_chunk
+from ..checksums import algorithm_for, preferred, running
 from ..codecs import Codec
 from . import header as layout
 from .header import FLAG_BY_VALUE, FLAG_OUT_OF_BAND, FLAG_SECTIONS, FLAG_SIGNED, NAMED
@@ -53,11 +53,11 @@ def write_parts(file: IO[bytes], parts: Iterable[Part]) -> None:
         file.write(part)
 
 
-def _crc(parts: Iterable[Part]) -> int:
-    crc = 0
+def _checksum(parts: Iterable[Part], algorithm: int) -> int:
+    state = running(algorithm)
     for part in parts:
-        crc = zlib.crc32(part, crc)
-    return crc
+        state.update(part)
+    return state.value()
 
 
 def proto_lead(first: Part, protocol: int) -> bytes:
@@ -81,9 +81,11 @@ def header_for(
     sections: bool = False,
     size: int | None = None,
     lead: bytes = b"",
+    algorithm: int | None = None,
 ) -> bytes:
     """The envelope header for ``pickled`` (see docs/format.md), after ``lead`` (the stream's
-    PROTO opcode, moved in front of the header of an uncompressed payload)."""
+    PROTO opcode, moved in front of the header of an uncompressed payload); ``checksum`` is of
+    ``algorithm`` (default: :func:`~omnipickle.checksums.preferred`)."""
     fields: dict[str, Any] = dict(pickled.extra)
     fields.update(extra or {})
     if key is not None:
@@ -106,6 +108,7 @@ def header_for(
     flags |= (FLAG_SIGNED if key is not None else 0) | (FLAG_SECTIONS if sections else 0)
     return layout.build_header(
         flags=flags,
+        checksum_algorithm=preferred() if algorithm is None else algorithm,
         protocol=protocol,
         loader=loader,
         backend_bits=bits,
@@ -131,16 +134,21 @@ def encode(
     lead = b""
     if codec is None:
         stored: list[Part] = pickled.chunks
-        checksum = pickled.crc if pickled.crc is not None else _crc(stored)
         lead = proto_lead(stored[0], protocol) if stored else b""
+        stored_length = pickled.length - len(lead)
+        algorithm = algorithm_for(stored_length)
+        if pickled.crc is not None and algorithm == preferred():
+            checksum = pickled.crc
+        else:
+            checksum = _checksum(stored, algorithm)
         if lead:
             stored = [memoryview(stored[0])[len(lead) :], *stored[1:]]
-        stored_length = pickled.length - len(lead)
     else:
         compressed = codec.compress(b"".join(pickled.chunks), level)
         stored = [compressed]
-        checksum = _crc(stored)
         stored_length = len(compressed)
+        algorithm = algorithm_for(stored_length)
+        checksum = _checksum(stored, algorithm)
     header = header_for(
         pickled,
         protocol,
@@ -150,6 +158,7 @@ def encode(
         stored_length=stored_length,
         checksum=checksum,
         lead=lead,
+        algorithm=algorithm,
     )
     parts: list[Part] = [header, *stored]
     if key is not None:
@@ -164,7 +173,7 @@ class FileSink:
     the stream). Past it, it reserves :data:`HEADER_ROOM` bytes at the start of ``out`` and
     writes every frame as the pickler hands it over, compressed with ``codec`` on a second
     thread when there is a core to spare (the compressors release the GIL), computing the
-    CRC-32 of what is stored as it goes. ``watch`` and :meth:`reset` behave as the backends'
+    checksum of what is stored as it goes. ``watch`` and :meth:`reset` behave as the backends'
     ``ChunkSink``'s, so a dump can be redone.
     """
 
@@ -185,7 +194,7 @@ class FileSink:
         self.length = 0
         self.stored = 0
         self.spilled = False
-        self._crc = 0
+        self._sum = running()
         self._compressor = self.codec.compressobj(self.level) if self.codec is not None else None
         self._queue: queue.Queue[Any] | None = None
         self._thread: threading.Thread | None = None
@@ -219,7 +228,7 @@ class FileSink:
             self.lead = proto_lead(pending[0], self.protocol)
             if self.lead:
                 pending[0] = memoryview(pending[0])[len(self.lead) :]
-                self._crc = zlib.crc32(self.lead)
+                self._sum.update(self.lead)
         if (os.cpu_count() or 1) > 1:
             self._queue = queue.Queue(maxsize=_QUEUE_FRAMES)
             self._thread = threading.Thread(target=self._run, name="omnipickle-writer", daemon=True)
@@ -234,7 +243,7 @@ class FileSink:
         out = self._compressor.compress(data) if self._compressor is not None else data
         if out:
             self.out.write(out)
-            self._crc = zlib.crc32(out, self._crc)
+            self._sum.update(out)
             self.stored += len(out)
 
     def _run(self) -> None:
@@ -267,14 +276,14 @@ class FileSink:
             self._compressor = None
             if tail:
                 self.out.write(tail)
-                self._crc = zlib.crc32(tail, self._crc)
+                self._sum.update(tail)
                 self.stored += len(tail)
 
     @property
     def crc(self) -> int | None:
-        """CRC-32 of the stored stream once spilled (``None`` before: computed later)."""
+        """The checksum of the stored stream once spilled (``None`` before: computed later)."""
         self.close()
-        return self._crc if self.spilled else None
+        return self._sum.value() if self.spilled else None
 
     def reset(self) -> None:
         """Forget the stream written so far (a dump is about to be redone)."""
@@ -430,7 +439,7 @@ class FileWriter:
             # The checksum of one slice is computed on a second thread while the next is
             # written (both release the GIL), so a large array costs about what writing it
             # costs.
-            worker = CrcWorker(0)
+            worker = CrcWorker(running())
             try:
                 for i in range(0, data.nbytes, _SLICE):
                     piece = data[i : i + _SLICE]
@@ -450,17 +459,21 @@ class FileWriter:
 
 
 class _CountingWriter:
-    """Writes through to ``out``, counting the bytes and their CRC-32."""
+    """Writes through to ``out``, counting the bytes and their checksum."""
 
     def __init__(self, out: IO[bytes]) -> None:
         self._out = out
         self.count = 0
-        self.crc = 0
+        self._sum = running()
+
+    @property
+    def crc(self) -> int:
+        return self._sum.value()
 
     def write(self, data: Any) -> int:
         self._out.write(data)
         n = memoryview(data).nbytes
-        self.crc = zlib.crc32(data, self.crc)
+        self._sum.update(data)
         self.count += n
         return n
 
