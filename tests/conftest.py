@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,3 +53,28 @@ def restore_registries() -> Iterator[None]:
         # restore() runs the registries' change hooks, which keep the fast paths' flags.
         for reg, snapshot in saved:
             reg.restore(snapshot)
+
+
+@pytest.fixture
+def server() -> Iterator[socket.socket]:
+    """A TCP server listening on loopback (closed after the test)."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.listen(8)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def running() -> Iterator[threading.Thread]:
+    """A running thread, stopped after the test (a thread that is not running is recreated,
+    so it is the kind of thread that cannot travel)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="busy")
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join()

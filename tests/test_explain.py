@@ -23,8 +23,10 @@ def sock() -> Iterator[socket.socket]:
         s.close()
 
 
-def test_lists_every_problem_not_just_the_first(sock: socket.socket) -> None:
-    obj = {"a": Plain(sock, 1), "b": [(i for i in range(2)), 3], "c": threading.Thread()}
+def test_lists_every_problem_not_just_the_first(
+    sock: socket.socket, running: threading.Thread
+) -> None:
+    obj = {"a": Plain(sock, 1), "b": [(i for i in range(2)), 3], "c": running}
     report = omnipickle.explain(obj)
     assert not report.ok
     assert {row.path for row in report.problems} == {"root['a'].a", "root['b'][0]", "root['c']"}
@@ -65,10 +67,10 @@ def test_agrees_with_dumps_on_what_fails(sock: socket.socket) -> None:
         omnipickle.dumps(bad)
 
 
-def test_handles_cycles_and_deep_graphs() -> None:
+def test_handles_cycles_and_deep_graphs(running: threading.Thread) -> None:
     a = Plain(None, None)
     a.a = a
-    deep: Any = [threading.Thread()]
+    deep: Any = [running]
     for _ in range(50_000):
         deep = [deep]
     report = omnipickle.explain({"cycle": a, "deep": deep})

@@ -21,17 +21,6 @@ import omnipickle
 from helpers import AwareClient, Client, LazyRepository, Repository
 from omnipickle.resources import BUILTIN_RULES
 
-
-@pytest.fixture
-def server() -> Iterator[socket.socket]:
-    srv = socket.create_server(("127.0.0.1", 0))
-    srv.listen(8)
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
 # --- TransientMixin ----------------------------------------------------------------------------
 
 
@@ -367,7 +356,7 @@ def test_unregistering_a_replacing_rule_brings_back_the_rule_it_replaced() -> No
     assert has_user_rules()
     unregister_resource(threading.Thread)
     rule = resource_rule(threading.Thread)
-    assert rule is not None and rule.action == "drop" and rule.builtin
+    assert rule is not None and rule.builtin and rule.reducer is not fresh_thread
     assert not has_user_rules()
 
 
@@ -415,7 +404,9 @@ def test_drop_policy_with_real_resources_records_paths_and_types(
 ) -> None:
     conn = sqlite3.connect(tmp_path / "db.sqlite")
     client = Client(server.getsockname())
-    thread = threading.Thread(target=print)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)  # running: cannot travel
+    thread.start()
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     read_fd, write_fd = os.pipe()
     pipe = os.fdopen(read_fd, "rb")
@@ -453,6 +444,8 @@ def test_drop_policy_with_real_resources_records_paths_and_types(
         out["client"].send(b"reconnects")  # the client sees None and reconnects
         out["client"].sock.close()
     finally:
+        stop.set()
+        thread.join()
         proc.wait()
         conn.close()
         client.sock.close()

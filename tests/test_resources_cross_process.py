@@ -12,7 +12,8 @@ from conftest import check_python
 EXPECTED = {
     "sqlite": ("raised", "names=['saved'] raw=None"),
     "tcp": ("raised", "sock_was=None sent=1"),
-    "thread": ("raised", "worker=None lock_free=True"),
+    "thread": ("dumped", "worker=Thread finished-worker lock_free=True"),
+    "running_thread": ("raised", "worker=None lock_free=True"),
     "file": ("dumped", "file_rest=456789"),
     "pipe": ("raised", "pipe=None n=1"),
     "subprocess": ("raised", "proc=None n=2"),

@@ -24,9 +24,11 @@ from typing import Any, Protocol
 __all__ = [
     "LOAD_HOOKS",
     "LoadHooks",
+    "ResourceFailures",
     "deferring",
     "dropped_resource",
     "import_dill",
+    "install_failures",
     "load_dill",
     "make_barrier",
     "make_bounded_semaphore",
@@ -35,6 +37,7 @@ __all__ = [
     "make_lock",
     "make_rlock",
     "make_semaphore",
+    "make_thread",
     "reopen_file",
     "restore_state",
     "std_stream",
@@ -113,6 +116,52 @@ def std_stream(name: str) -> Any:
     return getattr(sys, name)
 
 
+def make_thread(
+    cls: type[threading.Thread],
+    target: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    name: str,
+    daemon: bool,
+) -> threading.Thread:
+    """A thread that was not running when it was pickled, unstarted: same class, target,
+    arguments, name and daemon flag (its other attributes are set by the state that follows).
+
+    The class's own ``__init__`` is not called (its arguments are not known); ``Thread``'s is.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, threading.Thread)):
+        raise TypeError(f"make_thread needs a threading.Thread subclass, not {cls!r}")
+    thread = cls.__new__(cls)
+    threading.Thread.__init__(
+        thread, target=target, name=name, args=args, kwargs=kwargs, daemon=daemon
+    )
+    return thread
+
+
+class ResourceFailures(Protocol):
+    """How a reconstructor reports a resource it cannot rebuild where the payload loads.
+
+    The package's error and warning types are defined above this module (which imports nothing
+    of the package), so ``omnipickle.resources`` installs them (:func:`install_failures`) when
+    the package is imported.
+    """
+
+    def reopen_failed(self, exc: OSError, name: str, mode: str) -> BaseException:
+        """The exception to raise (``from exc``) for a file that cannot be reopened."""
+
+    def reopen_dropped(self, exc: OSError, name: str, mode: str) -> None:
+        """Say (warn) that a file that cannot be reopened loads as ``None``."""
+
+
+_failures: ResourceFailures | None = None
+
+
+def install_failures(failures: ResourceFailures) -> None:
+    """Set how reconstructors report what they cannot rebuild (see :class:`ResourceFailures`)."""
+    global _failures
+    _failures = failures
+
+
 def reopen_file(
     name: str,
     mode: str,
@@ -121,24 +170,69 @@ def reopen_file(
     encoding: str | None = None,
     errors: str | None = None,
     newline: str | None = None,
+    drop: bool = False,
+    buffering: int = -1,
 ) -> Any:
     """Reopen a file that was open when it was pickled: same path, mode and position.
 
-    Write modes are reopened without truncating (``w`` becomes ``r+``, ``x`` too), so loading
-    never destroys the file's contents; append mode stays append.
+    Write modes are reopened without truncating (``w`` becomes ``r+``, ``x`` too) and nothing
+    is created (a missing file stays missing, in append mode too), so loading never changes the
+    file system; append mode stays append. A file that was closed comes back closed, with its
+    name and mode (nothing is opened at its path). ``buffering=0`` gives a raw ``FileIO``.
+
+    A file that cannot be reopened (missing, not readable...) raises the error
+    :func:`install_failures` installed (``omnipickle.resources.ResourceReopenError``, naming
+    the file), or, with ``drop`` (the payload was dumped with ``on_unpicklable="drop"``), loads
+    as ``None`` with a warning.
     """
-    reopen_mode = mode.replace("w", "r+").replace("x", "r+").replace("++", "+")
-    binary = "b" in reopen_mode
     if closed:
-        f = open(os.devnull, "rb" if binary else "r")  # noqa: SIM115 - handed back closed
-        f.close()
-        return f
-    if binary:
-        f = open(name, reopen_mode)  # noqa: SIM115 - the caller owns the handle
-    else:
-        f = open(name, reopen_mode, encoding=encoding, errors=errors, newline=newline)  # noqa: SIM115
+        return _closed_file(name, mode, encoding, errors, newline, buffering)
+    reopen_mode = mode.replace("w", "r+").replace("x", "r+").replace("++", "+")
+    try:
+        # encoding, errors and newline are None for a binary file (as open() wants them).
+        f = open(  # noqa: SIM115 - the caller owns the handle
+            name, reopen_mode, buffering, encoding, errors, newline, opener=_open_existing
+        )
+    except OSError as exc:
+        if _failures is None:
+            raise
+        if drop:
+            _failures.reopen_dropped(exc, name, mode)
+            return None
+        raise _failures.reopen_failed(exc, name, mode) from exc
     if "a" not in mode:
         f.seek(position)
+    return f
+
+
+def _open_existing(path: str, flags: int) -> int:
+    return os.open(path, flags & ~os.O_CREAT)
+
+
+def _closed_file(
+    name: str,
+    mode: str,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+    buffering: int,
+) -> Any:
+    """A closed file object of the kind ``open(name, mode, buffering)`` gives, named ``name``.
+
+    It is opened on a descriptor of the null device (so nothing at ``name`` is touched, and
+    ``w`` truncates nothing), renamed, and closed.
+    """
+    fd = os.open(os.devnull, os.O_RDWR)
+    try:
+        f = open(fd, mode, buffering, encoding, errors, newline)  # noqa: SIM115 - handed back closed
+    except (ValueError, OSError):
+        os.close(fd)
+        raise
+    raw: Any = f if isinstance(f, io.FileIO) else getattr(f, "raw", None)
+    if raw is None:  # a text file: its buffer's raw file
+        raw = f.buffer.raw  # type: ignore[attr-defined]
+    raw.name = name
+    f.close()
     return f
 
 

@@ -3,6 +3,11 @@
 Unlike ``dill.dump_session``, which fails as a whole on one bad object, :func:`dump_session`
 saves what can travel, drops live resources (they load as ``None``), skips variables that
 cannot be saved at all, and reports what was left out.
+
+A session is a dict of the variables plus one marker entry, ``SESSION_MARKER`` (a dunder name,
+which no saved variable has) mapped to the session format's version: :func:`load_session`
+refuses a payload without it, so that loading some other dict cannot overwrite the variables
+of ``__main__``.
 """
 
 from __future__ import annotations
@@ -16,9 +21,22 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from .api import dump, dumps, info, load
-from .errors import DroppedResourceWarning, PicklingError
+from .errors import DroppedResourceWarning, IncompatiblePayloadError, PicklingError, UnpicklingError
 
-__all__ = ["SessionReport", "dump_session", "load_session"]
+__all__ = ["SESSION_MARKER", "NotASessionError", "SessionReport", "dump_session", "load_session"]
+
+# The marker entry of a session payload, and the version of the session format it names.
+SESSION_MARKER = "__omnipickle_session__"
+_SESSION_VERSION = 1
+
+
+class NotASessionError(UnpicklingError, TypeError):
+    """The payload loaded, but was not written by :func:`dump_session`.
+
+    It is an :class:`omnipickle.UnpicklingError`, and a :class:`TypeError` (what
+    ``load_session`` raised for such a payload before).
+    """
+
 
 # Names an interactive shell keeps for itself (IPython's history and helpers).
 _SHELL_NAMES = re.compile(r"^(_+|_i+|_i\d+|_\d+|_ih|_oh|_dh|In|Out|exit|quit|get_ipython)$")
@@ -97,13 +115,14 @@ def dump_session(
                 report.skipped[name] = f"{type(exc).__name__}: {exc}"
                 continue
             keep[name] = value
-        data = dumps(keep, on_unpicklable="drop", **_without(options, "compression", "level"))
+        session = {SESSION_MARKER: _SESSION_VERSION, **keep}
+        data = dumps(session, on_unpicklable="drop", **_without(options, "compression", "level"))
     report.saved = list(keep)
     report.dropped = {d["path"]: d["type"] for d in info(data).dropped}
     # Write what was checked: one more dump, with the caller's file options.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DroppedResourceWarning)
-        dump(keep, file, on_unpicklable="drop", **options)
+        dump(session, file, on_unpicklable="drop", **options)
     if report.dropped or report.skipped:
         left_out = [*report.dropped, *(f"{n} (skipped)" for n in report.skipped)]
         warnings.warn(
@@ -120,28 +139,68 @@ def _without(options: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 def load_session(
-    file: PathOrFile, *, main: types.ModuleType | None = None, **options: Any
+    file: PathOrFile,
+    *,
+    main: types.ModuleType | None = None,
+    legacy: bool = False,
+    **options: Any,
 ) -> SessionReport:
     """Restore variables saved by :func:`dump_session` into ``__main__`` (or ``main``).
+
+    The payload must carry the session marker :func:`dump_session` writes; nothing is
+    restored otherwise. The check is made after loading (the payload is unpickled first): it
+    keeps another dict from overwriting your variables, it is not a trust check (``key=`` is).
 
     Args:
         file: a path or a binary file object.
         main: the module to restore into (default ``sys.modules["__main__"]``).
+        legacy: also accept a session written by omnipickle 0.2 or earlier (a plain dict of
+            variables, with no marker).
         **options: passed to :func:`omnipickle.load` (``key``, ``resources``...).
 
     Returns:
         A :class:`SessionReport` of the names restored and the resources that load as None.
 
     Raises:
-        TypeError: the file does not hold a session (a dict of variables).
+        NotASessionError: the payload was not written by :func:`dump_session` (an
+            :class:`~omnipickle.UnpicklingError` and a :class:`TypeError`).
+        IncompatiblePayloadError: the session was written by a newer release, in a session
+            format this one does not know.
         and everything :func:`omnipickle.load` raises.
     """
     main = _main(main)
-    variables = load(file, **options)
-    if not isinstance(variables, dict) or not all(isinstance(k, str) for k in variables):
-        raise TypeError("the file does not hold a session saved by omnipickle.dump_session")
+    variables = _session_variables_of(load(file, **options), legacy=legacy)
     vars(main).update(variables)
     report = SessionReport(saved=list(variables))
     if isinstance(file, (str, os.PathLike)):
         report.dropped = {d["path"]: d["type"] for d in info(file).dropped}
     return report
+
+
+def _session_variables_of(payload: Any, *, legacy: bool) -> dict[str, Any]:
+    """The variables a loaded session payload holds, after checking it is one."""
+    if not isinstance(payload, dict) or not all(isinstance(k, str) for k in payload):
+        raise NotASessionError(
+            f"the file does not hold a session saved by omnipickle.dump_session (it holds "
+            f"{type(payload).__name__}, not a dict of variables); nothing was restored"
+        )
+    if SESSION_MARKER not in payload:
+        if legacy:
+            return dict(payload)
+        raise NotASessionError(
+            "the file does not hold a session saved by omnipickle.dump_session (a dict without "
+            "the session marker); nothing was restored. A session saved by omnipickle 0.2 or "
+            "earlier has no marker: load_session(..., legacy=True) loads it"
+        )
+    version = payload[SESSION_MARKER]
+    if type(version) is not int or version < 1:
+        raise NotASessionError(
+            f"the file holds a dict with a damaged session marker ({version!r}); nothing was "
+            "restored"
+        )
+    if version > _SESSION_VERSION:
+        raise IncompatiblePayloadError(
+            f"the session was written in session format {version}, by a newer omnipickle; "
+            f"this release reads format {_SESSION_VERSION}: upgrade omnipickle to load it"
+        )
+    return {k: v for k, v in payload.items() if k != SESSION_MARKER}

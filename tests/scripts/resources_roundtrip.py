@@ -21,6 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import omnipickle
 from helpers import Client, Plain, Repository
 
+STOP = threading.Event()
+
 
 def build(kind, workdir):
     if kind == "sqlite":
@@ -33,10 +35,14 @@ def build(kind, workdir):
         with open(os.path.join(workdir, "port"), "w") as f:
             f.write(str(server.getsockname()[1]))
         return {"client": Client(server.getsockname()), "_server": server}
-    if kind == "thread":
-        t = threading.Thread(target=lambda: None)
+    if kind == "thread":  # finished: recreated, unstarted
+        t = threading.Thread(target=lambda: None, name="finished-worker")
         t.start()
         t.join()
+        return {"worker": Plain("w", t), "lock": threading.Lock()}
+    if kind == "running_thread":  # running: cannot travel
+        t = threading.Thread(target=STOP.wait, daemon=True)
+        t.start()
         return {"worker": Plain("w", t), "lock": threading.Lock()}
     if kind == "file":
         path = os.path.join(workdir, "data.txt")
@@ -64,6 +70,11 @@ def describe(kind, obj, workdir):
         client.send(b"hello")  # reconnects to the still-listening server? it is gone: skip
         return f"sock_was={was} sent={client.sent}"
     if kind == "thread":
+        t = obj["worker"].b
+        t.start()  # unstarted: it can run again (its target is gone, as after any run)
+        t.join()
+        return f"worker={type(t).__name__} {t.name} lock_free={obj['lock'].acquire(timeout=1)}"
+    if kind == "running_thread":
         return f"worker={obj['worker'].b} lock_free={obj['lock'].acquire(timeout=1)}"
     if kind == "file":
         f = obj["file"]
@@ -90,6 +101,7 @@ if __name__ == "__main__":
             print("dumped")
         if server is not None:
             server.close()
+        STOP.set()
     else:
         obj = omnipickle.load(payload)
         if kind == "tcp":

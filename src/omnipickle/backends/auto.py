@@ -595,7 +595,12 @@ class _ReplayingCallback:
 
 class _DroppingPickler(AutoPickler):
     """:class:`AutoPickler` for ``on_unpicklable="drop"``: live resources, and the objects in
-    ``drop_ids`` (found unpicklable by an earlier attempt), become placeholders."""
+    ``drop_ids`` (found unpicklable by an earlier attempt), become placeholders.
+
+    A resource whose ``recreate``/``reopen`` rule refuses it (a running thread, a pipe opened
+    from a descriptor) is dropped on the spot, without a second attempt; a file reopened at
+    load time loads as ``None`` (with a warning) if it cannot be reopened there.
+    """
 
     _drop_resources = True
 
@@ -613,7 +618,51 @@ class _DroppingPickler(AutoPickler):
     def reducer_override(self, obj: Any) -> Any:
         if id(obj) in self._drop_ids:
             return _drop_live_resource(obj)
+        t = type(obj)
+        rule = resource_rule(t)  # type: ignore[arg-type]
+        # A copyreg registration wins over a resource rule, as in the dispatch table.
+        if rule is not None and rule.reducer is not None and t not in copyreg.dispatch_table:
+            try:
+                rv = rule.reducer(obj)
+            except _RESOURCE_REFUSALS:
+                return _drop_live_resource(obj)
+            return _reopen_or_drop(rv)
         return super().reducer_override(obj)
+
+
+# What a resource reducer raises for an object it cannot rebuild (see resources.refuse).
+_RESOURCE_REFUSALS: tuple[type[BaseException], ...] = (*PICKLING_FAILURES, OSError)
+
+
+def _reopen_or_drop(rv: Any) -> Any:
+    """A built-in file reopening that loads as ``None`` (and warns) where it cannot reopen."""
+    from .._reconstruct import reopen_file
+
+    if not (isinstance(rv, tuple) and len(rv) == 2 and rv[0] is reopen_file):
+        return rv
+    args = rv[1]
+    if len(args) < 4 or args[3]:  # closed: nothing is reopened
+        return rv
+    # reopen_file(name, mode, position, closed, encoding, errors, newline, drop, buffering)
+    args = (*args, *(None,) * (7 - len(args)))
+    return (reopen_file, (*args[:7], True, *args[8:]))
+
+
+def _cannot_drop(
+    obj: Any, exc: BaseException, cause: BaseException, locate: Any, path: str, culprit: Any
+) -> Any:
+    """The error for a part the drop policy could not leave out: the caller's own message
+    type (from ``describe_failure``), with a message that does not advise the policy in use."""
+    from ..diagnostics import failure_reason  # the error path only
+
+    error = describe_failure(obj, exc, locate)
+    reason = failure_reason(culprit, cause)
+    error.args = (
+        f'cannot serialize {type_name(culprit)} at {path}: {reason}; on_unpicklable="drop" '
+        "could not leave it out: leave it out of what you serialize, or give its class a "
+        "__reduce__; omnipickle.explain(obj) lists every such part",
+    )
+    return error
 
 
 # A graph with more distinct unpicklable objects than this is not worth dumping one by one.
@@ -700,9 +749,14 @@ class AutoBackend(Backend):
                 pickler.dump(obj)
             except PICKLING_FAILURES as exc:
                 locate = functools.partial(make, protocol=protocol, fix_imports=fix_imports)
-                _, culprit, _ = locate_failure(obj, exc, locate)
-                if culprit is obj or id(culprit) in drop_ids:
+                if isinstance(exc, RecursionError):
+                    # Too deep is not a part that cannot travel: dropping the part where the
+                    # pickler gave up would silently cut the graph there.
                     raise describe_failure(obj, exc, locate) from exc
+                path, culprit, cause = locate_failure(obj, exc, locate)
+                if id(culprit) in drop_ids:
+                    raise _cannot_drop(obj, exc, cause, locate, path, culprit) from exc
+                # The root too: dumps(pipe, on_unpicklable="drop") loads as None.
                 drop_ids.add(id(culprit))
                 continue
             finally:

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .builtin import BUILTIN_RULES
+from .builtin import BUILTIN_RULES, ResourceReopenError
 from .mixins import (
     ResourceAwareMixin,
     ResourceRebuildError,
@@ -34,6 +34,7 @@ __all__ = [
     "BUILTIN_RULES",
     "ResourceAwareMixin",
     "ResourceRebuildError",
+    "ResourceReopenError",
     "ResourceRule",
     "TransientMixin",
     "has_user_rules",

@@ -29,6 +29,7 @@ __all__ = [
     "ResourceAwareMixin",
     "ResourceRebuildError",
     "TransientMixin",
+    "mixin_state",
     "reduce_without",
     "transient",
     "transient_names",
@@ -48,43 +49,80 @@ def transient_names(cls: type) -> frozenset[str]:
     return frozenset(names)
 
 
-def _strip_state(state: Any, names: frozenset[str], cls: type) -> Any:
-    """``state`` without the attributes in ``names`` (in every shape pickle uses)."""
-    if not names:
+def _edit_attributes(
+    state: Any, cls: type, names: frozenset[str], values: dict[str, Any] | None = None
+) -> Any:
+    """``state`` without the attributes in ``names`` and with those in ``values`` set to
+    those values (in every shape pickle uses)."""
+    values = values or {}
+    if not names and not values:
         return state
     if isinstance(state, dict):
-        return {k: v for k, v in state.items() if k not in names}
+        return {k: values.get(k, v) for k, v in state.items() if k not in names}
     if (
         isinstance(state, tuple)
         and len(state) == 2
         and (state[0] is None or isinstance(state[0], dict))
         and (state[1] is None or isinstance(state[1], dict))
     ):
-        return tuple(_strip_state(part, names, cls) if part else part for part in state)
+        return tuple(_edit_attributes(part, cls, names, values) if part else part for part in state)
     if isinstance(state, list) and hasattr(cls, "__dataclass_fields__"):
         # dataclass(frozen=True, slots=True) pickles a list of field values, in field order.
         fields = [f.name for f in dataclasses.fields(cls)]
         if len(fields) == len(state):
-            return [None if f in names else v for f, v in zip(fields, state, strict=True)]
+            return [
+                None if f in names else values.get(f, v) for f, v in zip(fields, state, strict=True)
+            ]
     return state
 
 
-def reduce_without(obj: Any, protocol: int, drop: Callable[[Any], frozenset[str]]) -> Any:
+def reduce_without(
+    obj: Any,
+    protocol: int,
+    drop: Callable[[Any], frozenset[str]],
+    replace: Callable[[Any], dict[str, Any]] | None = None,
+) -> Any:
     """``obj``'s ordinary reduce tuple, minus the attributes ``drop(obj)`` names, plus a state
-    setter that restores them as ``None`` and calls ``__restore__``."""
+    setter that restores them as ``None`` and calls ``__restore__``.
+
+    ``replace(obj)``, if given, maps attribute names to the values to pickle instead (a list
+    attribute without the sockets in it, say).
+    """
     rv = object.__reduce_ex__(obj, protocol)
     if not isinstance(rv, tuple) or len(rv) < 2:
         return rv
     func, args, state, listitems, dictitems = (*rv, None, None, None)[:5]
+    edited = _edit_state(obj, state, drop, replace)
+    return (func, args, edited, listitems, dictitems, restore_state)
+
+
+def _edit_state(
+    obj: Any,
+    state: Any,
+    drop: Callable[[Any], frozenset[str]],
+    replace: Callable[[Any], dict[str, Any]] | None,
+) -> tuple[Any, tuple[str, ...]]:
+    """``(state without the attributes drop(obj) names, their names)``: what
+    ``_reconstruct.restore_state`` takes."""
     names = drop(obj)
-    return (
-        func,
-        args,
-        (_strip_state(state, names, type(obj)), tuple(sorted(names))),
-        listitems,
-        dictitems,
-        restore_state,
-    )
+    values = replace(obj) if replace is not None else None
+    return (_edit_attributes(state, type(obj), names, values), tuple(sorted(names)))
+
+
+def mixin_state(obj: Any, state: Any) -> tuple[Any, tuple[str, ...]] | None:
+    """``state`` (``obj``'s own) as the mixins of its class would pickle it, for
+    ``_reconstruct.restore_state``; ``None`` if the class uses neither a mixin nor
+    :class:`transient`.
+
+    For resource rules that rebuild an object themselves (threads): the attributes the class
+    marks transient, or that hold live resources under :class:`ResourceAwareMixin`, are left
+    out there too.
+    """
+    if isinstance(obj, ResourceAwareMixin):
+        return _edit_state(obj, state, _live_attributes, _containers_without_live)
+    if isinstance(obj, TransientMixin) or transient_names(type(obj)):
+        return _edit_state(obj, state, lambda o: transient_names(type(o)), None)
+    return None
 
 
 def _all_attribute_names(cls: type) -> set[str]:
@@ -185,19 +223,21 @@ class ResourceAwareMixin:
     """Leave out, at dump time, every attribute that holds a live resource.
 
     No list is needed: an attribute whose value a ``drop`` rule of the registry covers (a
-    socket, a database connection, a thread...) is left out of the state and comes back as
-    ``None``; ``__restore__(self)``, if defined, is called after loading to rebuild it.
+    socket, a database connection, a running thread...) is left out of the state and comes back
+    as ``None``; ``__restore__(self)``, if defined, is called after loading to rebuild it.
+    Inside a list, tuple, dict, set or frozenset attribute (and the containers in it, up to
+    four levels deep), each live resource is left out of a copy of the container: it becomes
+    ``None`` in a list, tuple or dict value, and a set or dict key that is one is left out.
     Resources that can be recreated (locks) or reopened (files) are kept and are.
     """
 
     __slots__ = ()
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        return reduce_without(self, protocol, _live_attributes)
+        return reduce_without(self, protocol, _live_attributes, _containers_without_live)
 
 
-def _live_attributes(obj: Any) -> frozenset[str]:
-    names = set(transient_names(type(obj)))
+def _attribute_values(obj: Any) -> dict[str, Any]:
     state: dict[str, Any] = {}
     state.update(getattr(obj, "__dict__", {}))
     for klass in type(obj).__mro__:
@@ -205,8 +245,63 @@ def _live_attributes(obj: Any) -> frozenset[str]:
         for slot in (slots,) if isinstance(slots, str) else slots:
             if hasattr(obj, slot):
                 state[slot] = getattr(obj, slot)
-    names.update(name for name, value in state.items() if is_live_resource(value))
+    return state
+
+
+def _live_attributes(obj: Any) -> frozenset[str]:
+    names = set(transient_names(type(obj)))
+    names.update(name for name, value in _attribute_values(obj).items() if is_live_resource(value))
     return frozenset(names)
+
+
+def _containers_without_live(obj: Any) -> dict[str, Any]:
+    """The container attributes of ``obj`` that hold live resources, as copies without them."""
+    skip = transient_names(type(obj))
+    found: dict[str, Any] = {}
+    for name, value in _attribute_values(obj).items():
+        if name in skip or type(value) not in _CONTAINERS:
+            continue
+        cleaned = _without_live(value, _CONTAINER_DEPTH)
+        if cleaned is not value:
+            found[name] = cleaned
+    return found
+
+
+# Containers looked into (exact types: a subclass may not be rebuilt from its items), and how
+# deep: a container in a container in an attribute... down to this many levels.
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
+_CONTAINER_DEPTH = 4
+# What is never a resource and never holds one (skipped without a registry look-up).
+_ATOMS = frozenset({str, bytes, int, float, bool, complex, type(None), bytearray})
+_LIVE = object()
+
+
+def _without_live(value: Any, depth: int) -> Any:
+    """``value`` itself, ``_LIVE`` if it is a live resource, or a copy of the container without
+    the live resources in it (``None`` in their place, left out of sets and dict keys)."""
+    t = type(value)
+    if t in _ATOMS:
+        return value
+    if t not in _CONTAINERS:
+        return _LIVE if is_live_resource(value) else value
+    if depth == 0:
+        return value
+    if t is dict:
+        changed = False
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            new_key = _without_live(key, depth - 1)
+            new_item = _without_live(item, depth - 1)
+            changed = changed or new_key is not key or new_item is not item
+            if new_key is not _LIVE:
+                out[new_key] = None if new_item is _LIVE else new_item
+        return out if changed else value
+    items = [_without_live(item, depth - 1) for item in value]
+    if all(new is old for new, old in zip(items, value, strict=True)):
+        return value
+    if t is list or t is tuple:
+        return t(None if item is _LIVE else item for item in items)
+    return t(item for item in items if item is not _LIVE)
 
 
 # --- the transient descriptor ----------------------------------------
@@ -230,7 +325,13 @@ class transient:
             def __init__(self, path):
                 self.path = path
 
-    The owner class needs a ``__dict__`` (no ``__slots__`` without ``"__dict__"``).
+    The value is kept in the instance's ``__dict__``: a class whose instances have none
+    (``__slots__`` without ``"__dict__"``) is refused when it is defined.
+
+    Raises:
+        TypeError: ``factory`` is not callable; or, when the class is defined, its instances
+            have no ``__dict__`` (on Python 3.11, Python wraps an error raised while a class
+            is defined in a ``RuntimeError``: the ``TypeError`` is its ``__cause__``).
     """
 
     # What ``_reconstruct.restore_state`` recognizes the descriptor by: the wire-format module
@@ -247,6 +348,14 @@ class transient:
         self._building: dict[int, threading.Lock] = {}
 
     def __set_name__(self, owner: type, name: str) -> None:
+        if not owner.__dictoffset__:
+            # Checked now, not on first access: the value could never be stored.
+            raise TypeError(
+                f"transient() cannot serve {owner.__qualname__}.{name}: instances of "
+                f"{owner.__qualname__} have no __dict__ (its __slots__ leave it out), where "
+                f"the rebuilt value is kept; add '__dict__' to __slots__, or make {name!r} a "
+                f"slot and list it in __transient__ with omnipickle.TransientMixin"
+            )
         self.name = name
         self.owner = owner.__qualname__
         declared = owner.__dict__.get("__transient_descriptors__", ())

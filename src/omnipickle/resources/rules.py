@@ -1,18 +1,21 @@
 """The resource registry: what each resource type becomes when pickled.
 
-A rule says ``recreate`` (a fresh equivalent: locks and friends), ``reopen`` (files, by path,
-mode and position) or ``drop`` (sockets, connections, threads...: ``dumps`` raises, or with
-``on_unpicklable="drop"`` the object comes back as ``None``). Rules are keyed by type or by
+A rule says ``recreate`` (a fresh equivalent: locks and friends, threads that are not running),
+``reopen`` (files, by path, mode and position) or ``drop`` (sockets, connections...: ``dumps``
+raises, or with ``on_unpicklable="drop"`` the object comes back as ``None``). A ``recreate`` or
+``reopen`` reducer may refuse one object (a running thread, a pipe): it is then treated as under
+a ``drop`` rule. Rules are keyed by type or by
 dotted name (so a third-party type is covered without importing it) and apply to subclasses.
 """
 
 from __future__ import annotations
 
 import functools
+import pickle
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from .._registry import Table
 
@@ -224,17 +227,39 @@ def _looks_like_dbapi_connection(cls: type) -> bool:
 
 
 def is_live_resource(obj: Any) -> bool:
-    """Whether ``obj`` is a resource that cannot travel (a ``drop`` rule applies)."""
+    """Whether ``obj`` is a resource that cannot travel.
+
+    That is: a ``drop`` rule applies to it, or the reducer of its ``recreate``/``reopen`` rule
+    refuses this very object (a running thread, a pipe opened from a descriptor). The reducer
+    is called to find out, so it should have no side effects beyond flushing.
+    """
     rule = resource_rule(type(obj))  # type: ignore[arg-type]
-    return rule is not None and rule.action == "drop"
+    if rule is None:
+        return False
+    if rule.action == "drop" or rule.reducer is None:
+        return True
+    try:
+        rule.reducer(obj)
+    except _REFUSALS:
+        return True
+    return False
 
 
-def refuse(obj: Any) -> Any:
+# What a resource reducer raises for an object it cannot rebuild (refuse() raises TypeError; a
+# file that cannot be asked its position raises OSError).
+_REFUSALS: tuple[type[BaseException], ...] = (TypeError, pickle.PicklingError, OSError)
+
+
+def refuse(obj: Any, why: str = "it is a live resource") -> NoReturn:
     """The reducer of a ``drop`` rule when dropping is not asked for: raise ``TypeError``.
+
+    Args:
+        obj: the object refused.
+        why: the reason, for the message (what comes after the type).
 
     Raises:
         TypeError: always, naming the type.
     """
     # Without this, a Thread or Popen would pickle "successfully" through its __dict__ (its
     # locks being recreatable) and load as a zombie that looks alive.
-    raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object: it is a live resource")
+    raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object: {why}")
