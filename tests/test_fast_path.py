@@ -289,3 +289,16 @@ def test_a_serializer_with_load_options_applies_them() -> None:
     key = b"t" * 32
     signed = omnipickle.Serializer(restricted=True, key=key)
     assert signed.loads(signed.dumps(lambda: 2))() == 2
+
+
+def test_our_own_errors_from_a_reconstructor_keep_their_cause(tmp_path: Any) -> None:
+    path = tmp_path / "gone.txt"
+    path.write_text("x")
+    with path.open() as f:
+        data = omnipickle.dumps(f)
+    path.unlink()
+    for attempt in (data, bytearray(data)):  # the fast path and the general one
+        with pytest.raises(omnipickle.UnpicklingError) as info:
+            omnipickle.loads(attempt)
+        assert info.value.__cause__ is not info.value
+        assert isinstance(info.value.__cause__, FileNotFoundError)

@@ -606,3 +606,20 @@ def test_serializer_holds_restricted_options() -> None:
     assert s.loads(omnipickle.dumps(Plain(3, 4))) == Plain(3, 4)
     with pytest.raises(omnipickle.UnsafePayloadError):
         s.loads(omnipickle.dumps(lambda: 1))
+
+
+def test_a_signed_thread_that_is_not_running_loads_restricted_with_its_key() -> None:
+    import threading
+
+    key = b"r" * 32
+    thread = threading.Thread(target=lambda x: x, args=("hi",), name="later", daemon=True)
+    data = omnipickle.dumps(thread, key=key)
+    back = omnipickle.loads(data, restricted=True, key=key)
+    assert isinstance(back, threading.Thread) and back.name == "later" and back.daemon
+    with pytest.raises(omnipickle.UnsafePayloadError, match="make_thread"):
+        omnipickle.loads(omnipickle.dumps(thread), restricted=True)
+
+
+def test_the_resource_and_session_errors_are_exported() -> None:
+    assert issubclass(omnipickle.ResourceReopenError, omnipickle.UnpicklingError)
+    assert issubclass(omnipickle.NotASessionError, omnipickle.UnpicklingError)

@@ -46,6 +46,7 @@ from .picklers import Unpickler
 from .resources import (
     ResourceAwareMixin,
     ResourceRebuildError,
+    ResourceReopenError,
     TransientMixin,
     register_resource,
     transient,
@@ -53,7 +54,7 @@ from .resources import (
 )
 from .security import ScanReport, scan
 from .serializer import Serializer
-from .session import SessionReport, dump_session, load_session
+from .session import NotASessionError, SessionReport, dump_session, load_session
 
 
 def __getattr__(name: str) -> str:
@@ -84,6 +85,7 @@ __all__ = [
     "Explanation",
     "IncompatiblePayloadError",
     "Info",
+    "NotASessionError",
     "OmnipickleError",
     "PickleBuffer",
     "PickleError",
@@ -91,6 +93,7 @@ __all__ = [
     "PicklingError",
     "ResourceAwareMixin",
     "ResourceRebuildError",
+    "ResourceReopenError",
     "ScanReport",
     "Serializer",
     "SessionReport",

@@ -397,6 +397,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             errors=opts.errors,
             buffers=buffers,
         )
+    except UnpicklingError:
+        raise  # ours already (a reconstructor's own error): as it is, cause and all
     except (EOFError, pickle.UnpicklingError) as exc:
         raise _inner_failure(exc) from exc
     finally:
@@ -405,8 +407,6 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
 
 def _inner_failure(exc: EOFError | pickle.UnpicklingError) -> BaseException:
     """What a payload whose checksum held raises when its pickle stream stops the unpickler."""
-    if isinstance(exc, UnpicklingError):
-        return exc
     if isinstance(exc, EOFError):
         return UnpicklingError(f"the pickle stream inside the payload ends early: {exc}")
     return UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}")
@@ -547,6 +547,8 @@ def loads(
         # code by value from this Python that needs only cloudpickle, which is imported).
         try:
             return pickle.loads(data)
+        except UnpicklingError:
+            raise
         except (EOFError, pickle.UnpicklingError) as exc:
             raise _inner_failure(exc) from exc
     if (

@@ -198,6 +198,8 @@ TRUSTED_ALLOW: frozenset[str] = frozenset(
         "weakref.WeakSet",
         "omnipickle._reconstruct.load_dill",
         "omnipickle._reconstruct.reopen_file",
+        "omnipickle._reconstruct.make_thread",  # takes a class and a target: code
+        "threading.Thread",
         "omnipickle._reconstruct.std_stream",
     }
 )
