@@ -387,28 +387,28 @@ def import_dill() -> types.ModuleType:
     Raises:
         ImportError: dill is not installed (whatever dill changed before failing is undone).
     """
-    global _dill
-    if _dill is not None:
-        return _dill
+    if _DILL:
+        return _DILL[0]
     with _LOCK:
-        if _dill is not None:
-            return _dill
+        if _DILL:
+            return _DILL[0]
         if "dill" in sys.modules:
             # Imported by someone else, perhaps still running on another thread: the import
             # system waits for a module that is being initialized, sys.modules does not.
-            _dill = importlib.import_module("dill")
-            return _dill
+            _DILL.append(importlib.import_module("dill"))
+            return _DILL[0]
         tables = _mutable_tables()
         saved = [dict(table) for table in tables]
         try:
-            _dill = importlib.import_module("dill")
-            return _dill
+            _DILL.append(importlib.import_module("dill"))
+            return _DILL[0]
         finally:
             for table, before in zip(tables, saved, strict=True):
                 _restore(table, before)
 
 
-_dill: types.ModuleType | None = None
+# dill once import_dill has imported it whole (sys.modules has it before it is whole).
+_DILL: list[types.ModuleType] = []
 
 
 def _restore(table: dict[Any, Any], before: dict[Any, Any]) -> None:
