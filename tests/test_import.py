@@ -128,6 +128,32 @@ def test_import_brings_in_no_module_only_some_payloads_need() -> None:
     assert out.strip() == "[]"
 
 
+def test_import_leaves_restricted_loading_scan_explain_and_sessions_for_first_use() -> None:
+    """``import omnipickle`` imports what the default dumps and loads need; the security
+    package, explain, sessions (and difflib, decimal, xxhash) wait until a name is used."""
+    lazy = (
+        "omnipickle.security",
+        "omnipickle.explain",
+        "omnipickle.session",
+        "omnipickle.format.describe",
+        "difflib",
+        "decimal",
+        "xxhash",
+    )
+    out = check_python(
+        code="import sys\nimport omnipickle\n"
+        f"print(sorted(m for m in {lazy!r} if m in sys.modules))\n"
+        "omnipickle.scan, omnipickle.explain, omnipickle.load_session, omnipickle.ScanReport\n"
+        "from omnipickle import dump_session, Explanation, Info, NotASessionError\n"
+        "print(sorted(m for m in ('omnipickle.security', 'omnipickle.explain', "
+        "'omnipickle.session') if m in sys.modules))"
+    )
+    assert out.split("\n")[:2] == [
+        "[]",
+        "['omnipickle.explain', 'omnipickle.security', 'omnipickle.session']",
+    ]
+
+
 def test_version_comes_from_the_installed_metadata() -> None:
     from importlib import metadata
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 # pickle's other public names, so that `import omnipickle as pickle` keeps working.
 from pickle import PickleBuffer, PickleError
+from typing import TYPE_CHECKING, Any
 
 from .api import (
     DEFAULT_PROTOCOL,
     HIGHEST_PROTOCOL,
-    Info,
     dump,
     dumps,
     info,
@@ -41,7 +41,6 @@ from .errors import (
     UnpicklingError,
     UnsafePayloadError,
 )
-from .explain import Explanation, explain
 from .picklers import Unpickler
 from .resources import (
     ResourceAwareMixin,
@@ -52,12 +51,37 @@ from .resources import (
     transient,
     unregister_resource,
 )
-from .security import ScanReport, scan
 from .serializer import Serializer
-from .session import NotASessionError, SessionReport, dump_session, load_session
+
+if TYPE_CHECKING:  # what __getattr__ below imports on first use, for type checkers
+    from .explain import Explanation, explain
+    from .format.describe import Info
+    from .security import ScanReport, scan
+    from .session import NotASessionError, SessionReport, dump_session, load_session
+
+# Names whose modules the default dumps/loads never need: imported on first use, so that
+# ``import omnipickle`` stays as cheap as the functions most programs call.
+_LAZY = {
+    "Info": "format.describe",
+    "Explanation": "explain",
+    "explain": "explain",
+    "ScanReport": "security",
+    "scan": "security",
+    "NotASessionError": "session",
+    "SessionReport": "session",
+    "dump_session": "session",
+    "load_session": "session",
+}
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
     # ``__version__`` is read from the installed package's metadata on first use: importing
     # importlib.metadata costs more than the rest of omnipickle's own import.
     if name != "__version__":

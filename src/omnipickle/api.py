@@ -12,7 +12,7 @@ import pickle
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
@@ -31,7 +31,6 @@ from .errors import (
 )
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
 from .format import reader
-from .format.describe import Info, describe
 from .format.header import (
     FLAG_OUT_OF_BAND,
     FLAG_SECTIONS,
@@ -52,12 +51,13 @@ from .options import (
     dump_options,
     load_options,
 )
-from .security.unpickler import restricted_loads
+
+if TYPE_CHECKING:
+    from .format.describe import Info
 
 __all__ = [
     "DEFAULT_PROTOCOL",
     "HIGHEST_PROTOCOL",
-    "Info",
     "dump",
     "dumps",
     "info",
@@ -381,6 +381,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
     try:
         if opts.restricted:
             # Code by value is trusted only through a signature that verified.
+            from .security.unpickler import restricted_loads  # only restricted loads need it
+
             return restricted_loads(
                 _bare_stream(payload),
                 allow=opts.allow,
@@ -427,6 +429,8 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
     source: Any = payload.file
     if opts.restricted:
         data = payload.stream if payload.stream is not None else source.read()
+        from .security.unpickler import restricted_loads  # only restricted loads need it
+
         return restricted_loads(
             data,
             allow=opts.allow,
@@ -655,4 +659,6 @@ def info(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str] |
         IncompatiblePayloadError: the header names a codec, backend or flag this release does
             not know.
     """
+    from .format.describe import describe  # only info() needs it
+
     return describe(data_or_path)

@@ -18,7 +18,6 @@ from .backends import Backend
 from .codecs import REGISTRY as CODECS
 from .codecs import Codec
 from .format.signing import Keys, check_keys, signing_key
-from .security.policy import parse_allow
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -155,6 +154,8 @@ def _check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | N
         raise ValueError("allow= only applies to restricted loading: pass restricted=True too")
     if isinstance(allow, str):
         allow = (allow,)
+    from .security.policy import parse_allow  # only restricted loads need the policy
+
     parse_allow(allow)  # a typo in an allow-list raises here, before anything is read
     return restricted, tuple(allow)
 

@@ -15,7 +15,6 @@ the resource lives in this process only. Three ways to say what to do:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -171,6 +170,8 @@ def _check_transient_declaration(cls: type) -> None:
     known = _all_attribute_names(cls)
     for name in declared:
         if name not in known:
+            import difflib  # only a misspelled name needs it
+
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(
