@@ -16,7 +16,7 @@ import pytest
 
 import omnipickle
 from omnipickle.backends import DEFAULTS, Backend, Pickled, register_backend
-from omnipickle.backends.plain import MAX_NODES, plain_dumps
+from omnipickle.backends.small import MAX_NODES, plain_dumps
 from omnipickle.codecs import MAGICS, GzipCodec, register_codec, unregister_codec
 
 _shared = [1, 2]

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
 from .backends import REGISTRY as BACKENDS
-from .backends.plain import plain_dumps
+from .backends.small import plain_dumps
 from .codecs import MAGICS, Codec, codec_for_suffix
 from .errors import (
     MALFORMED_STREAM,
