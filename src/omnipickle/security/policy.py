@@ -199,6 +199,10 @@ TRUSTED_ALLOW: frozenset[str] = frozenset(
         "omnipickle._reconstruct.load_dill",
         "omnipickle._reconstruct.reopen_file",
         "omnipickle._reconstruct.std_stream",
+        # A bound method whose name does not lead back (the counterpart of getattr above), and
+        # an lru_cache'd function by value.
+        "omnipickle._reconstruct.make_method",
+        "omnipickle._reconstruct.make_lru_cache",
     }
 )
 """What ``trusted=True`` accepts on top of the allow-list: by-value code and its building blocks.
