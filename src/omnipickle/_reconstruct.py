@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import copyreg
+import functools
 import importlib
 import io
 import os
@@ -35,6 +36,8 @@ __all__ = [
     "make_condition",
     "make_event",
     "make_lock",
+    "make_lru_cache",
+    "make_method",
     "make_rlock",
     "make_semaphore",
     "make_thread",
@@ -107,6 +110,16 @@ def load_dill(blob: bytes) -> Any:
     if LOAD_HOOKS.get() is None:
         return dill.loads(blob)
     return deferring(dill.Unpickler)(io.BytesIO(blob)).load()
+
+
+def make_method(func: Any, obj: Any) -> types.MethodType:
+    """``func`` bound to ``obj``: a bound method whose name does not lead back to it."""
+    return types.MethodType(func, obj)
+
+
+def make_lru_cache(func: Callable[..., Any], maxsize: int | None, typed: bool) -> Any:
+    """``functools.lru_cache(maxsize, typed)(func)``: a cached function, with an empty cache."""
+    return functools.lru_cache(maxsize=maxsize, typed=typed)(func)
 
 
 def std_stream(name: str) -> Any:

@@ -5,7 +5,8 @@ One stream, one C pickler, several ways to reduce an object:
 * Plain data and importable functions, classes and instances: the C pickler, untouched.
 * Lambdas, closures, local functions, ``__main__`` code, dynamic classes and modules registered
   by value: by value, with cloudpickle's reducers (cloudpickle is imported the first time one is
-  met, never for plain data).
+  met, never for plain data). Bound methods and ``lru_cache`` functions go by name only when
+  that name leads back to them. Those decisions are in :mod:`.by_value`.
 * Types only dill handles (weak references, open files...): dill's reducer, borrowed for that
   object alone, so the object's parts stay in our stream and shared references survive.
 * Locks, conditions, semaphores, events, barriers: recreated fresh, with our own reducers.
@@ -22,7 +23,9 @@ So a constant-time probe looks at the first items: builtin-only data goes to
 :class:`AutoPickler` directly (no restart is ever needed); instance-heavy data first tries the C
 pickler with no ``reducer_override`` at all, watching each ~64 KiB frame for a reference to
 ``__main__`` (which the plain pickler would write by name, loadable only in this process) and
-stopping at the first such frame; only then does it fall back to :class:`AutoPickler`.
+stopping at the first such frame; only then does it fall back to :class:`AutoPickler`. A frame
+that names ``getattr`` (a bound method, which the bare pickler writes by name unchecked) has the
+dump redone by the C pickler with :class:`PlainTable`, which checks.
 """
 
 from __future__ import annotations
@@ -30,10 +33,8 @@ from __future__ import annotations
 import contextvars
 import copyreg
 import functools
-import itertools
 import operator
 import pickle
-import sys
 import types
 import weakref
 from collections.abc import Callable
@@ -51,6 +52,15 @@ from .base import (
     WatchedMarkerFound,
     run_pickler,
 )
+from .by_value import (
+    NAME_CHECKED,
+    by_value_class_constructors,
+    by_value_modules,
+    class_reduce,
+    cloudpickle_module,
+    importable,
+)
+from .plain import CODE, INSTANCES, METHODS, PlainTable, plain_pickler, probe
 
 __all__ = [
     "AUTO",
@@ -63,7 +73,8 @@ __all__ = [
 ]
 
 _MAIN_MARKER = b"__main__"
-_FIRST_ATTEMPT_FAILURES: tuple[type[BaseException], ...] = (WatchedMarkerFound, *PICKLING_FAILURES)
+# The name pickle writes every bound method with, the first time (later ones use its memo).
+_GETATTR_MARKER = b"getattr"
 
 
 class _DumpState:
@@ -161,17 +172,10 @@ _SPECIAL: dict[type, Callable[[Any], Any]] = dict.fromkeys(_dill_only_types(), _
 # --- lazily borrowed cloudpickle reducers ---------------------------------------------------
 
 
-@functools.cache
-def _cloudpickle() -> Any:
-    import cloudpickle.cloudpickle as cp
-
-    return cp
-
-
 def _reduce_with_cloudpickle(obj: Any) -> Any:
     """cloudpickle's reducer for a type the standard pickler cannot handle (code, cells...)."""
     _note("cloudpickle")
-    return _cloudpickle().Pickler._dispatch_table[type(obj)](obj)
+    return cloudpickle_module().Pickler._dispatch_table[type(obj)](obj)
 
 
 def _cloudpickle_only_types() -> list[type]:
@@ -253,6 +257,8 @@ class DispatchTable(dict[type, Callable[[Any], Any]]):
     def __init__(self, protocol: int, *, drop: bool = False) -> None:
         super().__init__(copyreg.dispatch_table)
         self.update(_TABLE)
+        for cls, reducer in NAME_CHECKED.items():
+            self.setdefault(cls, reducer)  # a copyreg registration for it comes first
         self._default = operator.methodcaller("__reduce_ex__", protocol)
         self._drop = drop
 
@@ -308,71 +314,6 @@ def _has_reducer(table: Any, cls: type) -> bool:
     return True
 
 
-def _class_reduce(cls: type) -> Any:
-    """cloudpickle's by-value class reducer, with two of its losses repaired.
-
-    cloudpickle rebuilds a class with a plain namespace, so a class with ``__slots__`` comes
-    back with a ``__dict__`` (its instances silently grow one) and a nested class loses its
-    ``__qualname__`` (``Outer.Inner`` becomes ``Inner``). Both are passed to the class
-    constructor here, as the original ``class`` statement did.
-    """
-    cp = _cloudpickle()
-    rv = cp._class_reduce(cls)
-    if rv is NotImplemented or rv[0] is not cp._make_skeleton_class:
-        return rv  # by reference, a builtin oddity (NoneType...), or an enum by value
-    func, args, *rest = rv
-    type_kwargs = dict(args[3])
-    type_kwargs["__qualname__"] = cls.__qualname__
-    # typing.NamedTuple's metaclass makes its own (empty) __slots__ and refuses a given one.
-    if "__slots__" in cls.__dict__ and not _is_typed_namedtuple(cls):
-        type_kwargs["__slots__"] = cls.__dict__["__slots__"]
-    return (func, (*args[:3], type_kwargs, *args[4:]), *rest)
-
-
-def _is_typed_namedtuple(cls: type) -> bool:
-    import typing
-
-    return any(base is typing.NamedTuple for base in cls.__dict__.get("__orig_bases__", ()))
-
-
-# --- by reference or by value ----------------------------------------------------------------
-
-
-def _by_value_modules() -> frozenset[str]:
-    """The modules registered with ``cloudpickle.register_pickle_by_value``."""
-    # Not imported, or still being imported by another thread (its module is in sys.modules
-    # before its functions are): nothing can be registered yet.
-    listing = getattr(sys.modules.get("cloudpickle"), "list_registry_pickle_by_value", None)
-    return frozenset(listing()) if listing is not None else frozenset()
-
-
-def _registered(module: str, by_value: frozenset[str]) -> bool:
-    if not by_value:
-        return False
-    parts = module.split(".")
-    return any(".".join(parts[:i]) in by_value for i in range(1, len(parts) + 1))
-
-
-def importable(obj: Any, by_value: frozenset[str] = frozenset()) -> bool:
-    """Whether the function or class ``obj`` loads by name in a fresh interpreter."""
-    module_name = getattr(obj, "__module__", None)
-    if not isinstance(module_name, str) or module_name == "__main__":
-        return False
-    if _registered(module_name, by_value):
-        return False
-    module = sys.modules.get(module_name)
-    qualname = getattr(obj, "__qualname__", None)
-    if module is None or not isinstance(qualname, str) or "<" in qualname:
-        return False
-    found: Any = module
-    try:
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except AttributeError:
-        return False
-    return found is obj
-
-
 # --- the pickler -----------------------------------------------------------------------------
 
 
@@ -416,7 +357,7 @@ class AutoPickler(pickle.Pickler):
         self.proto = protocol
         self.globals_ref: dict[int, dict[str, Any]] = {}
         self.by_value = False
-        self._by_value_modules = _by_value_modules()
+        self._by_value_modules = by_value_modules()
 
     @property
     def dispatch_table(self) -> Any:
@@ -456,7 +397,7 @@ class AutoPickler(pickle.Pickler):
             # Not importable by name: by value (cloudpickle's reducer, without its own check,
             # which would look the function up a second time).
             _note("cloudpickle")
-            return _cloudpickle().Pickler._dynamic_function_reduce(self, obj)
+            return cloudpickle_module().Pickler._dynamic_function_reduce(self, obj)
         if t is _CodeType:
             self.by_value = True
             return NotImplemented
@@ -466,30 +407,24 @@ class AutoPickler(pickle.Pickler):
             ):
                 # By name, or by the reducer registered for its metaclass (copyreg.pickle).
                 return NotImplemented
-            rv = _class_reduce(obj)
+            rv = class_reduce(obj)
             if rv is not NotImplemented:
                 _note("cloudpickle")
-                if rv[0] in _by_value_class_constructors():
+                if rv[0] in by_value_class_constructors():
                     self.by_value = True
             return rv
         return NotImplemented
 
     # cloudpickle's function reducer calls these on the pickler it is given.
     def _dynamic_function_reduce(self, func: Any) -> Any:
-        return _cloudpickle().Pickler._dynamic_function_reduce(self, func)
+        return cloudpickle_module().Pickler._dynamic_function_reduce(self, func)
 
     def _function_getnewargs(self, func: Any) -> Any:
-        return _cloudpickle().Pickler._function_getnewargs(self, func)
+        return cloudpickle_module().Pickler._function_getnewargs(self, func)
 
 
 _FunctionType = types.FunctionType
 _CodeType = types.CodeType
-
-
-@functools.cache
-def _by_value_class_constructors() -> tuple[Any, ...]:
-    cp = _cloudpickle()
-    return (cp._make_skeleton_class, cp._make_skeleton_enum)
 
 
 def _subclass_defines(cls: type, name: str, stop: type) -> bool:
@@ -501,70 +436,11 @@ def _subclass_defines(cls: type, name: str, stop: type) -> bool:
     return False
 
 
-def plain_pickler(
-    file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
-) -> pickle.Pickler:
-    """The bare C pickler: no ``reducer_override`` and no ``dispatch_table``.
-
-    A dispatch table would cost a failed lookup (a ``KeyError`` raised and cleared in C) or a
-    call per instance; without one the pickler reads ``copyreg``'s table with no exception on a
-    miss. Everything auto handles specially (locks, weak references, files, live resources,
-    code) fails here, natively, and the dump goes to :class:`AutoPickler`.
-    """
-    return pickle.Pickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-
-
 def auto_pickler(
     file: Any, protocol: int, fix_imports: bool = True, buffer_callback: BufferCallback = None
 ) -> AutoPickler:
     """An :class:`AutoPickler` (positional arguments, for the error locator)."""
     return AutoPickler(file, protocol, fix_imports=fix_imports, buffer_callback=buffer_callback)
-
-
-# --- the probe ---------------------------------------------------------------------------------
-
-# Types the C pickler saves without calling reducer_override.
-_BUILTIN = frozenset(
-    {str, int, float, bool, bytes, type(None), bytearray, dict, list, tuple, set, frozenset}
-)
-_CONTAINERS = (list, tuple, set, frozenset)
-_PROBE_NODES = 64
-_PROBE_FANOUT = 8
-
-CODE, INSTANCES, BUILTIN = "code", "instances", "builtin"
-
-
-def probe(obj: Any, by_value: frozenset[str] = frozenset()) -> str:
-    """A bounded look at the first items of ``obj``: what kind of data is this?
-
-    Returns ``CODE`` if it visibly holds code that must go by value (a lambda, an instance of
-    a ``__main__`` class), ``INSTANCES`` if it holds instances of other classes (so that a
-    ``reducer_override`` would be called per instance), else ``BUILTIN``.
-    """
-    queue = [obj]
-    seen = 0
-    kind = BUILTIN
-    while queue and seen < _PROBE_NODES:
-        item = queue.pop(0)
-        seen += 1
-        t = type(item)
-        if t in _BUILTIN:
-            if t is dict:
-                queue.extend(itertools.islice(item.values(), _PROBE_FANOUT))
-            elif t in _CONTAINERS:
-                queue.extend(itertools.islice(item, _PROBE_FANOUT))
-            continue
-        if t is _FunctionType or isinstance(item, type):
-            if not importable(item, by_value):
-                return CODE
-            continue
-        if not importable(t, by_value):
-            return CODE
-        kind = INSTANCES
-        state = getattr(item, "__dict__", None)
-        if type(state) is dict:
-            queue.extend(itertools.islice(state.values(), _PROBE_FANOUT))
-    return kind
 
 
 # --- the backend -------------------------------------------------------------------------------
@@ -669,6 +545,51 @@ def _cannot_drop(
 _MAX_DROP_ROUNDS = 64
 
 
+def _dump_plain(
+    obj: Any,
+    protocol: int,
+    fix_imports: bool,
+    callback: _ReplayingCallback | None,
+    state: _DumpState,
+    sink: Any,
+    registered: frozenset[str],
+    kind: str,
+) -> Pickled | None:
+    """Dump with the plain C pickler; ``None`` (and ``sink`` emptied) if the stream needs
+    :class:`AutoPickler`.
+
+    Pickle writes a bound method by name (``getattr(obj, name)``) without checking that the
+    name leads back to it; :class:`PlainTable` checks, but costs ~5% on instance-heavy data.
+    So unless the probe saw bound methods (``kind`` is ``METHODS``), the first attempt has no
+    table, and a stream that names ``getattr`` is redone with one.
+    """
+    watch = (_MAIN_MARKER, *(m.encode() for m in registered))
+    attempts: list[tuple[type[PlainTable] | None, tuple[bytes, ...]]] = [(PlainTable, watch)]
+    if kind != METHODS:
+        attempts.insert(0, (None, (*watch, _GETATTR_MARKER)))
+    for table, markers in attempts:
+        sink.watch = markers
+        try:
+            plain_pickler(sink, protocol, fix_imports, callback, table=table).dump(obj)
+        except WatchedMarkerFound as exc:
+            found = exc.args[0]
+        except PICKLING_FAILURES:
+            found = None  # needs code by value, or fails anyway: the next pickler says where
+        else:
+            uses = frozenset({"pickle", *state.uses})
+            return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=False)
+        finally:
+            sink.close()
+            sink.watch = ()
+        sink.reset()
+        if callback is not None:
+            callback.rewind()
+        state.clear()
+        if found != _GETATTR_MARKER:
+            break
+    return None
+
+
 class AutoBackend(Backend):
     """Per object: the C pickler, code by value, dill, or a recreated primitive."""
 
@@ -690,7 +611,7 @@ class AutoBackend(Backend):
         callback = _ReplayingCallback(buffer_callback) if buffer_callback is not None else None
         if sink is None:
             sink = ChunkSink()
-        by_value_modules = _by_value_modules()
+        registered = by_value_modules()
         state = _DumpState()
         token = _STATE.set(state)
         try:
@@ -698,22 +619,13 @@ class AutoBackend(Backend):
                 return self._dump_dropping(obj, protocol, fix_imports, callback, state, sink)
             # User-registered resource rules may cover types pickle handles natively: then
             # every object must go through the dispatch table.
-            if not has_user_rules() and probe(obj, by_value_modules) == INSTANCES:
-                sink.watch = (_MAIN_MARKER, *(m.encode() for m in by_value_modules))
-                try:
-                    plain_pickler(sink, protocol, fix_imports, callback).dump(obj)
-                except _FIRST_ATTEMPT_FAILURES:
-                    pass  # needs code by value, or fails anyway: the next pickler says where
-                else:
-                    uses = frozenset({"pickle", *state.uses})
-                    return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=False)
-                finally:
-                    sink.close()
-                    sink.watch = ()
-                sink.reset()
-                if callback is not None:
-                    callback.rewind()
-                state.clear()
+            kind = CODE if has_user_rules() else probe(obj, registered)
+            if kind in (INSTANCES, METHODS):
+                plain = _dump_plain(
+                    obj, protocol, fix_imports, callback, state, sink, registered, kind
+                )
+                if plain is not None:
+                    return plain
             sink, pickler = run_pickler(
                 obj,
                 auto_pickler,

@@ -201,6 +201,10 @@ TRUSTED_ALLOW: frozenset[str] = frozenset(
         "omnipickle._reconstruct.make_thread",  # takes a class and a target: code
         "threading.Thread",
         "omnipickle._reconstruct.std_stream",
+        # A bound method whose name does not lead back (the counterpart of getattr above), and
+        # an lru_cache'd function by value.
+        "omnipickle._reconstruct.make_method",
+        "omnipickle._reconstruct.make_lru_cache",
     }
 )
 """What ``trusted=True`` accepts on top of the allow-list: by-value code and its building blocks.
