@@ -302,3 +302,71 @@ def test_our_own_errors_from_a_reconstructor_keep_their_cause(tmp_path: Any) -> 
             omnipickle.loads(attempt)
         assert info.value.__cause__ is not info.value
         assert isinstance(info.value.__cause__, FileNotFoundError)
+
+
+# --- small graphs with instances of importable classes ------------------------------------------
+
+from helpers import Plain, Slotted, WithState  # noqa: E402
+
+
+def _instances() -> list[Any]:
+    return [
+        Plain(1, "a"),
+        [Plain(i, None) for i in range(5)],
+        {"job": Plain(2, {"k": (1, 2)}), "n": 3},
+        WithState([4, 5]),
+    ]
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("index", range(4))
+def test_small_graphs_of_instances_are_what_the_general_path_writes(
+    index: int, protocol: int
+) -> None:
+    obj = _instances()[index]
+    assert plain_dumps(obj, protocol) is not None  # the fast path took it
+    assert omnipickle.dumps(obj, protocol) == _general(obj, protocol)
+    assert omnipickle.loads(omnipickle.dumps(obj, protocol)) == obj
+
+
+def test_instances_the_fast_path_must_leave_to_the_general_path() -> None:
+    import socket
+    import types
+
+    class Local:  # not importable: by value
+        pass
+
+    with socket.socket() as sock:
+        cases = [
+            Slotted(1),  # no __dict__ to look into
+            Plain(Local(), 1),
+            Plain(threading.Lock(), 1),  # recreated by auto
+            Plain(sock, 1),  # refused by auto
+            Plain(types.MethodType(lambda self: 1, Plain(0, 0)), 1),  # a method by value
+            Plain("__main__", 1),  # the marker as data: redone, same bytes
+            Plain([Plain(i, i) for i in range(MAX_NODES)], 0),  # past the budget
+        ]
+        for obj in cases[:-2]:
+            assert plain_dumps(obj, 5) is None, obj
+        assert plain_dumps(cases[-2], 5) is None
+        assert omnipickle.dumps(cases[-2]) == _general(cases[-2], 5)
+        with pytest.raises(omnipickle.PicklingError, match="socket"):
+            omnipickle.dumps(cases[3])
+    back = omnipickle.loads(omnipickle.dumps(cases[1]))
+    assert type(back.a).__name__ == "Local"
+    assert omnipickle.loads(omnipickle.dumps(cases[2])).a.acquire(blocking=False)
+
+
+def test_a_class_registered_to_go_by_value_is_not_written_by_name() -> None:
+    import cloudpickle
+
+    import helpers
+
+    cloudpickle.register_pickle_by_value(helpers)
+    try:
+        obj = Plain(1, 2)
+        assert plain_dumps(obj, 5) is None
+        assert omnipickle.info(omnipickle.dumps(obj)).by_value
+    finally:
+        cloudpickle.unregister_pickle_by_value(helpers)
+    assert plain_dumps(Plain(1, 2), 5) is not None

@@ -60,7 +60,16 @@ from .by_value import (
     cloudpickle_module,
     importable,
 )
-from .plain import CODE, INSTANCES, METHODS, PlainTable, plain_pickler, probe
+from .plain import (
+    CODE,
+    GETATTR_MARKER,
+    INSTANCES,
+    MAIN_MARKER,
+    METHODS,
+    PlainTable,
+    plain_pickler,
+    probe,
+)
 
 __all__ = [
     "AUTO",
@@ -71,10 +80,6 @@ __all__ = [
     "borrowed_reducer",
     "importable",
 ]
-
-_MAIN_MARKER = b"__main__"
-# The name pickle writes every bound method with, the first time (later ones use its memo).
-_GETATTR_MARKER = b"getattr"
 
 
 class _DumpState:
@@ -563,10 +568,10 @@ def _dump_plain(
     So unless the probe saw bound methods (``kind`` is ``METHODS``), the first attempt has no
     table, and a stream that names ``getattr`` is redone with one.
     """
-    watch = (_MAIN_MARKER, *(m.encode() for m in registered))
+    watch = (MAIN_MARKER, *(m.encode() for m in registered))
     attempts: list[tuple[type[PlainTable] | None, tuple[bytes, ...]]] = [(PlainTable, watch)]
     if kind != METHODS:
-        attempts.insert(0, (None, (*watch, _GETATTR_MARKER)))
+        attempts.insert(0, (None, (*watch, GETATTR_MARKER)))
     for table, markers in attempts:
         sink.watch = markers
         try:
@@ -585,7 +590,7 @@ def _dump_plain(
         if callback is not None:
             callback.rewind()
         state.clear()
-        if found != _GETATTR_MARKER:
+        if found != GETATTR_MARKER:
             break
     return None
 

@@ -23,12 +23,19 @@ from .by_value import NAME_CHECKED, importable
 __all__ = [
     "BUILTIN",
     "CODE",
+    "GETATTR_MARKER",
     "INSTANCES",
+    "MAIN_MARKER",
     "METHODS",
     "PlainTable",
     "plain_pickler",
     "probe",
 ]
+
+MAIN_MARKER = b"__main__"
+"""In a stream the bare pickler wrote: something was written by reference to ``__main__``."""
+GETATTR_MARKER = b"getattr"
+"""The name pickle writes every bound method with, the first time (later ones use its memo)."""
 
 _FunctionType = types.FunctionType
 _MethodType = types.MethodType

@@ -1,11 +1,18 @@
-"""The per-call fast path of the ``auto`` backend: small graphs of plain data.
+"""The per-call fast path of the ``auto`` backend: small graphs of plain data and instances.
 
 A process pool or a queue sends thousands of tiny payloads a second, and for them the fixed cost
-of a call is what counts. When an object is a small graph of nothing but the types the C pickler
-saves itself (``None``, numbers, strings, bytes and the built-in containers, exact types only),
-the ``auto`` backend would write exactly what ``pickle.dumps`` writes: the C pickler never calls
-a reducer for those types, so no rule of ours could apply. :func:`plain_dumps` checks that, all
-of it (dictionary keys included), within a small budget, and then calls ``pickle.dumps``.
+of a call is what counts. :func:`plain_dumps` looks at the whole graph within a small budget
+(dictionary keys included) and takes two kinds of it to ``pickle.dumps``, which then writes
+exactly what the ``auto`` backend would:
+
+- nothing but the types the C pickler saves itself (``None``, numbers, strings, bytes and the
+  built-in containers, exact types only): it never calls a reducer for those, so no rule of
+  ours could apply;
+- those and instances of importable classes with a ``__dict__``: what ``auto`` first hands to
+  the bare C pickler anyway (``_dump_plain``), and the same rule decides. What pickle cannot
+  carry fails there and takes the general path; a stream that names ``__main__``, ``getattr``
+  (a bound method) or a module registered to go by value is thrown away for it.
+
 Anything else, or a graph too large to check cheaply, gets ``None``: the caller takes the
 general path, which is as fast as pickle in bulk.
 """
@@ -15,7 +22,10 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from ..errors import PICKLING_FAILURES
 from ..resources import has_user_rules
+from .by_value import by_value_modules, importable
+from .plain import GETATTR_MARKER, MAIN_MARKER
 
 __all__ = ["MAX_NODES", "plain_dumps"]
 
@@ -27,34 +37,85 @@ MAX_NODES = 64
 """The most objects :func:`plain_dumps` looks at before it leaves the call to the general path."""
 
 
-def _all_plain(obj: Any) -> bool:
-    """Whether ``obj`` is built, to the bottom, of at most :data:`MAX_NODES` exact built-in
-    atoms and containers."""
+_PLAIN, _INSTANCES, _OTHER = 0, 1, 2
+
+
+def _graph_kind(obj: Any) -> int:
+    """``_PLAIN`` if ``obj`` is built, to the bottom, of at most :data:`MAX_NODES` exact built-in
+    atoms and containers; ``_INSTANCES`` if instances of classes with a ``__dict__`` are among
+    them too (their ``__dict__`` looked into); else ``_OTHER``."""
     stack = [obj]
     budget = MAX_NODES
+    kind = _PLAIN
     while stack:
         item = stack.pop()
         t = type(item)
         if t in _ATOMS:
             continue
-        budget -= 1 + len(item) if (t is dict or t in _SEQUENCES) else 1
+        if t is dict:
+            budget -= 1 + len(item)
+            stack.extend(item)
+            stack.extend(item.values())
+        elif t in _SEQUENCES:
+            budget -= 1 + len(item)
+            stack.extend(item)
+        else:
+            state = getattr(item, "__dict__", None)
+            if type(state) is not dict:
+                return _OTHER  # functions, classes, slots, C types: the general path decides
+            budget -= 1 + len(state)
+            stack.extend(state.values())
+            kind = _INSTANCES
         if budget < 0:
-            return False
+            return _OTHER
+    return kind
+
+
+def _classes_importable(obj: Any, registered: frozenset[str]) -> bool:
+    """Whether every instance's class in the (small, plain) graph ``obj`` loads by name."""
+    stack = [obj]
+    seen: set[type] = set()
+    while stack:
+        item = stack.pop()
+        t = type(item)
+        if t in _ATOMS:
+            continue
         if t is dict:
             stack.extend(item)
             stack.extend(item.values())
         elif t in _SEQUENCES:
             stack.extend(item)
         else:
-            return False
+            if t not in seen:
+                if not importable(t, registered):
+                    return False
+                seen.add(t)
+            stack.extend(item.__dict__.values())
     return True
 
 
 def plain_dumps(obj: Any, protocol: int) -> bytes | None:
     """``pickle.dumps(obj, protocol)`` when that is exactly what the ``auto`` backend writes for
     ``obj`` and the graph is small; else ``None`` (take the general path)."""
-    if type(obj) not in _ATOMS and not _all_plain(obj):
-        return None
+    if type(obj) in _ATOMS:
+        kind = _PLAIN
+    else:
+        kind = _graph_kind(obj)
+        if kind == _OTHER:
+            return None
     if has_user_rules():  # a user's resource rule may cover a type pickle handles
         return None
-    return pickle.dumps(obj, protocol)
+    if kind == _PLAIN:
+        return pickle.dumps(obj, protocol)
+    registered = by_value_modules()
+    if not _classes_importable(obj, registered):
+        return None
+    try:
+        stream = pickle.dumps(obj, protocol)
+    except PICKLING_FAILURES:
+        return None  # the general path says where, or carries it another way
+    if MAIN_MARKER in stream or GETATTR_MARKER in stream:
+        return None
+    if registered and any(name.encode() in stream for name in registered):
+        return None
+    return stream
