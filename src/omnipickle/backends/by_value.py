@@ -64,8 +64,16 @@ def _registered(module: str, by_value: frozenset[str]) -> bool:
     return any(".".join(parts[:i]) in by_value for i in range(1, len(parts) + 1))
 
 
+# Modules whose functions and classes never move: the reconstructors every by-value payload
+# names (a lambda brings three of cloudpickle's). Once found by name, they are known by identity.
+_STABLE_MODULES = frozenset({"cloudpickle.cloudpickle", "omnipickle._reconstruct", "copyreg"})
+_KNOWN_IMPORTABLE: dict[int, Any] = {}
+
+
 def importable(obj: Any, by_value: frozenset[str] = frozenset()) -> bool:
     """Whether the function or class ``obj`` loads by name in a fresh interpreter."""
+    if not by_value and _KNOWN_IMPORTABLE.get(id(obj)) is obj:
+        return True
     module_name = getattr(obj, "__module__", None)
     if not isinstance(module_name, str) or module_name == "__main__":
         return False
@@ -81,7 +89,11 @@ def importable(obj: Any, by_value: frozenset[str] = frozenset()) -> bool:
             found = getattr(found, part)
     except AttributeError:
         return False
-    return found is obj
+    if found is not obj:
+        return False
+    if module_name in _STABLE_MODULES:
+        _KNOWN_IMPORTABLE[id(obj)] = obj  # kept alive by its module anyway
+    return True
 
 
 # --- classes ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ general path, which is as fast as pickle in bulk.
 from __future__ import annotations
 
 import pickle
+import types
 from typing import Any
 
 from ..errors import PICKLING_FAILURES
@@ -38,6 +39,7 @@ MAX_NODES = 64
 
 
 _PLAIN, _INSTANCES, _OTHER = 0, 1, 2
+_FunctionType = types.FunctionType
 
 
 def _graph_kind(obj: Any) -> int:
@@ -59,10 +61,12 @@ def _graph_kind(obj: Any) -> int:
         elif t in _SEQUENCES:
             budget -= 1 + len(item)
             stack.extend(item)
+        elif t is _FunctionType or isinstance(item, type):
+            return _OTHER  # code: by name or by value, auto decides
         else:
             state = getattr(item, "__dict__", None)
             if type(state) is not dict:
-                return _OTHER  # functions, classes, slots, C types: the general path decides
+                return _OTHER  # slots, C types: the general path decides
             budget -= 1 + len(state)
             stack.extend(state.values())
             kind = _INSTANCES
