@@ -39,6 +39,11 @@ MAX_NODES = 64
 
 
 _PLAIN, _INSTANCES, _OTHER = 0, 1, 2
+
+
+def _flat(items: Any) -> bool:
+    """Whether every item is an atom (``map`` and ``issuperset`` run in C)."""
+    return _ATOMS.issuperset(map(type, items))
 _FunctionType = types.FunctionType
 
 
@@ -101,7 +106,12 @@ def _classes_importable(obj: Any, registered: frozenset[str]) -> bool:
 def plain_dumps(obj: Any, protocol: int) -> bytes | None:
     """``pickle.dumps(obj, protocol)`` when that is exactly what the ``auto`` backend writes for
     ``obj`` and the graph is small; else ``None`` (take the general path)."""
-    if type(obj) in _ATOMS:
+    t = type(obj)
+    if t in _ATOMS or (
+        # A flat dict or sequence of atoms, the commonest message, checked in C.
+        (t is dict and len(obj) <= MAX_NODES and _flat(obj) and _flat(obj.values()))
+        or (t in _SEQUENCES and len(obj) <= MAX_NODES and _flat(obj))
+    ):
         kind = _PLAIN
     else:
         kind = _graph_kind(obj)

@@ -52,7 +52,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..checksums import CRC32, NAMES, algorithm_for
+from ..checksums import CRC32, NAMES, SMALL, algorithm_for
 from ..checksums import checksum as compute_checksum
 from ..errors import CorruptPayloadError, IncompatiblePayloadError, TruncatedPayloadError
 
@@ -569,36 +569,52 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
     """The format-2 envelope of ``stream`` (a pickle stream of protocol 2 or later, which starts
     with its PROTO opcode), uncompressed, unsigned, with no flags and no extra field: what
     :func:`build_header` and the writer produce for it."""
-    algorithm = algorithm_for(len(stream) - _LEAD)
-    small = algorithm == CRC32
-    fixed = _FIXED.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        0,
-        protocol,
-        _PYTHON[0],
-        _PYTHON[1],
-        loader,
-        backend_bits,
-        0,
-        algorithm,
-        0,
-        len(stream) - _LEAD,
+    stored = len(stream) - _LEAD
+    small = stored < SMALL
+    algorithm = CRC32 if small else algorithm_for(stored)
+    key = (protocol, loader, backend_bits, algorithm)
+    prefix = _PLAIN_PREFIXES.get(key)
+    if prefix is None:  # the fields that are the same for every such payload, packed once
+        prefix = _FIXED.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            0,
+            protocol,
+            *_PYTHON,
+            loader,
+            backend_bits,
+            0,
+            algorithm,
+            0,
+            0,
+            0,
+            0,
+        )[:_PLAIN_PREFIX_SIZE]
+        _PLAIN_PREFIXES[key] = prefix
+    numbers = _PLAIN_LENGTHS.pack(
+        stored,
         len(stream),
         zlib.crc32(stream) if small else compute_checksum(stream, algorithm),
     )
+    header_crc = zlib.crc32(numbers, zlib.crc32(prefix))
     # Slicing bytes copies them: past a few pages, a view costs less than the copy.
     rest = stream[_LEAD:] if small else memoryview(stream)[_LEAD:]
     return b"".join(
         (
             stream[:_LEAD],
             b"B0\x00\x00\x00",  # BINBYTES, and the header's length: 48
-            fixed,
-            zlib.crc32(fixed).to_bytes(4, "little"),
+            prefix,
+            numbers,
+            header_crc.to_bytes(4, "little"),
             b"0",  # POP
             rest,
         )
     )
+
+
+_PLAIN_PREFIX_SIZE = 24  # magic to the extra field's length (0): the fixed part before the lengths
+_PLAIN_LENGTHS = struct.Struct("<QQI")
+_PLAIN_PREFIXES: dict[tuple[int, int, int, int], bytes] = {}
 
 
 def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
@@ -606,50 +622,44 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
     writes (or the same with the BY_VALUE flag, written by this Python's minor version), read by
     ``loader`` and needing one of ``backend_bits``, for pickle to read as it is. ``False`` also
     for anything damaged: the general reader then says what is wrong."""
-    if len(data) < _PLAIN_SIZE:
+    # The bytes that are the same in every such payload are compared at once (BINBYTES, the
+    # header's length, the magic and the version; codec, reserved and extra length), then the
+    # rest field by field: this runs on every small loads.
+    if len(data) < _PLAIN_SIZE or data[_PLAIN_WRAP] != _PLAIN_WRAPPING or data[0] != _PROTO:
         return False
-    (
-        proto,
-        binbytes,
-        wrapped,
-        magic,
-        version,
-        flags,
-        protocol,
-        major,
-        minor,
-        ldr,
-        bits,
-        codec_id,
-        algorithm,
-        extra_size,
-        stored_length,
-        raw_length,
-        stored_checksum,
-        header_crc,
-    ) = _PLAIN_HEAD.unpack_from(data)
-    return (
-        magic == MAGIC
-        and version == FORMAT_VERSION
-        and (flags == 0 or (flags == FLAG_BY_VALUE and major == _PYTHON[0] and minor == _PYTHON[1]))
-        and extra_size == 0
-        and codec_id == 0
-        and ldr == loader
-        and bits in backend_bits
-        and algorithm in NAMES
-        and binbytes == _BINBYTES
-        and wrapped == _PLAIN_WRAPPED
-        and proto[0] == _PROTO
-        and proto[1] == protocol
-        and data[_PLAIN_SIZE - 1] == _POP[0]
-        and stored_length + _PLAIN_SIZE == len(data)
-        and raw_length == stored_length + _LEAD
-        and zlib.crc32(memoryview(data)[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size])
-        == header_crc
-        and (
-            zlib.crc32(memoryview(data)[_PLAIN_SIZE:], zlib.crc32(data[:_LEAD]))
-            if algorithm == CRC32
-            else compute_checksum(memoryview(data)[_PLAIN_SIZE:], algorithm, data[:_LEAD])
-        )
-        == stored_checksum
-    )
+    flags, protocol, major, minor, ldr, bits = data[16:22]
+    if (
+        data[22]  # the codec: none
+        or data[_PLAIN_TAIL] != _PLAIN_ZEROS
+        or protocol != data[1]
+        or ldr != loader
+        or bits not in backend_bits
+        or (flags and (flags != FLAG_BY_VALUE or major != _PYTHON[0] or minor != _PYTHON[1]))
+        or data[_PLAIN_SIZE - 1] != _POP[0]
+    ):
+        return False
+    algorithm = data[23]
+    numbers: tuple[int, int, int, int] = _PLAIN_NUMBERS.unpack_from(data, 31)
+    stored_length, raw_length, stored_checksum, header_crc = numbers
+    if (
+        algorithm not in NAMES
+        or stored_length + _PLAIN_SIZE != len(data)
+        or raw_length != stored_length + _LEAD
+        or zlib.crc32(data[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size]) != header_crc
+    ):
+        return False
+    if algorithm == CRC32:
+        stored = data[_PLAIN_SIZE:] if stored_length < 4096 else memoryview(data)[_PLAIN_SIZE:]
+        return zlib.crc32(stored, zlib.crc32(data[:_LEAD])) == stored_checksum
+    stored_view = memoryview(data)[_PLAIN_SIZE:]
+    return compute_checksum(stored_view, algorithm, data[:_LEAD]) == stored_checksum
+
+
+# Where is_plain_payload looks (offsets from the payload's first byte; docs/format.md).
+_PLAIN_WRAP = slice(2, 16)
+_PLAIN_WRAPPING = (
+    bytes([_BINBYTES]) + HEADER_SIZE.to_bytes(4, "little") + MAGIC + bytes([FORMAT_VERSION])
+)
+_PLAIN_TAIL = slice(24, 31)  # after the algorithm byte: 3 reserved, then the extra field's length
+_PLAIN_ZEROS = bytes(7)
+_PLAIN_NUMBERS = struct.Struct("<QQII")
