@@ -531,51 +531,53 @@ def loads(
     """
     if (
         type(data) is bytes
-        and buffers is None
         and key is None
         and resources is None
         and restricted is False
         and allow is None
-        and fix_imports is True
-        and encoding == "ASCII"
-        and errors == "strict"
-        and DEFAULTS.builtin
-        and LOAD_HOOKS.get() is None
-        and is_plain_payload(
-            data,
-            PICKLE_LOADER_ID,
-            DEFAULTS.fast_bits if "cloudpickle" in sys.modules else DEFAULTS.pickle_only,
-        )
-    ):
-        # The per-call fast path: an intact envelope that pickle reads as it is (plain data, or
-        # code by value from this Python that needs only cloudpickle, which is imported).
-        try:
-            return pickle.loads(data)
-        except UnpicklingError:
-            raise
-        except (EOFError, pickle.UnpicklingError) as exc:
-            raise _inner_failure(exc) from exc
-    if (
-        type(data) is bytes
         and len(data) > 2
-        and data[0] == 0x80
-        and data[2] != 0x42  # BINBYTES: format 2's header (or a protocol-3 stream of bytes)
-        and key is None
-        and resources is None
-        and restricted is False
-        and allow is None
-        and MAGICS.proto_unclaimed
+        and data[0] == 0x80  # PROTO: a plain envelope and a plain pickle stream both start so
         and LOAD_HOOKS.get() is None
     ):
-        # The per-call fast path of a plain pickle stream (raw=True): no envelope can start so.
-        try:
-            return pickle.loads(
-                data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
-            )
-        except MISSING_NAME as exc:
-            raise missing_name(exc) from exc
-        except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
-            raise _plain_failure(exc, data) from exc
+        # The per-call fast paths.
+        if data[2] == 0x42:  # BINBYTES: format 2's header (or a protocol-3 stream of bytes)
+            if (
+                buffers is None
+                and fix_imports is True
+                and encoding == "ASCII"
+                and errors == "strict"
+                and DEFAULTS.builtin
+                and is_plain_payload(
+                    data,
+                    PICKLE_LOADER_ID,
+                    DEFAULTS.fast_bits if "cloudpickle" in sys.modules else DEFAULTS.pickle_only,
+                )
+            ):
+                # An intact envelope that pickle reads as it is (plain data, or code by value
+                # from this Python that needs only cloudpickle, which is imported).
+                try:
+                    return pickle.loads(data)
+                except UnpicklingError:
+                    raise
+                except (EOFError, pickle.UnpicklingError) as exc:
+                    raise _inner_failure(exc) from exc
+        elif MAGICS.proto_unclaimed:
+            # A plain pickle stream (raw=True): no envelope starts so.
+            try:
+                if (
+                    buffers is None
+                    and fix_imports is True
+                    and encoding == "ASCII"
+                    and errors == "strict"
+                ):
+                    return pickle.loads(data)
+                return pickle.loads(
+                    data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+                )
+            except MISSING_NAME as exc:
+                raise missing_name(exc) from exc
+            except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
+                raise _plain_failure(exc, data) from exc
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,

@@ -44,6 +44,8 @@ _PLAIN, _INSTANCES, _OTHER = 0, 1, 2
 def _flat(items: Any) -> bool:
     """Whether every item is an atom (``map`` and ``issuperset`` run in C)."""
     return _ATOMS.issuperset(map(type, items))
+
+
 _FunctionType = types.FunctionType
 
 
