@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # pickle's other public names, so that `import omnipickle as pickle` keeps working.
 from pickle import PickleBuffer, PickleError
+from typing import TYPE_CHECKING, Any
 
 from .api import (
     DEFAULT_PROTOCOL,
@@ -55,8 +56,24 @@ from .security import ScanReport, scan
 from .serializer import Serializer
 from .session import SessionReport, dump_session, load_session
 
+if TYPE_CHECKING:  # imported on first use, by __getattr__ below
+    from . import futures as futures
+    from .wrapping import wrap
 
-def __getattr__(name: str) -> str:
+
+def __getattr__(name: str) -> Any:
+    # The integrations are imported on first use: omnipickle.futures brings in
+    # multiprocessing and concurrent.futures, which most programs never need.
+    if name == "wrap":
+        from .wrapping import wrap
+
+        globals()["wrap"] = wrap
+        return wrap
+    if name == "futures":
+        # Not ``from . import futures``: that looks the name up here first, calling this again.
+        from importlib import import_module
+
+        return import_module(f"{__name__}.futures")
     # ``__version__`` is read from the installed package's metadata on first use: importing
     # importlib.metadata costs more than the rest of omnipickle's own import.
     if name != "__version__":
@@ -120,4 +137,5 @@ __all__ = [
     "unregister_backend",
     "unregister_codec",
     "unregister_resource",
+    "wrap",
 ]

@@ -9,6 +9,7 @@ dotted name (so a third-party type is covered without importing it) and apply to
 from __future__ import annotations
 
 import functools
+import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -237,4 +238,18 @@ def refuse(obj: Any) -> Any:
     """
     # Without this, a Thread or Popen would pickle "successfully" through its __dict__ (its
     # locks being recreatable) and load as a zombie that looks alive.
+    if _spawning_process(obj):
+        return obj.__reduce_ex__(2)
     raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object: it is a live resource")
+
+
+def _spawning_process(obj: Any) -> bool:
+    """Whether ``obj`` is a process that multiprocessing (or loky) is starting right now: it
+    pickles the process object for the child, which is how spawn and forkserver work when
+    omnipickle's pickler is the one they use."""
+    context = sys.modules.get("multiprocessing.context")
+    return (
+        context is not None
+        and context.get_spawning_popen() is not None
+        and isinstance(obj, context.process.BaseProcess)
+    )
