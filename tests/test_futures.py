@@ -31,6 +31,7 @@ KEY = b"k" * 32
 # --- spawn: everything on one pool -----------------------------------------------------------
 
 _SPAWN = """
+import concurrent.futures, concurrent.futures.process, time
 from omnipickle.futures import ProcessPoolExecutor, RemoteTraceback
 
 store = make_store(sys.argv[1])
@@ -98,16 +99,18 @@ with ProcessPoolExecutor(2, "spawn") as ex:
         ex.submit(len, sqlite3.connect(":memory:"))
     except omnipickle.PicklingError as exc:
         report["unserializable argument"] = [str(exc), exc.path]
-    import time
     sleepers = [ex.submit(time.sleep, 0.5) for _ in range(2)]
     queued = [ex.submit(abs, -i) for i in range(6)]
     last = queued[-1]
     report["cancel"] = [last.cancel(), last.cancelled(), queued[0].result()]
-    report["as_completed"] = sorted(
-        f.result() for f in __import__("concurrent.futures").futures.as_completed(
-            [ex.submit(lambda i=i: i * i) for i in range(4)]
-        )
-    )
+    squares = [ex.submit(lambda i=i: i * i) for i in range(4)]
+    report["as_completed"] = sorted(f.result() for f in concurrent.futures.as_completed(squares))
+    done, not_done = concurrent.futures.wait([ex.submit(abs, -5)], timeout=60)
+    report["wait"] = [[f.result() for f in done], len(not_done)]
+    try:
+        ex.submit(os._exit, 1).result()  # last: the pool is broken afterwards
+    except concurrent.futures.process.BrokenProcessPool as exc:
+        report["dead worker"] = type(exc).__name__
 """
 
 
@@ -211,6 +214,14 @@ def test_futures_work_with_as_completed(spawn: dict[str, Any]) -> None:
     assert spawn["as_completed"] == [0, 1, 4, 9]
 
 
+def test_futures_work_with_wait(spawn: dict[str, Any]) -> None:
+    assert spawn["wait"] == [[5], 0]
+
+
+def test_a_worker_that_dies_breaks_the_pool_as_in_the_stdlib(spawn: dict[str, Any]) -> None:
+    assert spawn["dead worker"] == "BrokenProcessPool"
+
+
 # --- options: key, drop, compression, initializer --------------------------------------------
 
 _OPTIONS = """
@@ -243,6 +254,7 @@ with warnings.catch_warnings(record=True) as caught:
         sock = socket.socket()
         report["dropped"] = ex.submit(lambda s: s is None, sock).result()
         sock.close()
+        report["dropped result"] = ex.submit(lambda: [1, socket.socket()]).result()
         big = os.urandom(200_000)
         report["large argument"] = ex.submit(lambda b: b[::-1], big).result() == big[::-1]
         report["initializer"] = ex.submit(lambda: os.environ.get("OMNI_INIT")).result()
@@ -271,6 +283,10 @@ def test_drop_sends_a_live_resource_as_none_and_warns(options: dict[str, Any]) -
     assert options["dropped"] is True
     assert len(options["warned"]) == 1
     assert "root['args'][0] (socket.socket)" in options["warned"][0]
+
+
+def test_drop_sends_a_live_resource_of_a_result_back_as_none(options: dict[str, Any]) -> None:
+    assert options["dropped result"] == [1, None]
 
 
 def test_a_compressed_pool_carries_a_large_argument(options: dict[str, Any]) -> None:
@@ -450,7 +466,16 @@ def test_copy_and_deepcopy_of_a_wrapper() -> None:
     w = omnipickle.wrap(lambda: k)
     shallow, deep = copy.copy(w), copy.deepcopy({"w": w})["w"]
     assert shallow is not w and shallow.__wrapped__ is w.__wrapped__
-    assert deep is not w and deep() == [1]
+    # deepcopy copies a function as itself, as it does without the wrapper.
+    assert deep is not w and deep.__wrapped__ is w.__wrapped__
+
+
+def test_a_wrapper_sends_its_closures_current_values() -> None:
+    k = [1]
+    w = omnipickle.wrap(lambda: list(k))
+    first = pickle.dumps(w)
+    k.append(2)
+    assert (pickle.loads(first)(), pickle.loads(pickle.dumps(w))()) == ([1], [1, 2])
 
 
 def test_deepcopy_of_a_wrapped_bound_method_copies_its_object() -> None:

@@ -357,7 +357,7 @@ def _no_function(*args: Any) -> Any:
 class _ChunkSubmitter:
     """Submits the chunks of one ``map`` call, each with the function's payload made once."""
 
-    __slots__ = ("_executor", "_fn_payload")
+    __slots__ = ("__weakref__", "_executor", "_fn_payload")  # Executor.map may weakref it
 
     def __init__(self, executor: ProcessPoolExecutor, fn_payload: bytes) -> None:
         self._executor = executor
