@@ -340,7 +340,7 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
             timeout=timeout,
             **kwargs,
         )
-        return itertools.chain.from_iterable(results)
+        return _flattened(results, chunks)
 
     def _submit(self, runner: Callable[..., Any], *payloads: bytes) -> Future[Any]:
         inner = super().submit(runner, *payloads)
@@ -366,6 +366,13 @@ class _ChunkSubmitter:
     def submit(self, _fn: object, chunk: tuple[tuple[Any, ...], ...]) -> Future[Any]:
         executor = self._executor
         return executor._submit(_run_chunk, self._fn_payload, executor._payloads.dumps(chunk))
+
+
+def _flattened(results: Iterator[list[Any]], keep: _ChunkSubmitter) -> Iterator[Any]:
+    # The frame holds ``keep``: with ``buffersize`` (Python 3.14), Executor.map submits later
+    # chunks through a weak reference to the submitter, which must live while results are read.
+    for batch in results:
+        yield from batch
 
 
 def _chunked(
