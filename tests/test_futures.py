@@ -304,6 +304,22 @@ def test_payloads_are_compressed_only_above_the_threshold() -> None:
     assert payloads.loads(payloads.dumps(b"x" * 1100)) == b"x" * 1100
 
 
+def test_a_large_payload_is_pickled_once_and_a_dropped_resource_reported_once() -> None:
+    class Counted:
+        reduced = 0
+
+        def __reduce__(self) -> tuple[Any, ...]:
+            Counted.reduced += 1
+            return (dict, ())
+
+    payloads = _Payloads(None, "drop", "zstd", None, 1000)
+    with pytest.warns(omnipickle.DroppedResourceWarning) as caught:
+        data = payloads.dumps([Counted(), threading.Thread(), b"x" * 2000])
+    assert (Counted.reduced, len(caught)) == (1, 1)
+    assert omnipickle.info(data).codec == "zstd"
+    assert payloads.loads(data) == [{}, None, b"x" * 2000]
+
+
 def test_payloads_are_signed_with_the_key() -> None:
     payloads = _Payloads(KEY, "raise", None, None, DEFAULT_COMPRESS_ABOVE)
     data = payloads.dumps([1, 2])

@@ -100,12 +100,28 @@ class _Payloads:
     def dumps(self, obj: Any) -> bytes:
         data = self.plain.dumps(obj)
         if self.packed is not None and len(data) > self.compress_above:
-            # Pickled a second time: cheap next to compressing that much.
-            data = self.packed.dumps(obj)
+            # The payload itself goes into a compressed one: ``obj`` is pickled once (its
+            # reducers run once, a dropped resource is reported once).
+            data = self.packed.dumps(_Packed(data))
         return data
 
     def loads(self, data: bytes) -> Any:
-        return self.plain.loads(data)
+        obj = self.plain.loads(data)
+        if type(obj) is _Packed:
+            obj = self.plain.loads(obj.data)
+        return obj
+
+
+class _Packed:
+    """A payload inside a compressed payload (see ``_Payloads.dumps``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Packed, (self.data,))
 
 
 # --- in the worker ---------------------------------------------------------------------------
