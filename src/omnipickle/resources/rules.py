@@ -233,8 +233,11 @@ def is_live_resource(obj: Any) -> bool:
 def refuse(obj: Any) -> Any:
     """The reducer of a ``drop`` rule when dropping is not asked for: raise ``TypeError``.
 
+    One exception: the process object that multiprocessing (or loky) is starting, which it
+    pickles for the child under spawn and forkserver, is reduced as pickle would.
+
     Raises:
-        TypeError: always, naming the type.
+        TypeError: for everything else, naming the type.
     """
     # Without this, a Thread or Popen would pickle "successfully" through its __dict__ (its
     # locks being recreatable) and load as a zombie that looks alive.
