@@ -32,3 +32,10 @@ def test_calls_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = _quick("bench_calls.py")
     assert "| loads closure |" in out
     assert "PROBLEM" not in out
+
+
+def test_engines_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_engines.py")
+    assert "| omnipickle.futures map |" in out
+    assert "| loky submit |" in out
+    assert "PROBLEM" not in out

@@ -73,8 +73,24 @@ _LAZY = {
     "load_session": "session",
 }
 
+if TYPE_CHECKING:  # imported on first use, by __getattr__ below
+    from . import futures as futures
+    from .wrapping import wrap
+
 
 def __getattr__(name: str) -> Any:
+    # The integrations are imported on first use: omnipickle.futures brings in
+    # multiprocessing and concurrent.futures, which most programs never need.
+    if name == "wrap":
+        from .wrapping import wrap
+
+        globals()["wrap"] = wrap
+        return wrap
+    if name == "futures":
+        # Not ``from . import futures``: that looks the name up here first, calling this again.
+        from importlib import import_module
+
+        return import_module(f"{__name__}.futures")
     module = _LAZY.get(name)
     if module is not None:
         import importlib
@@ -147,4 +163,5 @@ __all__ = [
     "unregister_backend",
     "unregister_codec",
     "unregister_resource",
+    "wrap",
 ]

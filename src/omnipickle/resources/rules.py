@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -253,13 +254,30 @@ _REFUSALS: tuple[type[BaseException], ...] = (TypeError, pickle.PicklingError, O
 def refuse(obj: Any, why: str = "it is a live resource") -> NoReturn:
     """The reducer of a ``drop`` rule when dropping is not asked for: raise ``TypeError``.
 
+    One exception: the process object that multiprocessing (or loky) is starting, which it
+    pickles for the child under spawn and forkserver, is reduced as pickle would.
+
     Args:
         obj: the object refused.
         why: the reason, for the message (what comes after the type).
 
     Raises:
-        TypeError: always, naming the type.
+        TypeError: for everything else, naming the type.
     """
     # Without this, a Thread or Popen would pickle "successfully" through its __dict__ (its
     # locks being recreatable) and load as a zombie that looks alive.
+    if _spawning_process(obj):
+        return obj.__reduce_ex__(2)
     raise TypeError(f"cannot pickle {type(obj).__qualname__!r} object: {why}")
+
+
+def _spawning_process(obj: Any) -> bool:
+    """Whether ``obj`` is a process that multiprocessing (or loky) is starting right now: it
+    pickles the process object for the child, which is how spawn and forkserver work when
+    omnipickle's pickler is the one they use."""
+    context = sys.modules.get("multiprocessing.context")
+    return (
+        context is not None
+        and context.get_spawning_popen() is not None
+        and isinstance(obj, context.process.BaseProcess)
+    )
