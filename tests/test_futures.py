@@ -7,6 +7,7 @@ import concurrent.futures
 import copy
 import multiprocessing
 import pickle
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -53,7 +54,7 @@ def bad_load():
 
 
 def raise_unserializable():
-    raise ValueError(threading.Thread())
+    raise ValueError(socket.socket())
 
 
 def remote(exc):
@@ -92,7 +93,7 @@ with ProcessPoolExecutor(2, "spawn") as ex:
     except omnipickle.PicklingError as exc:
         report["exception not loadable here"] = [str(exc), *remote(exc)]
     try:
-        ex.submit(lambda: threading.Thread()).result()
+        ex.submit(lambda: socket.socket()).result()
     except omnipickle.PicklingError as exc:
         report["unserializable result"] = [str(exc), *remote(exc)]
     try:
@@ -175,11 +176,11 @@ def test_an_exception_that_cannot_be_serialized_is_a_pickling_error(
 ) -> None:
     message, type_name, cause, tb = spawn["unserializable exception"]
     assert type_name == "builtins.ValueError"
-    assert message.startswith("the task raised builtins.ValueError: <Thread(")
+    assert message.startswith("the task raised builtins.ValueError: <socket.socket")
     assert "it cannot be serialized" in message
     assert "live resource" in message
     assert cause == "RemoteTraceback"
-    assert "ValueError: <Thread(" in tb
+    assert "ValueError: <socket.socket" in tb
 
 
 def test_an_exception_that_cannot_be_loaded_here_is_a_pickling_error(
@@ -196,7 +197,7 @@ def test_an_exception_that_cannot_be_loaded_here_is_a_pickling_error(
 
 def test_a_result_that_cannot_travel_is_the_tasks_pickling_error(spawn: dict[str, Any]) -> None:
     message, cause, _ = spawn["unserializable result"]
-    assert message.startswith("cannot serialize threading.Thread at root")
+    assert message.startswith("cannot serialize socket.socket at root")
     assert cause == "RemoteTraceback"
 
 
@@ -313,8 +314,8 @@ def test_a_large_payload_is_pickled_once_and_a_dropped_resource_reported_once() 
             return (dict, ())
 
     payloads = _Payloads(None, "drop", "zstd", None, 1000)
-    with pytest.warns(omnipickle.DroppedResourceWarning) as caught:
-        data = payloads.dumps([Counted(), threading.Thread(), b"x" * 2000])
+    with pytest.warns(omnipickle.DroppedResourceWarning) as caught, socket.socket() as sock:
+        data = payloads.dumps([Counted(), sock, b"x" * 2000])
     assert (Counted.reduced, len(caught)) == (1, 1)
     assert omnipickle.info(data).codec == "zstd"
     assert payloads.loads(data) == [{}, None, b"x" * 2000]

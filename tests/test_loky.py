@@ -38,7 +38,7 @@ report["result with a held lock"] = [back.n, back.lock.locked(), isinstance(back
 report["transient"] = ex.submit(store.count).result()
 report["sqlite argument"] = outcome(lambda: ex.submit(len, sqlite3.connect(":memory:")).result())
 sock = socket.socket()
-report["socket argument"] = ex.submit(lambda s: type(s).__name__, sock).result()
+report["connection argument"] = ex.submit(lambda s: type(s).__name__, sock).result()
 sock.close()
 ex.shutdown()
 """
@@ -87,7 +87,7 @@ def test_loky_refuses_a_live_connection_with_omnipickles_reason(
 
 
 def test_lokys_own_socket_reducer_comes_first(loky_report: dict[str, Any]) -> None:
-    assert loky_report["socket argument"] == "socket"
+    assert loky_report["connection argument"] == "socket"
 
 
 # --- joblib, with the environment variable and with set_loky_pickler ----------------------------
@@ -105,15 +105,15 @@ report["name"] = loky.backend.reduction.get_loky_pickler_name()
 report["lambda"] = run(joblib.delayed(lambda x: x * k)(i) for i in range(4))
 report["held lock, slots"] = run(joblib.delayed(Held(i).bump)(2) for i in range(3))
 report["results"] = [h.lock.locked() for h in run(joblib.delayed(Held)(i) for i in range(2))]
-report["thread argument"] = outcome(
-    lambda: run(joblib.delayed(str)(threading.Thread()) for _ in range(2))
+report["connection argument"] = outcome(
+    lambda: run(joblib.delayed(str)(sqlite3.connect(":memory:")) for _ in range(2))
 )
 """
 
 
 def test_joblib_parallel_with_loky_pickler_set_in_the_environment() -> None:
     report = child_report(_JOBLIB)
-    kind, _, cause = report.pop("thread argument")
+    kind, _, cause = report.pop("connection argument")
     assert (kind, "live resource" in cause) == ("PicklingError", True)
     assert report == {
         "name": "omnipickle",

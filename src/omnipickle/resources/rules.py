@@ -16,7 +16,7 @@ import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from .._registry import Table
 
@@ -251,7 +251,7 @@ def is_live_resource(obj: Any) -> bool:
 _REFUSALS: tuple[type[BaseException], ...] = (TypeError, pickle.PicklingError, OSError)
 
 
-def refuse(obj: Any, why: str = "it is a live resource") -> NoReturn:
+def refuse(obj: Any, why: str = "it is a live resource") -> Any:
     """The reducer of a ``drop`` rule when dropping is not asked for: raise ``TypeError``.
 
     One exception: the process object that multiprocessing (or loky) is starting, which it
