@@ -27,6 +27,7 @@ from .files import atomic_writer
 from .format.signing import MIN_KEY_SIZE
 from .security.entry import scan, verify_signature
 from .security.policy import parse_allow
+from .security.report import ScanReport
 
 __all__ = ["main"]
 
@@ -170,30 +171,32 @@ def _scan(args: argparse.Namespace) -> int:
         parse_allow(args.allow)
     except (TypeError, ValueError) as exc:
         raise _UsageError(str(exc)) from exc
-    trusted = False
-    if args.key_file is not None:
-        key = _read_key(args.key_file)
-        try:
-            verify_signature(args.file, key)
-        except SignatureError as exc:
-            _progress(f"{args.file}: {exc}; scanning as untrusted")
-        else:
-            trusted = True
-            _progress(f"{args.file}: signature verified: code by value is accepted")
-    if not args.json:
-        report = scan(args.file, allow=args.allow, trusted=trusted)
-        print(report)
-        return _EXIT_OK if report.accepted else _EXIT_DATA
+    key = _read_key(args.key_file) if args.key_file is not None else None
     try:
-        report = scan(args.file, allow=args.allow, trusted=trusted)
+        report = _scan_report(args.file, args.allow, key)
     except (OmnipickleError, OSError) as exc:
+        if not args.json:
+            raise
         failed = {"verdict": "damaged", "error": type(exc).__name__, "message": str(exc)}
         print(json.dumps(failed))
         return _EXIT_DATA
-    data = report.to_dict()
-    verdict = "accepted" if report.accepted else "refused"
-    print(json.dumps({"verdict": verdict, "file": os.fspath(args.file), **data}))
+    if args.json:
+        verdict = "accepted" if report.accepted else "refused"
+        print(json.dumps({"verdict": verdict, "file": os.fspath(args.file), **report.to_dict()}))
+    else:
+        print(report)
     return _EXIT_OK if report.accepted else _EXIT_DATA
+
+
+def _scan_report(file: str, allow: list[str], key: bytes | None) -> ScanReport:
+    """The scan, trusted if the payload's signature verifies with ``key``: the report then
+    says so itself; if it does not verify, stderr says why and the scan is untrusted."""
+    if key is not None:
+        try:
+            return scan(file, allow=allow, key=key)
+        except SignatureError as exc:
+            _progress(f"{file}: {exc}; scanning as untrusted")
+    return scan(file, allow=allow)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -275,6 +278,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except _UsageError as exc:
         print(f"omnipickle {args.command}: {exc}", file=sys.stderr)
         return _EXIT_USAGE
+    except BrokenPipeError:
+        raise  # the reader of stdout left: main() ends quietly
     except OSError as exc:
         name = exc.filename or getattr(args, "file", None) or getattr(args, "input", "?")
         verb = "write" if name == getattr(args, "output", None) else "read"

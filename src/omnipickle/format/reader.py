@@ -38,8 +38,10 @@ __all__ = [
     "COMPRESSED",
     "ENVELOPE",
     "PLAIN",
+    "SNIFF_SIZE",
     "Inspection",
     "Payload",
+    "check_looks_like_pickle",
     "inspect",
     "read",
     "read_view",
@@ -232,11 +234,23 @@ def _decompress(codec: Codec, data: Any, size: int | None) -> memoryview:
     return memoryview(codec.decompress(data, size))
 
 
-def _plain_from_view(view: memoryview, keys: Keys | None) -> Payload:
-    if keys is not None:
+def _refuse_key(data: bytes | memoryview) -> None:
+    """A key was given for data that is no envelope, and so cannot be signed: say what it is."""
+    codec = codec_for_magic(data)
+    if codec is None and not is_foreign(data):
+        check_looks_like_pickle(data)
         raise SignatureError(
             "a key was given but the data is a plain pickle stream, which cannot be signed"
         )
+    what = f"{codec.name}-compressed" if codec is not None else "compressed"
+    raise SignatureError(
+        f"a key was given but the data is {what}, not an omnipickle payload: it cannot be signed"
+    )
+
+
+def _plain_from_view(view: memoryview, keys: Keys | None) -> Payload:
+    if keys is not None:
+        _refuse_key(view)
     codec = codec_for_magic(view)
     if codec is not None:
         return Payload(
@@ -410,9 +424,7 @@ def read_file(file: IO[bytes], *, keys: Keys | None = None, whole: bool = False)
         rest = file.read()
         return read_view(memoryview(head + rest), keys=keys, exact=False)
     if keys is not None:
-        raise SignatureError(
-            "a key was given but the data is a plain pickle stream, which cannot be signed"
-        )
+        _refuse_key(head + file.read(SNIFF_SIZE - len(head)))
     return Payload(PLAIN, file=PrefixedReader(head, file))
 
 
@@ -520,28 +532,52 @@ def _tell(file: Any) -> int | None:
         return None
 
 
-# How much of a plain stream info() parses to tell a pickle from other bytes.
-_SNIFF_BYTES = 1 << 16
+# How much of a plain stream is parsed to tell a pickle from other bytes.
+SNIFF_SIZE = 1 << 16
 
 
-def _check_looks_like_pickle(stream: memoryview) -> None:
-    """Refuse data whose start does not parse as pickle opcodes (a text file, random bytes):
-    ``info`` says what a pickle is, it must not call anything a pickle."""
-    import pickletools  # info of plain data only: not imported with omnipickle
+def check_looks_like_pickle(stream: bytes | memoryview) -> None:
+    """Refuse data whose first opcodes do not parse (a text file, random bytes): ``info``,
+    ``scan`` and ``verify_signature`` say what a pickle is, and must not call anything one.
 
-    prefix = bytes(stream[:_SNIFF_BYTES])
-    reached = 0  # where the last opcode that parsed starts
+    Only the first :data:`SNIFF_SIZE` bytes of ``stream`` are parsed (the rest, if given, is not
+    read). A stream of protocol 2 or later that runs out while its opcodes still parse is a
+    pickle cut short, left to the unpickler (or the scan) to call truncated.
+
+    Raises:
+        CorruptPayloadError: an opcode that does not exist, or an argument that cannot be one,
+            before the end of what was parsed.
+    """
+    import io
+    import pickle
+    import pickletools  # plain data only: not imported with omnipickle
+
+    prefix = bytes(stream[:SNIFF_SIZE])
+    file = io.BytesIO(prefix)
+    at = 0  # where the opcode being parsed starts
     try:
-        for _, _, at in pickletools.genops(prefix):
-            reached = at or 0
+        for _ in pickletools.genops(file):
+            at = file.tell()
     except ValueError as exc:
-        # Past the sniffed prefix a longer stream is cut, not damaged: only an error well
-        # inside the prefix (or in a stream that is all there) says this is not a pickle.
-        if len(stream) <= _SNIFF_BYTES or reached < _SNIFF_BYTES - 1024:
-            raise CorruptPayloadError(
-                f"not an omnipickle payload or a pickle stream (it starts with "
-                f"{prefix[:8]!r}): {exc}"
-            ) from exc
+        proto = len(prefix) > 1 and prefix[0] == 0x80 and prefix[1] <= pickle.HIGHEST_PROTOCOL
+        # Decided by where the parser stood: with every byte read, the data ran out (unless the
+        # byte it stopped at is no opcode at all). That is taken for a pickle cut short only
+        # when it starts as protocols 2 and later do: random bytes run out often enough.
+        known = {op.code for op in pickletools.opcodes}
+        ran_out = file.tell() == len(prefix) and (at == len(prefix) or chr(prefix[at]) in known)
+        if proto and ran_out:
+            return
+        what = (
+            f"damaged pickle stream (its opcodes stop parsing at byte {at})"
+            if proto
+            else f"not an omnipickle payload or a pickle stream (it starts with {prefix[:8]!r})"
+        )
+        raise CorruptPayloadError(f"{what}: {exc}") from exc
+    if prefix[:1] == b".":  # STOP with nothing before it: no pickle writes that
+        raise CorruptPayloadError(
+            f"not an omnipickle payload or a pickle stream (it starts with {prefix[:8]!r}): "
+            "it stops before it holds anything"
+        )
 
 
 def _inspect_view(view: memoryview) -> Inspection:
@@ -551,7 +587,7 @@ def _inspect_view(view: memoryview) -> Inspection:
         _refuse_short(view)
         plain = _plain_from_view(view, None)
         assert plain.stream is not None
-        _check_looks_like_pickle(plain.stream)
+        check_looks_like_pickle(plain.stream)
         head = bytes(plain.stream[:2])
         return Inspection(
             plain.kind,
