@@ -228,8 +228,10 @@ def _convert(args: argparse.Namespace) -> int:
     except OmnipickleError:
         raise
     except _LOAD_FAILURES as exc:
-        # Unpickling runs the payload's own code, which may fail in any of these ways.
-        raise _DataError(f"cannot load it: {type(exc).__name__}: {exc}") from exc
+        # Unpickling runs the payload's own code, which may fail in any of these ways; a note
+        # says when the backend versions that wrote it differ from the ones here.
+        notes = "".join(f"\n  note: {note}" for note in getattr(exc, "__notes__", ()))
+        raise _DataError(f"cannot load it: {type(exc).__name__}: {exc}{notes}") from exc
     if loud:
         _progress(f"loaded in {time.perf_counter() - start:.1f} s; writing {args.output}...")
     if compression == "none":
