@@ -185,7 +185,7 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path, command: s
 def test_info_of_a_text_file_or_random_bytes_exits_1(tmp_path: Path) -> None:
     import random
 
-    # Seeded: about one in a thousand random strings parses as opcodes up to a STOP.
+    # Seeded: fewer than one random string in a hundred parses as far as it goes (test_sniff).
     noise = random.Random(10).randbytes(64)
     for name, data in (("notes.txt", b"hello world\nnot a pickle\n"), ("noise", noise)):
         path = tmp_path / name

@@ -32,16 +32,15 @@ from ..files import check_binary_file, is_path
 from . import header as layout
 from .header import HEADER_SIZE, MAGIC, NAMED, PROBE_SIZE, SIGNATURE_SIZE, Header, Section
 from .signing import Keys, Verifier
+from .sniff import SNIFF_SIZE, check_looks_like_pickle
 from .source import Input, PrefixedReader, as_view, file_size, take, truncated_body
 
 __all__ = [
     "COMPRESSED",
     "ENVELOPE",
     "PLAIN",
-    "SNIFF_SIZE",
     "Inspection",
     "Payload",
-    "check_looks_like_pickle",
     "inspect",
     "read",
     "read_view",
@@ -530,54 +529,6 @@ def _tell(file: Any) -> int | None:
         return int(file.tell()) if file.seekable() else None
     except (AttributeError, OSError, ValueError):
         return None
-
-
-# How much of a plain stream is parsed to tell a pickle from other bytes.
-SNIFF_SIZE = 1 << 16
-
-
-def check_looks_like_pickle(stream: bytes | memoryview) -> None:
-    """Refuse data whose first opcodes do not parse (a text file, random bytes): ``info``,
-    ``scan`` and ``verify_signature`` say what a pickle is, and must not call anything one.
-
-    Only the first :data:`SNIFF_SIZE` bytes of ``stream`` are parsed (the rest, if given, is not
-    read). A stream of protocol 2 or later that runs out while its opcodes still parse is a
-    pickle cut short, left to the unpickler (or the scan) to call truncated.
-
-    Raises:
-        CorruptPayloadError: an opcode that does not exist, or an argument that cannot be one,
-            before the end of what was parsed.
-    """
-    import io
-    import pickle
-    import pickletools  # plain data only: not imported with omnipickle
-
-    prefix = bytes(stream[:SNIFF_SIZE])
-    file = io.BytesIO(prefix)
-    at = 0  # where the opcode being parsed starts
-    try:
-        for _ in pickletools.genops(file):
-            at = file.tell()
-    except ValueError as exc:
-        proto = len(prefix) > 1 and prefix[0] == 0x80 and prefix[1] <= pickle.HIGHEST_PROTOCOL
-        # Decided by where the parser stood: with every byte read, the data ran out (unless the
-        # byte it stopped at is no opcode at all). That is taken for a pickle cut short only
-        # when it starts as protocols 2 and later do: random bytes run out often enough.
-        known = {op.code for op in pickletools.opcodes}
-        ran_out = file.tell() == len(prefix) and (at == len(prefix) or chr(prefix[at]) in known)
-        if proto and ran_out:
-            return
-        what = (
-            f"damaged pickle stream (its opcodes stop parsing at byte {at})"
-            if proto
-            else f"not an omnipickle payload or a pickle stream (it starts with {prefix[:8]!r})"
-        )
-        raise CorruptPayloadError(f"{what}: {exc}") from exc
-    if prefix[:1] == b".":  # STOP with nothing before it: no pickle writes that
-        raise CorruptPayloadError(
-            f"not an omnipickle payload or a pickle stream (it starts with {prefix[:8]!r}): "
-            "it stops before it holds anything"
-        )
 
 
 def _inspect_view(view: memoryview) -> Inspection:

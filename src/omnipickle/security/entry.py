@@ -20,18 +20,9 @@ from ..errors import (
 from ..files import check_binary_file, is_path
 from ..format.describe import envelope_info
 from ..format.header import MAGIC
-from ..format.reader import (
-    COMPRESSED,
-    ENVELOPE,
-    PLAIN,
-    SNIFF_SIZE,
-    Payload,
-    check_looks_like_pickle,
-    read,
-    read_file,
-    read_view,
-)
+from ..format.reader import COMPRESSED, ENVELOPE, PLAIN, Payload, read, read_file, read_view
 from ..format.signing import KeyArgument, Keys, check_keys
+from ..format.sniff import SNIFF_SIZE, check_looks_like_pickle
 from ..format.source import PrefixedReader, as_view
 from .policy import Policy
 from .report import ScanReport, combine
