@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import json
 import os
 import pickle
 import subprocess
@@ -74,17 +75,38 @@ def test_scan_with_a_malformed_allow_entry_exits_2(tmp_path: Path, entry: str) -
 def test_scan_of_code_by_value_exits_1_unless_its_signature_verifies(
     tmp_path: Path, key_file: Path
 ) -> None:
+    """The report (stdout) and the notes (stderr) say one thing about the signature."""
     path = tmp_path / "f.pkl"
     omnipickle.dump(lambda x: x * 2, path, key=KEY)
     assert cli("scan", path).returncode == 1
     proc = cli("scan", path, "--key-file", key_file)
     assert proc.returncode == 0, proc.stdout
-    assert "signature verified" in proc.stderr
+    assert "signed, signature verified" in proc.stdout
+    assert "accepted by trusted loading" in proc.stdout
+    assert "not verified" not in proc.stdout + proc.stderr
+    proc = cli("scan", path, "--key-file", key_file, "--json")
+    assert json.loads(proc.stdout)["verified"] is True and proc.stderr == ""
     other = tmp_path / "other-key"
     other.write_bytes(b"another key, long enough")
     proc = cli("scan", path, "--key-file", other)
     assert proc.returncode == 1
-    assert "does not verify" in proc.stderr
+    assert "does not verify" in proc.stderr and "scanning as untrusted" in proc.stderr
+    assert "signed, signature not verified" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["scan", "verify"])
+@pytest.mark.parametrize(
+    "content", [b"hello world\nthis is a text file\n", bytes(range(23, 87))], ids=["text", "bytes"]
+)
+def test_scan_and_verify_of_what_is_no_pickle_exit_1_and_say_so(
+    tmp_path: Path, key_file: Path, command: str, content: bytes
+) -> None:
+    path = tmp_path / "notes"
+    path.write_bytes(content)
+    proc = cli(command, path, "--key-file", key_file)
+    assert proc.returncode == 1
+    assert "not an omnipickle payload or a pickle stream" in proc.stderr
+    assert "plain pickle" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -103,7 +125,6 @@ def test_scan_of_a_damaged_or_missing_file_exits_1(
 
 
 def test_scan_json_gives_the_verdict_and_each_stream(tmp_path: Path) -> None:
-    import json
 
     path = tmp_path / "two.bin"
     path.write_bytes(omnipickle.dumps({"a": 1}) + pickle.dumps(Call(os.system, "true")))
@@ -120,7 +141,6 @@ def test_scan_json_gives_the_verdict_and_each_stream(tmp_path: Path) -> None:
 
 
 def test_scan_json_of_plain_data_exits_0(tmp_path: Path) -> None:
-    import json
 
     path = tmp_path / "ok.pkl"
     path.write_bytes(pickle.dumps([1, 2.5, "x"]))
@@ -131,7 +151,6 @@ def test_scan_json_of_plain_data_exits_0(tmp_path: Path) -> None:
 
 
 def test_scan_json_of_a_damaged_file_exits_1_with_a_json_error(tmp_path: Path) -> None:
-    import json
 
     path = tmp_path / "bad.bin"
     path.write_bytes(omnipickle.dumps([1, 2, 3])[:-3])

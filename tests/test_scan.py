@@ -174,7 +174,39 @@ def test_scan_reports_persistent_ids_and_out_of_band_buffers() -> None:
 def test_scan_includes_the_envelope() -> None:
     report = scan(omnipickle.dumps([1], key=KEY, compression="gzip"))
     assert report.envelope is not None and report.envelope.signed
-    assert "signed (not verified by scan)" in str(report)
+    assert not report.verified
+    assert "signed, signature not verified" in str(report)
+
+
+def test_scan_with_the_key_says_the_signature_verified() -> None:
+    report = scan(omnipickle.dumps(lambda x: x, key=KEY), key=KEY)
+    assert report.verified and report.trusted and report.accepted
+    assert "signed, signature verified" in str(report)
+    assert report.to_dict()["verified"] is True
+
+
+@pytest.mark.parametrize(
+    "data", [b"hello world\nthis is text\n", bytes(range(23, 87))], ids=["text", "bytes"]
+)
+def test_scan_and_verify_do_not_call_what_is_no_pickle_a_pickle(data: bytes) -> None:
+    for call in (lambda: scan(data), lambda: verify_signature(data, KEY)):
+        with pytest.raises(CorruptPayloadError, match="not an omnipickle payload or a pickle"):
+            call()
+
+
+def test_a_compressed_file_is_not_called_a_pickle_before_it_is_read() -> None:
+    data = gzip.compress(b"just some text")
+    with pytest.raises(CorruptPayloadError, match="not an omnipickle payload or a pickle"):
+        scan(data)
+    with pytest.raises(SignatureError, match="gzip-compressed, not an omnipickle payload"):
+        verify_signature(data, KEY)
+
+
+def test_the_pickle_check_leaves_a_cut_pickle_to_be_called_truncated() -> None:
+    with pytest.raises(TruncatedPayloadError):
+        scan(pickle.dumps(list(range(100_000)))[:-9])
+    with pytest.raises(SignatureError, match="plain pickle stream"):
+        verify_signature(pickle.dumps(list(range(100_000)))[:-9], KEY)
 
 
 def test_scan_rows_are_the_table_as_data() -> None:

@@ -41,6 +41,7 @@ from .format.header import (
 from .format.reader import ENVELOPE, Payload
 from .format.signing import KeyArgument
 from .format.source import PrefixedReader, as_view
+from .format.versions import note_version_change
 from .format.writer import FileWriter, Part, encode, write_parts
 from .options import (
     DEFAULT_PROTOCOL,
@@ -392,13 +393,17 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
                 errors=opts.errors,
                 buffers=buffers,
             )
-        return backend.loads(
-            payload.stream,
-            fix_imports=opts.fix_imports,
-            encoding=opts.encoding,
-            errors=opts.errors,
-            buffers=buffers,
-        )
+        try:
+            return backend.loads(
+                payload.stream,
+                fix_imports=opts.fix_imports,
+                encoding=opts.encoding,
+                errors=opts.errors,
+                buffers=buffers,
+            )
+        except (TypeError, AttributeError, ImportError) as exc:
+            note_version_change(exc, header)  # a backend's reconstructors may have changed
+            raise
     except UnpicklingError:
         raise  # ours already (a reconstructor's own error): as it is, cause and all
     except (EOFError, pickle.UnpicklingError) as exc:

@@ -27,6 +27,7 @@ from .files import atomic_writer
 from .format.signing import MIN_KEY_SIZE
 from .security.entry import scan, verify_signature
 from .security.policy import parse_allow
+from .security.report import ScanReport
 
 __all__ = ["main"]
 
@@ -56,7 +57,8 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each command's own (which reports that command's misuse)."""
     parser = argparse.ArgumentParser(
         prog="omnipickle",
         description="Serialize anything a Python program holds; inspect payloads.",
@@ -64,7 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"omnipickle {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("demo", help="a guided tour, in a few seconds")
+    demo = commands.add_parser(
+        "demo",
+        help="a guided tour, in a few seconds",
+        description="A guided tour of omnipickle on an embedded example: each result with the "
+        "few lines of code behind it. Exit 0 when every step behaved.",
+    )
     info = commands.add_parser("info", help="what a payload's envelope says (nothing is unpickled)")
     info.add_argument("file", help="a payload file (omnipickle, pickle, or compressed pickle)")
 
@@ -130,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="sign OUT with this key; if IN is signed, it must verify with the same key",
     )
-    return parser
+    return parser, {"demo": demo, "info": info, "scan": scan, "verify": verify, "convert": convert}
 
 
 def _read_key(path: str) -> bytes:
@@ -161,7 +168,11 @@ def _progress(message: str) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(info(args.file))
+    described = info(args.file)
+    print(described)
+    if described.checksum_ok is False:
+        # The table is still worth reading (what wrote it, how); the data is not.
+        raise _DataError("the payload is damaged or cut short: its checksum does not match")
     return _EXIT_OK
 
 
@@ -170,30 +181,32 @@ def _scan(args: argparse.Namespace) -> int:
         parse_allow(args.allow)
     except (TypeError, ValueError) as exc:
         raise _UsageError(str(exc)) from exc
-    trusted = False
-    if args.key_file is not None:
-        key = _read_key(args.key_file)
-        try:
-            verify_signature(args.file, key)
-        except SignatureError as exc:
-            _progress(f"{args.file}: {exc}; scanning as untrusted")
-        else:
-            trusted = True
-            _progress(f"{args.file}: signature verified: code by value is accepted")
-    if not args.json:
-        report = scan(args.file, allow=args.allow, trusted=trusted)
-        print(report)
-        return _EXIT_OK if report.accepted else _EXIT_DATA
+    key = _read_key(args.key_file) if args.key_file is not None else None
     try:
-        report = scan(args.file, allow=args.allow, trusted=trusted)
+        report = _scan_report(args.file, args.allow, key)
     except (OmnipickleError, OSError) as exc:
+        if not args.json:
+            raise
         failed = {"verdict": "damaged", "error": type(exc).__name__, "message": str(exc)}
         print(json.dumps(failed))
         return _EXIT_DATA
-    data = report.to_dict()
-    verdict = "accepted" if report.accepted else "refused"
-    print(json.dumps({"verdict": verdict, "file": os.fspath(args.file), **data}))
+    if args.json:
+        verdict = "accepted" if report.accepted else "refused"
+        print(json.dumps({"verdict": verdict, "file": os.fspath(args.file), **report.to_dict()}))
+    else:
+        print(report)
     return _EXIT_OK if report.accepted else _EXIT_DATA
+
+
+def _scan_report(file: str, allow: list[str], key: bytes | None) -> ScanReport:
+    """The scan, trusted if the payload's signature verifies with ``key``: the report then
+    says so itself; if it does not verify, stderr says why and the scan is untrusted."""
+    if key is not None:
+        try:
+            return scan(file, allow=allow, key=key)
+        except SignatureError as exc:
+            _progress(f"{file}: {exc}; scanning as untrusted")
+    return scan(file, allow=allow)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -225,8 +238,10 @@ def _convert(args: argparse.Namespace) -> int:
     except OmnipickleError:
         raise
     except _LOAD_FAILURES as exc:
-        # Unpickling runs the payload's own code, which may fail in any of these ways.
-        raise _DataError(f"cannot load it: {type(exc).__name__}: {exc}") from exc
+        # Unpickling runs the payload's own code, which may fail in any of these ways; a note
+        # says when the backend versions that wrote it differ from the ones here.
+        notes = "".join(f"\n  note: {note}" for note in getattr(exc, "__notes__", ()))
+        raise _DataError(f"cannot load it: {type(exc).__name__}: {exc}{notes}") from exc
     if loud:
         _progress(f"loaded in {time.perf_counter() - start:.1f} s; writing {args.output}...")
     if compression == "none":
@@ -257,9 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = _parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = _parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(words)
+        if unknown:
+            # parse_args would report every one with the top-level usage: what follows the
+            # command gets the command's own usage.
+            before = words[: words.index(args.command)]
+            owner = parser if any(word in before for word in unknown) else commands[args.command]
+            owner.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
         return int(exc.code or 0)
     if args.command == "demo":
@@ -275,6 +297,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except _UsageError as exc:
         print(f"omnipickle {args.command}: {exc}", file=sys.stderr)
         return _EXIT_USAGE
+    except BrokenPipeError:
+        raise  # the reader of stdout left: main() ends quietly
     except OSError as exc:
         name = exc.filename or getattr(args, "file", None) or getattr(args, "input", "?")
         verb = "write" if name == getattr(args, "output", None) else "read"

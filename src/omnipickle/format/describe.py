@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..checksums import NAMES
 from .header import FLAG_OUT_OF_BAND, Header
 from .reader import ENVELOPE, Payload, inspect
+from .versions import recorded_versions
 
 __all__ = ["Info", "describe", "envelope_info"]
+
+# Extra-field keys the table shows in rows of their own.
+_SHOWN = frozenset({"dropped", "versions"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class Info:
         extra: the envelope's extra field.
         dropped: the live resources ``on_unpicklable="drop"`` left out: ``{"path", "type"}``
             for each, in the order of the stream.
+        versions: the versions of the backend packages that wrote it (``{"cloudpickle":
+            "3.1.1"}``); empty for plain data and for payloads written before they were
+            recorded.
     """
 
     format: str
@@ -54,6 +62,7 @@ class Info:
     extra: dict[str, Any]
     dropped: tuple[dict[str, str], ...] = ()
     checksum_algorithm: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         rows = [
@@ -76,10 +85,13 @@ class Info:
                 f"({'ok' if self.checksum_ok else 'MISMATCH'})",
             ),
         ]
+        if self.versions:
+            shown = ", ".join(f"{name} {v}" for name, v in sorted(self.versions.items()))
+            rows.append(("written with", shown))
         if self.dropped:
             rows.append(("dropped", f"{len(self.dropped)} live resource(s), loaded as None"))
             rows += [(f"  {d['path']}", d["type"]) for d in self.dropped]
-        rows += [(f"extra.{k}", v) for k, v in sorted(self.extra.items()) if k != "dropped"]
+        rows += [(f"extra.{k}", v) for k, v in sorted(self.extra.items()) if k not in _SHOWN]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -128,6 +140,7 @@ def _envelope(
     loader: str,
     checksum_ok: bool | None,
 ) -> Info:
+    extra = copy.deepcopy(header.extra)  # the caller's to change; the header's stays as read
     return Info(
         format=ENVELOPE,
         format_version=header.version,
@@ -144,8 +157,9 @@ def _envelope(
         checksum=f"{header.checksum:08x}",
         checksum_ok=checksum_ok,
         checksum_algorithm=NAMES[header.checksum_algorithm],
-        extra=dict(header.extra),
-        dropped=tuple(header.extra.get("dropped", ())),
+        extra=extra,
+        dropped=tuple(extra.get("dropped", ())),
+        versions=dict(recorded_versions(header)),
     )
 
 

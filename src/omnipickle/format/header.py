@@ -174,10 +174,42 @@ class Header:
         return bool(self.flags & FLAG_BY_VALUE)
 
 
+# The last extra field of strings (and maps of strings) encoded, as a copy of its own: most
+# dumps of code by value write the same one (the backends' versions, a key id), and json's
+# encoder costs more than pickling a small function. A copy that holds only strings under
+# string keys equals another field exactly when the two encode alike.
+_last_json: tuple[dict[str, Any] | None, bytes] = (None, b"")
+
+
+def _strings_copy(extra: dict[Any, Any]) -> dict[str, Any] | None:
+    """A copy of ``extra`` if it holds only strings and maps of strings under string keys."""
+    copied: dict[str, Any] = {}
+    for name, value in extra.items():
+        if not isinstance(name, str):
+            return None
+        if isinstance(value, str):
+            copied[name] = value
+        elif isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            copied[name] = dict(value)
+        else:
+            return None
+    return copied
+
+
 def _json_bytes(extra: dict[str, Any]) -> bytes:
+    global _last_json
+    seen, encoded = _last_json
+    if extra == seen:
+        return encoded
     import json  # most headers have no extra field: not imported with omnipickle
 
-    return json.dumps(extra, sort_keys=True, separators=(",", ":")).encode()
+    encoded = json.dumps(extra, sort_keys=True, separators=(",", ":")).encode()
+    snapshot = _strings_copy(extra)
+    if snapshot is not None:
+        _last_json = (snapshot, encoded)
+    return encoded
 
 
 def build_header(
@@ -443,19 +475,6 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = -1) -> Heade
         raise IncompatiblePayloadError(
             f"payload uses checksum algorithm {checksum_algorithm}, unknown to this release"
         )
-    extra: dict[str, Any] = {}
-    if extra_size:
-        import json  # most headers have no extra field: not imported with omnipickle
-
-        try:
-            loaded = json.loads(extra_bytes)
-        except ValueError as exc:
-            raise CorruptPayloadError(
-                f"corrupt header: the extra field is not JSON ({exc})"
-            ) from exc
-        if not isinstance(loaded, dict):
-            raise CorruptPayloadError("corrupt header: the extra field is not a JSON object")
-        extra = loaded
     return Header(
         version=version,
         flags=flags,
@@ -468,10 +487,33 @@ def parse_header(data: bytes | bytearray | memoryview, start: int = -1) -> Heade
         stored_length=stored_length,
         raw_length=raw_length,
         checksum=checksum,
-        extra=extra,
+        extra=_parse_extra(extra_bytes) if extra_size else {},
         extra_size=extra_size,
         start=start,
     )
+
+
+# The last extra field parsed, and what it parsed to: a process that loads one kind of payload
+# again and again (a function sent to a worker, whose field names the backends' versions)
+# parses it once. Nothing changes a header's extra once parsed (``info`` hands out copies).
+_last_extra: tuple[bytes, dict[str, Any]] = (b"", {})
+
+
+def _parse_extra(extra_bytes: bytes) -> dict[str, Any]:
+    global _last_extra
+    seen, parsed = _last_extra
+    if extra_bytes == seen:
+        return parsed
+    import json  # most headers have no extra field: not imported with omnipickle
+
+    try:
+        loaded = json.loads(extra_bytes)
+    except ValueError as exc:
+        raise CorruptPayloadError(f"corrupt header: the extra field is not JSON ({exc})") from exc
+    if not isinstance(loaded, dict):
+        raise CorruptPayloadError("corrupt header: the extra field is not a JSON object")
+    _last_extra = (extra_bytes, loaded)
+    return loaded
 
 
 def check_payload(header: Header, data: bytes | bytearray | memoryview) -> memoryview:

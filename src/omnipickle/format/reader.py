@@ -32,6 +32,7 @@ from ..files import check_binary_file, is_path
 from . import header as layout
 from .header import HEADER_SIZE, MAGIC, NAMED, PROBE_SIZE, SIGNATURE_SIZE, Header, Section
 from .signing import Keys, Verifier
+from .sniff import SNIFF_SIZE, check_looks_like_pickle
 from .source import Input, PrefixedReader, as_view, file_size, take, truncated_body
 
 __all__ = [
@@ -232,11 +233,23 @@ def _decompress(codec: Codec, data: Any, size: int | None) -> memoryview:
     return memoryview(codec.decompress(data, size))
 
 
-def _plain_from_view(view: memoryview, keys: Keys | None) -> Payload:
-    if keys is not None:
+def _refuse_key(data: bytes | memoryview) -> None:
+    """A key was given for data that is no envelope, and so cannot be signed: say what it is."""
+    codec = codec_for_magic(data)
+    if codec is None and not is_foreign(data):
+        check_looks_like_pickle(data)
         raise SignatureError(
             "a key was given but the data is a plain pickle stream, which cannot be signed"
         )
+    what = f"{codec.name}-compressed" if codec is not None else "compressed"
+    raise SignatureError(
+        f"a key was given but the data is {what}, not an omnipickle payload: it cannot be signed"
+    )
+
+
+def _plain_from_view(view: memoryview, keys: Keys | None) -> Payload:
+    if keys is not None:
+        _refuse_key(view)
     codec = codec_for_magic(view)
     if codec is not None:
         return Payload(
@@ -413,9 +426,7 @@ def read_file(file: IO[bytes], *, keys: Keys | None = None, whole: bool = False)
         rest = file.read()
         return read_view(memoryview(head + rest), keys=keys, exact=False)
     if keys is not None:
-        raise SignatureError(
-            "a key was given but the data is a plain pickle stream, which cannot be signed"
-        )
+        _refuse_key(head + file.read(SNIFF_SIZE - len(head)))
     return Payload(PLAIN, file=PrefixedReader(head, file))
 
 
@@ -523,30 +534,6 @@ def _tell(file: Any) -> int | None:
         return None
 
 
-# How much of a plain stream info() parses to tell a pickle from other bytes.
-_SNIFF_BYTES = 1 << 16
-
-
-def _check_looks_like_pickle(stream: memoryview) -> None:
-    """Refuse data whose start does not parse as pickle opcodes (a text file, random bytes):
-    ``info`` says what a pickle is, it must not call anything a pickle."""
-    import pickletools  # info of plain data only: not imported with omnipickle
-
-    prefix = bytes(stream[:_SNIFF_BYTES])
-    reached = 0  # where the last opcode that parsed starts
-    try:
-        for _, _, at in pickletools.genops(prefix):
-            reached = at or 0
-    except ValueError as exc:
-        # Past the sniffed prefix a longer stream is cut, not damaged: only an error well
-        # inside the prefix (or in a stream that is all there) says this is not a pickle.
-        if len(stream) <= _SNIFF_BYTES or reached < _SNIFF_BYTES - 1024:
-            raise CorruptPayloadError(
-                f"not an omnipickle payload or a pickle stream (it starts with "
-                f"{prefix[:8]!r}): {exc}"
-            ) from exc
-
-
 def _inspect_view(view: memoryview) -> Inspection:
     if len(view) == 0:
         raise TruncatedPayloadError("empty payload: 0 bytes")
@@ -554,7 +541,7 @@ def _inspect_view(view: memoryview) -> Inspection:
         _refuse_short(view)
         plain = _plain_from_view(view, None)
         assert plain.stream is not None
-        _check_looks_like_pickle(plain.stream)
+        check_looks_like_pickle(plain.stream)
         head = bytes(plain.stream[:2])
         return Inspection(
             plain.kind,

@@ -24,6 +24,7 @@ from ..codecs import Codec
 from . import header as layout
 from .header import FLAG_BY_VALUE, FLAG_OUT_OF_BAND, FLAG_SECTIONS, FLAG_SIGNED, NAMED
 from .signing import key_id, sign
+from .versions import backend_versions
 
 __all__ = ["FileSink", "FileWriter", "encode", "write_parts"]
 
@@ -92,7 +93,15 @@ def header_for(
         fields["kid"] = key_id(key)
     # Plain data (the common case, and per-call cost) needs no look-up: "pickle" cannot be
     # unregistered, and its wire numbers come from its row.
-    bits, named = (PICKLE_BIT, []) if pickled.uses == _PICKLE_ONLY else bits_for(pickled.uses)
+    named: list[str] = []
+    if pickled.uses == _PICKLE_ONLY:
+        bits = PICKLE_BIT
+    else:
+        bits, named = bits_for(pickled.uses)
+        # Code by value names the backends' own functions: what loads it may need the same.
+        versions = backend_versions(pickled.uses)
+        if versions:
+            fields["versions"] = versions
     if named:
         fields["backends"] = named
     ident = PICKLE_LOADER_ID if pickled.loader == "pickle" else loader_id(pickled.loader)

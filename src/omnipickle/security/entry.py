@@ -4,6 +4,7 @@ so they check exactly what ``loads`` checks, in the same order, with the same er
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from ..format.describe import envelope_info
 from ..format.header import MAGIC
 from ..format.reader import COMPRESSED, ENVELOPE, PLAIN, Payload, read, read_file, read_view
 from ..format.signing import KeyArgument, Keys, check_keys
+from ..format.sniff import SNIFF_SIZE, check_looks_like_pickle
 from ..format.source import PrefixedReader, as_view
 from .policy import Policy
 from .report import ScanReport, combine
@@ -166,9 +168,13 @@ def _scan(
         here = Policy(allow, True) if payload.verified else policy
         if payload.file is not None:  # a plain stream: walked from the file, as unpickled
             src.unread(payload.file.head)
+            if first:
+                check_looks_like_pickle(src.peek(SNIFF_SIZE))
             parts.append(walk_one(src, here, strict=first, fmt=payload.kind, offset=offset))
         else:
             assert payload.stream is not None
+            if first and payload.kind == COMPRESSED and len(payload.stream):
+                check_looks_like_pickle(payload.stream)
             parts += _in_memory(payload, here, first)
         if parts[-1].damaged is not None or payload.kind == COMPRESSED:
             break
@@ -213,7 +219,10 @@ def _in_memory(payload: Payload, policy: Policy, first: bool) -> list[ScanReport
         where.update(info=described, backends=described.backends, by_value=payload.header.by_value)
     if not len(payload.stream):
         raise TruncatedPayloadError("empty pickle stream: 0 bytes")
-    return walk_all(ExactReader(ViewFile(payload.stream)), policy, strict=first, **where)
+    parts = walk_all(ExactReader(ViewFile(payload.stream)), policy, strict=first, **where)
+    if payload.verified:
+        parts = [dataclasses.replace(part, verified=True) for part in parts]
+    return parts
 
 
 def _members(
@@ -226,8 +235,10 @@ def _members(
     count = 0
     for _, content in codec.members(data):
         count += 1
-        if not content and first and not parts:
-            raise TruncatedPayloadError("empty pickle stream: 0 bytes")
+        if first and not parts:
+            if not content:
+                raise TruncatedPayloadError("empty pickle stream: 0 bytes")
+            check_looks_like_pickle(content)
         parts += walk_all(
             ExactReader(ViewFile(memoryview(content))),
             policy,

@@ -93,6 +93,8 @@ class ScanReport:
         refused: what restricted loading would refuse, in stream order: the first is what it
             would name.
         trusted: whether the verdict allows code by value (``scan(..., trusted=True)``).
+        verified: whether the (first) payload's signature verified with the key given to
+            :func:`scan` (``False`` when no key was given: a scan alone does not check it).
         notes: anything else worth knowing.
         offset: where the stream starts: in the input, or for a stream inside a compressed
             member or an envelope, in what that decompressed to.
@@ -124,6 +126,7 @@ class ScanReport:
     offset: int = 0
     damaged: str | None = None
     per_stream: tuple[ScanReport, ...] = ()
+    verified: bool = False
 
     @property
     def accepted(self) -> bool:
@@ -152,7 +155,12 @@ class ScanReport:
         fmt = self.format
         if self.envelope is not None:
             fmt += f" v{self.envelope.format_version}"
-            fmt += ", signed (not verified by scan)" if self.envelope.signed else ", unsigned"
+            if not self.envelope.signed:
+                fmt += ", unsigned"
+            elif self.verified:
+                fmt += ", signed, signature verified"
+            else:
+                fmt += ", signed, signature not verified"
         summary: list[tuple[str, str]] = [
             ("format", fmt),
             ("codec", self.codec or "none"),
@@ -224,6 +232,7 @@ class ScanReport:
             "offset": self.offset,
             "accepted": self.accepted,
             "trusted": self.trusted,
+            "verified": self.verified,
             "refused": list(self.refused),
             "damaged": self.damaged,
             "globals": [
@@ -299,6 +308,7 @@ def combine(parts: list[ScanReport], size: int, notes: list[str]) -> ScanReport:
         notes=(*notes, *(note for part in parts for note in part.notes)),
         damaged=next((part.damaged for part in parts if part.damaged is not None), None),
         per_stream=tuple(parts),
+        verified=first.verified,
     )
 
 
