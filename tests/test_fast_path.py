@@ -212,7 +212,10 @@ def _with_python_minor(data: bytes, minor: int) -> bytes:
 
     changed = bytearray(data)
     changed[7 + 12] = minor  # the minor version, after PROTO and BINBYTES (docs/format.md)
-    changed[7 + 44 : 7 + 48] = zlib.crc32(changed[7 : 7 + 44]).to_bytes(4, "little")
+    extra_size = int.from_bytes(changed[7 + 20 : 7 + 24], "little")
+    extra = bytes(changed[7 + 48 : 7 + 48 + extra_size])
+    crc = zlib.crc32(extra, zlib.crc32(changed[7 : 7 + 44]))
+    changed[7 + 44 : 7 + 48] = crc.to_bytes(4, "little")
     return bytes(changed)
 
 
@@ -222,6 +225,7 @@ def test_code_by_value_loads_through_the_fast_path_as_through_the_general_one() 
     offset = 3
     data = omnipickle.dumps(lambda x: x + offset)
     assert omnipickle.info(data).backends == ("pickle", "cloudpickle")
+    assert set(omnipickle.info(data).extra) == {"versions"}  # the fast path reads past them
     assert "cloudpickle" in sys.modules
     assert omnipickle.loads(data)(1) == 4
     assert omnipickle.loads(bytearray(data))(1) == 4
@@ -370,3 +374,35 @@ def test_a_class_registered_to_go_by_value_is_not_written_by_name() -> None:
     finally:
         cloudpickle.unregister_pickle_by_value(helpers)
     assert plain_dumps(Plain(1, 2), 5) is not None
+
+
+def test_code_by_value_with_this_processs_versions_skips_the_general_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import omnipickle.api as api
+
+    data = omnipickle.dumps(lambda x: x * 3)
+
+    def general(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the general reader was used")
+
+    monkeypatch.setattr(api, "unpickle", general)
+    assert omnipickle.loads(data)(2) == 6
+    from omnipickle.format import header as envelope
+
+    h = envelope.parse_header(data)
+    other = envelope.build_header(
+        flags=h.flags,
+        protocol=h.protocol,
+        loader=h.loader,
+        backend_bits=h.backend_bits,
+        codec_id=h.codec_id,
+        stored_length=h.stored_length,
+        raw_length=h.raw_length,
+        checksum=h.checksum,
+        checksum_algorithm=h.checksum_algorithm,
+        extra={"versions": {"cloudpickle": "0.0.1"}},
+        lead=data[: h.lead],
+    )
+    with pytest.raises(AssertionError, match="general reader"):
+        omnipickle.loads(other + data[h.payload_offset :])  # another version: named if it fails

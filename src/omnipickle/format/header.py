@@ -206,6 +206,7 @@ def _json_bytes(extra: dict[str, Any]) -> bytes:
     import json  # most headers have no extra field: not imported with omnipickle
 
     encoded = json.dumps(extra, sort_keys=True, separators=(",", ":")).encode()
+    _note_plain_extra(extra, encoded)
     snapshot = _strings_copy(extra)
     if snapshot is not None:
         _last_json = (snapshot, encoded)
@@ -513,7 +514,27 @@ def _parse_extra(extra_bytes: bytes) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise CorruptPayloadError("corrupt header: the extra field is not a JSON object")
     _last_extra = (extra_bytes, loaded)
+    _note_plain_extra(loaded, extra_bytes)
     return loaded
+
+
+# Extra fields that hold nothing a load needs: only the backends' versions (read when a load
+# fails, to say which version wrote it), and those the versions imported here, as the bytes
+# seen. A payload carrying one of them may still take the fast path: had it failed, no version
+# would have been worth naming.
+_PLAIN_EXTRAS: set[bytes] = set()
+
+
+def _note_plain_extra(extra: dict[str, Any], encoded: bytes) -> None:
+    if len(_PLAIN_EXTRAS) >= 16 or extra.keys() != {"versions"}:
+        return
+    versions = extra["versions"]
+    if isinstance(versions, dict) and all(
+        isinstance(package, str)
+        and version == getattr(sys.modules.get(package), "__version__", None)
+        for package, version in versions.items()
+    ):
+        _PLAIN_EXTRAS.add(encoded)
 
 
 def check_payload(header: Header, data: bytes | bytearray | memoryview) -> memoryview:
@@ -601,9 +622,9 @@ def check_section(section: Section, data: memoryview, algorithm: int) -> memoryv
 # build_header and parse_header/check_payload do, with one struct call each way; anything else
 # (or anything wrong) is left to the general functions above, which say what is wrong.
 
-_PLAIN_HEAD = struct.Struct("<2sBI8sBBBBBBBBB3xIQQII")
-_PLAIN_SIZE = _PLAIN_HEAD.size + _WRAP_AFTER
-_PLAIN_WRAPPED = HEADER_SIZE
+# PROTO and its protocol, BINBYTES and its length, the fixed header, POP: the wrapping of a
+# plain payload with no extra field (its extra field, when it has one, comes before the POP).
+_PLAIN_SIZE = _LEAD + _WRAP_BEFORE + HEADER_SIZE + _WRAP_AFTER
 _PYTHON = sys.version_info[:2]
 
 
@@ -661,47 +682,52 @@ _PLAIN_PREFIXES: dict[tuple[int, int, int, int], bytes] = {}
 
 def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
     """Whether ``data`` is, whole and intact, an envelope of the shape :func:`plain_payload`
-    writes (or the same with the BY_VALUE flag, written by this Python's minor version), read by
-    ``loader`` and needing one of ``backend_bits``, for pickle to read as it is. ``False`` also
-    for anything damaged: the general reader then says what is wrong."""
-    # The bytes that are the same in every such payload are compared at once (BINBYTES, the
-    # header's length, the magic and the version; codec, reserved and extra length), then the
-    # rest field by field: this runs on every small loads.
-    if len(data) < _PLAIN_SIZE or data[_PLAIN_WRAP] != _PLAIN_WRAPPING or data[0] != _PROTO:
+    writes (or the same with the BY_VALUE flag, written by this Python's minor version, and an
+    extra field that only names the backends' versions), read by ``loader`` and needing one of
+    ``backend_bits``, for pickle to read as it is. ``False`` also for anything damaged: the
+    general reader then says what is wrong."""
+    # This runs on every small loads: the bytes that are the same in every such payload are
+    # compared at once, the numbers unpacked with one struct call.
+    if len(data) < _PLAIN_SIZE or data[_PLAIN_MAGIC] != _PLAIN_MAGIC_BYTES or data[0] != _PROTO:
         return False
-    flags, protocol, major, minor, ldr, bits = data[16:22]
+    flags, protocol, major, minor, ldr, bits, codec_id, algorithm = data[16:24]
     if (
-        data[22]  # the codec: none
-        or data[_PLAIN_TAIL] != _PLAIN_ZEROS
+        codec_id
+        or data[_PLAIN_RESERVED] != _PLAIN_ZEROS
+        or data[2] != _BINBYTES
         or protocol != data[1]
         or ldr != loader
         or bits not in backend_bits
         or (flags and (flags != FLAG_BY_VALUE or major != _PYTHON[0] or minor != _PYTHON[1]))
-        or data[_PLAIN_SIZE - 1] != _POP[0]
+        or algorithm not in NAMES
     ):
         return False
-    algorithm = data[23]
-    numbers: tuple[int, int, int, int] = _PLAIN_NUMBERS.unpack_from(data, 31)
-    stored_length, raw_length, stored_checksum, header_crc = numbers
+    numbers: tuple[int, int, int, int, int] = _PLAIN_NUMBERS.unpack_from(data, 27)
+    extra_size, stored_length, raw_length, stored_checksum, header_crc = numbers
+    start = _PLAIN_SIZE + extra_size  # where the stored payload starts
     if (
-        algorithm not in NAMES
-        or stored_length + _PLAIN_SIZE != len(data)
+        int.from_bytes(data[3:7], "little") != HEADER_SIZE + extra_size
+        or stored_length + start != len(data)
         or raw_length != stored_length + _LEAD
-        or zlib.crc32(data[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size]) != header_crc
+        or data[start - 1] != _POP[0]
     ):
+        return False
+    fixed = data[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size]
+    if extra_size:
+        extra = data[_PLAIN_SIZE - 1 : start - 1]
+        if extra not in _PLAIN_EXTRAS or zlib.crc32(extra, zlib.crc32(fixed)) != header_crc:
+            return False
+    elif zlib.crc32(fixed) != header_crc:
         return False
     if algorithm == CRC32:
-        stored = data[_PLAIN_SIZE:] if stored_length < 4096 else memoryview(data)[_PLAIN_SIZE:]
+        stored = data[start:] if stored_length < 4096 else memoryview(data)[start:]
         return zlib.crc32(stored, zlib.crc32(data[:_LEAD])) == stored_checksum
-    stored_view = memoryview(data)[_PLAIN_SIZE:]
-    return compute_checksum(stored_view, algorithm, data[:_LEAD]) == stored_checksum
+    return compute_checksum(memoryview(data)[start:], algorithm, data[:_LEAD]) == stored_checksum
 
 
 # Where is_plain_payload looks (offsets from the payload's first byte; docs/format.md).
-_PLAIN_WRAP = slice(2, 16)
-_PLAIN_WRAPPING = (
-    bytes([_BINBYTES]) + HEADER_SIZE.to_bytes(4, "little") + MAGIC + bytes([FORMAT_VERSION])
-)
-_PLAIN_TAIL = slice(24, 31)  # after the algorithm byte: 3 reserved, then the extra field's length
-_PLAIN_ZEROS = bytes(7)
-_PLAIN_NUMBERS = struct.Struct("<QQII")
+_PLAIN_MAGIC = slice(7, 16)  # the magic and the format version
+_PLAIN_MAGIC_BYTES = MAGIC + bytes([FORMAT_VERSION])
+_PLAIN_RESERVED = slice(24, 27)
+_PLAIN_ZEROS = bytes(3)
+_PLAIN_NUMBERS = struct.Struct("<IQQII")
