@@ -93,7 +93,7 @@ def test_handles_cycles_and_reports_a_graph_too_deep_for_the_pickler(
     # named by the bottom of the nesting (where the pickler gives up depends on the caller).
     assert too_deep.path == thread.path == "root['deep']<50,001 x [0]>"
     assert "nested too deeply for the pickler: 50,002 levels" in too_deep.reason
-    assert "live resources" in thread.reason
+    assert thread.type_name == "threading.Thread"
     with pytest.raises(omnipickle.PicklingError, match="nested too deeply"):
         omnipickle.dumps(obj)
 

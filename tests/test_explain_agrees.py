@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -127,7 +128,13 @@ def _local_classes() -> dict[str, Any]:
         def __init__(self) -> None:
             self.v = 1
 
+    @functools.lru_cache
+    def cached() -> Any:
+        return LIVE
+
     return {
+        "method by value using a global": types.MethodType(lambda self: LIVE, Plain(1, 2)),
+        "local lru_cache using a global": cached,
         "class by value using a connection": UsesConn(),
         "the class itself": UsesConn,
         "class by value using a lock": UsesLock(),
@@ -154,6 +161,8 @@ DUMPS_PATH_WRONG = {
     "deep dicts": "dumps says root for a graph nested too deeply",
     "deep, then a socket": "dumps says root for a graph nested too deeply",
     "a socket 300 levels down": "dumps stops looking 200 levels down, and writes every [0]",
+    "method by value using a global": "dumps reduces the method by name to look (says root)",
+    "local lru_cache using a global": "dumps reduces the function by name to look (says root)",
 }
 # dumps raises the user's own exception (as pickle does), which names no path.
 NO_PATH = {"__reduce_ex__ raises RuntimeError"}
@@ -381,6 +390,8 @@ def test_explain_names_where_too_deep_and_what_a_class_by_value_uses(
     assert first["deep dicts"] == "root<19,999 x ['next']>"
     assert first["deep, then a socket"] == "root<5,000 x [0]>"
     assert first["a socket 300 levels down"] == "root<300 x [0]>"
+    assert first["method by value using a global"] == "root<arg 0><global LIVE>['conn']"
+    assert first["local lru_cache using a global"] == "root<arg 0><global LIVE>['conn']"
 
 
 # --- compositions drawn by hypothesis --------------------------------------------------------

@@ -27,8 +27,8 @@ __all__ = [
     "BY_NAME",
     "BY_VALUE",
     "NullSink",
+    "Saving",
     "Step",
-    "by_value_of",
     "children",
     "deepest_entered",
     "deepest_part",
@@ -205,20 +205,19 @@ def _own_reduction_fails(obj: Any, pickler: pickle.Pickler) -> bool:
     return False
 
 
-def children(
-    obj: Any, *, by_value: Callable[[Any], bool] | None = None
-) -> Iterator[tuple[str, Any]]:
+def children(obj: Any, *, saving: Saving | None = None) -> Iterator[tuple[str, Any]]:
     """The parts the pickler would save for ``obj``, each with a label for the path, in the
     order the pickler saves them.
 
     Args:
         obj: anything.
-        by_value: says whether a class or function is serialized by value (see
-            :func:`by_value_of`). When given, a function written by name has no parts, the
-            class of an instance that goes by value is a part (``.__class__``), and so are the
-            namespace and bases of such a class (its methods and, through them, the globals
-            they use travel with it). Without it classes have no parts and every function
-            has its closure, globals and defaults as parts.
+        saving: how a particular pickler saves things (:class:`Saving`). With it, an object
+            is reduced as that pickler reduces it (its dispatch table first), a function it
+            writes by name has no parts, the class of an instance it sends by value is a part
+            (``.__class__``), and so are the namespace and bases of such a class (its
+            methods and, through them, the globals they use travel with it). Without it
+            objects are reduced as the standard pickler does, classes have no parts and every
+            function has its closure, globals and defaults as parts.
     """
     t = type(obj)
     if t in _LEAVES:
@@ -245,18 +244,18 @@ def children(
             if t in (set, frozenset):
                 return
         if isinstance(obj, types.FunctionType):
-            if by_value is None or by_value(obj):
+            if saving is None or saving.by_value(obj):
                 yield from _function_children(obj)
             return
         if isinstance(obj, type):
-            if by_value is not None and by_value(obj):
+            if saving is not None and saving.by_value(obj):
                 yield from _class_children(obj)
             return
         wrapped = _wrapper_children(obj)
         if wrapped is not None:
             yield from wrapped
             return
-        yield from _reduce_children(obj, by_value)
+        yield from _reduce_children(obj, saving)
     except Exception:  # noqa: BLE001 - a misbehaving object ends the walk here, not the error report
         return
 
@@ -342,11 +341,12 @@ def _wrapper_children(obj: Any) -> Iterator[tuple[str, Any]] | None:
     return None
 
 
-def _reduce_children(
-    obj: Any, by_value: Callable[[Any], bool] | None = None
-) -> Iterator[tuple[str, Any]]:
-    reducer = copyreg.dispatch_table.get(type(obj))
-    rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+def _reduce_children(obj: Any, saving: Saving | None = None) -> Iterator[tuple[str, Any]]:
+    if saving is not None:
+        rv = saving.reduce(obj)
+    else:
+        reducer = copyreg.dispatch_table.get(type(obj))
+        rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
     if isinstance(rv, str) or not isinstance(rv, tuple):
         return
     func, args, *rest = (*rv, None, None, None, None)[:6]
@@ -354,9 +354,9 @@ def _reduce_children(
     newobj = getattr(func, "__name__", "") in ("__newobj__", "__newobj_ex__")
     # The pickler saves the callable (for __newobj__, the class) first, then the arguments,
     # the items and last the state.
-    if by_value is not None:
+    if saving is not None:
         maker = args[0] if newobj and isinstance(args, tuple) and args else func
-        if isinstance(maker, (type, types.FunctionType)) and by_value(maker):
+        if isinstance(maker, (type, types.FunctionType)) and saving.by_value(maker):
             yield (".__class__" if maker is type(obj) else "<reduce>"), maker
     if isinstance(args, tuple):
         for i, arg in enumerate(args):
@@ -457,12 +457,12 @@ class Step:
         return format_path(labels)
 
 
-def walk(root: Any, *, by_value: Callable[[Any], bool] | None = None) -> Iterator[Step]:
+def walk(root: Any, *, saving: Saving | None = None) -> Iterator[Step]:
     """Every object of ``root``'s graph once, where the pickler first saves it: depth first, in
     the order of :func:`children`. No recursion, so any depth is fine.
 
     Set ``step.descend = False`` on a step before asking for the next one to skip its parts.
-    ``by_value`` is passed to :func:`children`.
+    ``saving`` is passed to :func:`children`.
     """
     stack: list[tuple[Step | None, str, Any]] = [(None, "root", root)]
     # Values kept alive, so that the id of a temporary (a state dict a __getstate__ built) is
@@ -476,9 +476,7 @@ def walk(root: Any, *, by_value: Callable[[Any], bool] | None = None) -> Iterato
         step = Step(parent, label, obj)
         yield step
         if step.descend:
-            parts = [
-                (step, part_label, part) for part_label, part in children(obj, by_value=by_value)
-            ]
+            parts = [(step, part_label, part) for part_label, part in children(obj, saving=saving)]
             stack.extend(reversed(parts))  # so that the first part is met first
 
 
@@ -535,28 +533,54 @@ def saved_by(pickler: pickle.Pickler, obj: Any) -> str | BaseException:
     return BY_VALUE
 
 
-def by_value_of(pickler: pickle.Pickler) -> Callable[[Any], bool]:
-    """A ``by_value`` test for :func:`children` and :func:`walk`: whether ``pickler`` pickles the
-    parts of a function or class (or fails on it) instead of writing its name. One answer
-    per object."""
-    answers: dict[int, tuple[Any, bool]] = {}
+class Saving:
+    """How one pickler saves objects: which functions and classes it sends by value, and how
+    it reduces each object (its own dispatch table first). One answer per function or class.
 
-    def by_value(obj: Any) -> bool:
-        known = answers.get(id(obj))
+    Args:
+        pickler: the pickler (it is asked, never run).
+    """
+
+    def __init__(self, pickler: pickle.Pickler) -> None:
+        self.pickler = pickler
+        self._table: Any = getattr(pickler, "dispatch_table", None)
+        self._protocol: int = getattr(pickler, "proto", pickle.HIGHEST_PROTOCOL)
+        self._answers: dict[int, tuple[Any, str | BaseException]] = {}
+
+    def saved_by(self, obj: Any) -> str | BaseException:
+        """:func:`saved_by` for this pickler, asked once per object."""
+        known = self._answers.get(id(obj))
         if known is None:
-            known = (obj, saved_by(pickler, obj) != BY_NAME)  # obj kept: its id stays its own
-            answers[id(obj)] = known
+            known = (obj, saved_by(self.pickler, obj))  # obj kept: its id stays its own
+            self._answers[id(obj)] = known
         return known[1]
 
-    return by_value
+    def by_value(self, obj: Any) -> bool:
+        """Whether the pickler pickles the parts of the function or class ``obj`` (or fails on
+        it) instead of writing its name."""
+        return self.saved_by(obj) != BY_NAME
+
+    def reduce(self, obj: Any) -> Any:
+        """``obj`` reduced as the pickler reduces it (what the reducer raises, raised)."""
+        reducer = None
+        for table in (self._table, copyreg.dispatch_table):
+            if table is not None:
+                try:
+                    reducer = table[type(obj)]
+                except KeyError:
+                    continue
+                break
+        if reducer is not None:
+            return reducer(obj)
+        return obj.__reduce_ex__(self._protocol)
 
 
-def deepest_part(root: Any, *, by_value: Callable[[Any], bool] | None = None) -> Step:
+def deepest_part(root: Any, *, saving: Saving | None = None) -> Step:
     """The deepest object with parts of its own in ``root``'s graph, in :func:`walk`'s order
     (the first of equals): where to point at a graph nested too deeply. It does not depend on
     the interpreter or on how deep the caller is, so every caller names the same place."""
     deepest: Step | None = None
-    for step in walk(root, by_value=by_value):
+    for step in walk(root, saving=saving):
         if type(step.obj) not in _LEAVES and (deepest is None or step.depth > deepest.depth):
             deepest = step
         if is_live_resource(step.obj):
@@ -574,7 +598,7 @@ def deepest_entered(
     obj: Any,
     make_pickler: Callable[[Any], pickle.Pickler],
     *,
-    by_value: Callable[[Any], bool] | None = None,
+    saving: Saving | None = None,
 ) -> Step | None:
     """Where the pickler gives up on ``obj`` because it is nested too deeply.
 
@@ -601,7 +625,7 @@ def deepest_entered(
         return None
     wanted = {id(o): i for i, o in enumerate(recent)}
     best: tuple[int, Step | None] = (-1, None)
-    for step in walk(obj, by_value=by_value):
+    for step in walk(obj, saving=saving):
         rank = wanted.get(id(step.obj), -1)
         if rank > best[0]:
             best = (rank, step)

@@ -16,10 +16,10 @@ therefore dumped to nowhere, once, by the pickler ``dumps`` uses.
 from __future__ import annotations
 
 import collections
-import copyreg
 import pickle
 import sys
 import types
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +28,12 @@ from .diagnostics import (
     ATOMIC,
     BY_NAME,
     NullSink,
+    Saving,
     Step,
-    by_value_of,
     deepest_entered,
     deepest_part,
     failure_fix,
     failure_reason,
-    saved_by,
     type_name,
     walk,
 )
@@ -147,22 +146,22 @@ def explain(obj: Any, *, max_objects: int = 1_000_000) -> Explanation:
         levels deep is dumped to nowhere once, to learn whether the pickler can go that deep.
     """
     report = Explanation()
-    judge = _Judge()
+    saving = Saving(AutoPickler(NullSink()))  # what dumps' pickler does, asked of it
     problems: dict[int, Any] = {}  # what cannot be serialized, by id (kept alive)
     deepest: Step | None = None
-    for step in walk(obj, by_value=judge.by_value):
+    for step in walk(obj, saving=saving):
         if report.visited >= max_objects:
             report.complete = False
             break
         report.visited += 1
         found = len(report.rows)
-        step.descend = _classify(step, report, judge)
+        step.descend = _classify(step, report, saving)
         if len(report.rows) > found and report.rows[-1].kind in (PROBLEM, UNINSPECTABLE):
             problems[id(step.obj)] = step.obj
         if deepest is None or step.depth > deepest.depth:
             deepest = step
     if deepest is not None and deepest.depth >= _trial_depth():
-        _check_depth(obj, report, judge, problems)
+        _check_depth(obj, report, saving, problems)
     report.rows.sort(key=lambda row: row.kind not in (PROBLEM, UNINSPECTABLE))
     return report
 
@@ -177,25 +176,7 @@ def _add(report: Explanation, finding: Finding) -> None:
 _SAVED_BY_PICKLER = ATOMIC | {pickle.PickleBuffer}
 
 
-class _Judge:
-    """How auto's own pickler saves each function and class (by name, by value, or not at
-    all), asked once per object."""
-
-    def __init__(self) -> None:
-        self.pickler = AutoPickler(NullSink())
-        self.by_value = by_value_of(self.pickler)
-        self._answers: dict[int, tuple[Any, str | BaseException]] = {}
-
-    def how(self, obj: Any) -> str | BaseException:
-        """:data:`BY_NAME`, ``"by value"``, or the exception reducing ``obj`` raised."""
-        known = self._answers.get(id(obj))
-        if known is None:
-            known = (obj, saved_by(self.pickler, obj))
-            self._answers[id(obj)] = known
-        return known[1]
-
-
-def _classify(step: Step, report: Explanation, judge: _Judge) -> bool:
+def _classify(step: Step, report: Explanation, saving: Saving) -> bool:
     """Record what ``step.obj`` needs; return whether to look at its parts."""
     node = step.obj
     t = type(node)
@@ -203,7 +184,7 @@ def _classify(step: Step, report: Explanation, judge: _Judge) -> bool:
         return True
     tname = type_name(node)
     if isinstance(node, (types.FunctionType, type)):
-        how = judge.how(node)
+        how = saving.saved_by(node)
         if how == BY_NAME:
             return False
         if isinstance(how, BaseException):
@@ -247,15 +228,16 @@ def _classify(step: Step, report: Explanation, judge: _Judge) -> bool:
     borrowed = borrowed_reducer(t)
     if borrowed == "dill":
         _add(report, Finding(step.path, tname, DILL, "serialized with dill's reducer"))
-        return True
+        # A weak reference's referent travels; dill's own reducers are not run here (that
+        # would import dill, which only a dump that needs it does).
+        return t is weakref.ReferenceType
     if borrowed == "cloudpickle":
         _add(
             report, Finding(step.path, tname, CLOUDPICKLE, "serialized with cloudpickle's reducer")
         )
         return True  # a property's functions, a weakly referenced object... travel too
     try:
-        reducer = copyreg.dispatch_table.get(t)
-        rv = reducer(node) if reducer is not None else node.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+        rv = saving.reduce(node)  # as dumps' pickler reduces it (a bound method by value...)
     except Exception as exc:  # noqa: BLE001 - reported as the problem it is
         _add(
             report, Finding(step.path, tname, PROBLEM, failure_reason(node, exc), failure_fix(node))
@@ -326,7 +308,7 @@ def _too_deep(make: Any, obj: Any) -> bool | None:
     return False
 
 
-def _check_depth(obj: Any, report: Explanation, judge: _Judge, problems: dict[int, Any]) -> None:
+def _check_depth(obj: Any, report: Explanation, saving: Saving, problems: dict[int, Any]) -> None:
     """Add a problem for a graph the pickler cannot go down, where the pickler gives up;
     first among the problems when it is what ``dumps`` meets first."""
     make: Any = AutoPickler  # what dumps runs (its first, plain, attempt goes as deep)
@@ -339,8 +321,8 @@ def _check_depth(obj: Any, report: Explanation, judge: _Judge, problems: dict[in
         return
     # The place named is the bottom of the nesting, which every caller finds alike (where the
     # pickler gives up depends on how deep the caller already is), and which dumps names too.
-    bottom = deepest_part(obj, by_value=judge.by_value)
-    gives_up = deepest_entered(obj, make, by_value=judge.by_value)
+    bottom = deepest_part(obj, saving=saving)
+    gives_up = deepest_entered(obj, make, saving=saving)
     where = f", and the pickler gives up after about {gives_up.depth:,}" if gives_up else ""
     fix = "flatten it (keep the nodes in a list and link them by index, say)"
     if sys.version_info < (3, 12):
