@@ -129,6 +129,41 @@ def test_a_graph_just_deep_enough_to_be_tried_dumps_and_is_ok() -> None:
     omnipickle.dumps(deep)
 
 
+class _CountsReductions:
+    """Callable (pickle wants that of a reduction's callable); counts how often it is pickled."""
+
+    def __init__(self) -> None:
+        self.pickled = 0
+
+    def __call__(self) -> int:
+        return 0
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        self.pickled += 1
+        return (int, ())
+
+
+class _MadeBy:
+    """Reduces to ``(by, ())``: only a real pickler saves (and so reduces) ``by``."""
+
+    def __init__(self, by: Any) -> None:
+        self.by = by
+
+    def __reduce__(self) -> Any:
+        return (self.by, ())
+
+
+@pytest.mark.parametrize(("depth", "pickled"), [(3, 0), (150, 1), (5_000, 2)])
+def test_only_a_deep_graph_is_pickled_once_or_twice_if_too_deep(depth: int, pickled: int) -> None:
+    counter = _CountsReductions()
+    deep: Any = None
+    for _ in range(depth):
+        deep = [deep]
+    report = omnipickle.explain([_MadeBy(counter), deep])
+    assert counter.pickled == pickled
+    assert report.ok == (depth < 1_000)
+
+
 def test_a_problem_met_before_the_pickler_gets_too_deep_comes_first(sock: socket.socket) -> None:
     deep: Any = None
     for _ in range(5_000):

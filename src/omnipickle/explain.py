@@ -2,15 +2,16 @@
 
 One walk of the graph in the order the pickler saves it (the walk of
 :mod:`omnipickle.diagnostics`, which also locates a single failure for the backends); nothing is
-pickled for that. How the ``auto`` backend saves each function, class and borrowed type is asked
-of the backend itself (its pickler's ``reducer_override``,
+pickled for that. How each object is saved is asked of the ``auto`` backend's own pickler
+(:class:`omnipickle.diagnostics.Saving`: its ``reducer_override`` and dispatch table;
 :func:`omnipickle.backends.auto.borrowed_reducer`), so this report and the dump cannot disagree:
 what goes by value is looked into (a class's methods, the globals and closures they use), what
 goes by name is not.
 
 Only how deep a graph is can no walk tell: where the pickler gives up depends on the
 interpreter and on how deep the caller already is. A graph deeper than a few dozen steps is
-therefore dumped to nowhere, once, by the pickler ``dumps`` uses.
+therefore dumped to nowhere by the pickler ``dumps`` uses: once, and a second time when it is
+too deep, to find where the pickler gives up.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def explain(obj: Any, *, max_objects: int = 1_000_000) -> Explanation:
     special backend, in one walk of the graph.
 
     ``report.ok`` is whether ``omnipickle.dumps(obj)`` succeeds, and the first of
-    ``report.problems`` is the part ``dumps`` names in its error.
+    ``report.problems`` is the part ``dumps`` fails on.
 
     Args:
         obj: anything.
@@ -143,7 +144,8 @@ def explain(obj: Any, *, max_objects: int = 1_000_000) -> Explanation:
         An :class:`Explanation`: ``str()`` is a table; ``.rows``, ``.problems`` and ``.ok``
         are the data. It never raises for a strange object: what it cannot inspect is
         reported as such. Nothing is pickled, except that a graph more than a few dozen
-        levels deep is dumped to nowhere once, to learn whether the pickler can go that deep.
+        levels deep is dumped to nowhere (once; twice if it is too deep) to learn whether the
+        pickler can go that deep.
     """
     report = Explanation()
     saving = Saving(AutoPickler(NullSink()))  # what dumps' pickler does, asked of it
