@@ -17,6 +17,7 @@ from typing import IO, Any
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from .backends import REGISTRY as BACKENDS
 from .backends import Pickled, check_installed
+from .backends.base import BufferRecorder
 from .codecs import Codec, codec_for_suffix
 from .errors import (
     MALFORMED_STREAM,
@@ -95,12 +96,14 @@ def _warn_dropped(dropped: Any) -> None:
 
 def _encode(obj: Any, opts: DumpOptions) -> list[Part]:
     """The payload as a list of parts to be written (or joined) in order."""
-    pickled = _pickle(obj, opts, opts.buffer_callback)
     if opts.raw:
-        return pickled.chunks
-    return encode(
-        pickled, opts.protocol, opts.codec, opts.level, opts.key, opts.buffer_callback is not None
-    )
+        return _pickle(obj, opts, opts.buffer_callback).chunks
+    # Flagged only if a buffer did go out of band: one the callback kept in-band (returning
+    # True) is in the stream, and the payload loads without buffers=.
+    callback = BufferRecorder(opts.buffer_callback) if opts.buffer_callback is not None else None
+    pickled = _pickle(obj, opts, callback)
+    out_of_band = callback is not None and callback.out_of_band
+    return encode(pickled, opts.protocol, opts.codec, opts.level, opts.key, out_of_band)
 
 
 def _dump_to_file(obj: Any, out: IO[bytes], opts: DumpOptions) -> None:

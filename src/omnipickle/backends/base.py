@@ -126,6 +126,24 @@ def unpickler(
 PicklerFactory = Callable[..., pickle.Pickler]
 
 
+class BufferRecorder:
+    """A user's ``buffer_callback``, recording whether any buffer went out of band (the
+    callback returned a false value, as pickle reads it): only then does a payload need
+    ``buffers=`` to load."""
+
+    __slots__ = ("out_of_band", "user")
+
+    def __init__(self, user: Callable[[pickle.PickleBuffer], Any]) -> None:
+        self.user = user
+        self.out_of_band = False
+
+    def __call__(self, buf: pickle.PickleBuffer) -> Any:
+        result = self.user(buf)
+        if not result:
+            self.out_of_band = True
+        return result
+
+
 def run_pickler(
     obj: Any,
     make: PicklerFactory,
