@@ -23,7 +23,6 @@ from .api import (
     loads,
 )
 from .backends import Backend, backends, register_backend, unregister_backend
-from .backends.auto import AutoPickler as Pickler
 from .codecs import Codec, codecs, register_codec, unregister_codec
 from .errors import (
     BackendNotInstalledError,
@@ -33,7 +32,10 @@ from .errors import (
     DroppedResourceWarning,
     IncompatiblePayloadError,
     OmnipickleError,
+    PicklingAttributeError,
     PicklingError,
+    PicklingRecursionError,
+    PicklingTypeError,
     SignatureError,
     TruncatedPayloadError,
     UnknownBackendError,
@@ -42,7 +44,7 @@ from .errors import (
     UnsafePayloadError,
 )
 from .explain import Explanation, explain
-from .picklers import Unpickler
+from .picklers import Pickler, Unpickler
 from .resources import (
     ResourceAwareMixin,
     ResourceRebuildError,
@@ -88,7 +90,10 @@ __all__ = [
     "PickleBuffer",
     "PickleError",
     "Pickler",
+    "PicklingAttributeError",
     "PicklingError",
+    "PicklingRecursionError",
+    "PicklingTypeError",
     "ResourceAwareMixin",
     "ResourceRebuildError",
     "ScanReport",

@@ -20,14 +20,11 @@ from .backends import Pickled, check_installed
 from .backends.base import BufferRecorder
 from .codecs import Codec, codec_for_suffix
 from .errors import (
-    MALFORMED_STREAM,
-    MISSING_NAME,
-    MISUSED_CONSTRUCTOR,
+    LOAD_FAILURES,
     DroppedResourceWarning,
     IncompatiblePayloadError,
     UnpicklingError,
-    damaged_stream,
-    missing_name,
+    load_failure,
 )
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
 from .format import reader
@@ -172,7 +169,10 @@ def dumps(
 
     Raises:
         PicklingError: part of ``obj`` cannot be serialized; the message names its path
-            (``root['jobs'][3].client._sock``), its type, the reason and a fix.
+            (``root['jobs'][3].client._sock``), its type, the reason and a fix. Where pickle
+            raises ``TypeError``, ``AttributeError`` or ``RecursionError``, it is also that
+            type (:class:`PicklingTypeError`, :class:`PicklingAttributeError`,
+            :class:`PicklingRecursionError`).
         UnknownBackendError, UnknownCodecError: no backend or codec has that name.
         BackendNotInstalledError, CodecNotInstalledError: its package is missing.
         ValueError, TypeError: an option is out of range or of the wrong type.
@@ -333,6 +333,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             its own ``loads``) cannot put the stream's globals through them.
         and everything :func:`loads` lists.
     """
+    if opts.buffers is not None:
+        _check_buffers(opts.buffers)
     if payload.kind != ENVELOPE:
         if opts.resources:
             raise ValueError(
@@ -351,6 +353,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             "put the stream's globals through Unpickler.find_class: refused, as the "
             "unpickler's own find_class could not vet them"
         )
+    # What the stream raises comes from the backend's loads, mapped there (the frame that calls
+    # the unpickler; see errors.load_failure): the code the stream runs keeps its exceptions.
     token = REATTACH.set(_reattach(header, opts.resources))
     try:
         if opts.restricted:
@@ -371,14 +375,19 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             errors=opts.errors,
             buffers=buffers,
         )
-    except EOFError as exc:
-        raise UnpicklingError(f"the pickle stream inside the payload ends early: {exc}") from exc
-    except pickle.UnpicklingError as exc:
-        if isinstance(exc, UnpicklingError):
-            raise
-        raise UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}") from exc
     finally:
         REATTACH.reset(token)
+
+
+def _check_buffers(buffers: Any) -> None:
+    """A ``buffers`` that is not iterable is the caller's ``TypeError``, as pickle raises it,
+    not a damaged stream."""
+    try:
+        iter(buffers)
+    except TypeError:
+        raise TypeError(
+            f"buffers must be an iterable of buffers, not {type(buffers).__name__}"
+        ) from None
 
 
 def _bare_stream(payload: Payload) -> Any:
@@ -406,6 +415,9 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
             buffers=opts.buffers,
         )
     stream = payload.stream
+    # Both unpicklers are called from this frame, where what they raise is caught: see
+    # errors.load_failure (the code the stream runs keeps its exceptions, the stream's own
+    # damage is an UnpicklingError that is also the type pickle raised).
     try:
         if stream is not None:
             return pickle.loads(
@@ -425,18 +437,20 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
             ).load()
         finally:
             source.give_back()
-    except MISSING_NAME as exc:
-        raise missing_name(exc) from exc
-    except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
+    except LOAD_FAILURES as exc:
         if stream is not None:
             # A whole stream ends with STOP; one that does not was cut short.
-            raise damaged_stream(
+            error = load_failure(
                 exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
-            ) from exc
-        assert isinstance(source, PrefixedReader)
-        raise damaged_stream(
-            exc, size=source.consumed, ended=source.exhausted, head=source.head
-        ) from exc
+            )
+        else:
+            assert isinstance(source, PrefixedReader)
+            error = load_failure(
+                exc, size=source.consumed, ended=source.exhausted, head=source.head
+            )
+        if error is None:
+            raise
+        raise error from exc
 
 
 def loads(
@@ -488,6 +502,11 @@ def loads(
             before anything is unpickled); ``allow`` is malformed or given without
             ``restricted``.
         UnsafePayloadError: restricted loading refused a global.
+        UnpicklingError: the stream is damaged (a ``CorruptPayloadError``) or names a module
+            or attribute this environment lacks; also an instance of the type pickle raises
+            (``ValueError``, ``ModuleNotFoundError``, ``AttributeError``...).
+        and whatever your own code raises while the stream runs it (a ``__setstate__``, a
+        ``__reduce__`` constructor), unchanged, as under pickle.
     """
     opts = load_options(
         fix_imports=fix_imports,

@@ -1,6 +1,9 @@
-"""``Unpickler``: the drop-in counterpart of ``pickle.Unpickler``.
+"""``Pickler`` and ``Unpickler``: the drop-in counterparts of ``pickle.Pickler`` and
+``pickle.Unpickler``.
 
-(``omnipickle.Pickler`` is :class:`omnipickle.backends.auto.AutoPickler`.)
+``Pickler`` is the auto backend's pickler (:class:`omnipickle.backends.auto.AutoPickler`) whose
+``dump`` reports a failure as ``dumps`` does: a :class:`PicklingError` naming the path, that is
+also the type pickle raises.
 
 A subclass's ``find_class`` and ``persistent_load`` are pickle's way to vet what a stream may
 import (the "Restricting Globals" recipe of the pickle documentation), so they must see every
@@ -17,18 +20,67 @@ from typing import Any
 
 from ._reconstruct import LOAD_HOOKS
 from .api import unpickle
+from .backends.auto import AutoPickler
+from .diagnostics import describe_failure
+from .errors import LOAD_FAILURES, PICKLING_FAILURES, load_failure
 from .files import seekable
 from .format import reader
 from .format.header import MAGIC, is_envelope, sniff_size, starts_envelope
 from .format.signing import KeyArgument
 from .options import load_options
 
-__all__ = ["Unpickler"]
+__all__ = ["Pickler", "Unpickler"]
 
 _NO_PERSISTENT_LOAD = (
     "A load persistent id instruction was encountered, but no persistent_load function was "
     "specified."
 )
+
+
+class Pickler(AutoPickler):
+    """A drop-in ``pickle.Pickler`` that also writes lambdas, closures and ``__main__`` code by
+    value, recreates locks and reopens files (see :class:`omnipickle.backends.auto.AutoPickler`).
+
+    Writes plain pickle streams (no envelope). Subclasses may define ``persistent_id``,
+    ``dispatch_table`` and ``reducer_override``, as for ``pickle.Pickler``.
+
+    Args:
+        file: a binary file object (anything with ``write``).
+        protocol: as for :class:`pickle.Pickler` (default: the highest).
+        fix_imports, buffer_callback: as for :class:`pickle.Pickler`.
+    """
+
+    def dump(self, obj: Any) -> None:
+        """Write ``obj`` to the file.
+
+        Raises:
+            PicklingError: a part of ``obj`` cannot be serialized; the message and ``.path``
+                name where. Where pickle raises ``TypeError``, ``AttributeError`` or
+                ``RecursionError``, it is a :class:`PicklingTypeError`,
+                :class:`PicklingAttributeError` or :class:`PicklingRecursionError`.
+        """
+        if not self.__dict__.get("_omni_report", "_auto_table" in self.__dict__):
+            # A twin, for the locator; or an instance whose __init__ never ran, which the C
+            # pickler refuses itself (PicklingError: Pickler.__init__() was not called).
+            super().dump(obj)
+            return
+        try:
+            super().dump(obj)
+        except PICKLING_FAILURES as exc:
+            raise describe_failure(obj, exc, self._twin) from exc
+
+    def _twin(self, file: Any) -> pickle.Pickler:
+        """A pickler like this one (same class and table) writing to ``file``: what the
+        locator test-pickles the parts of a failed dump with."""
+        try:
+            twin: Pickler = type(self)(file, self.proto)
+        except TypeError:  # a subclass whose constructor wants other arguments
+            twin = Pickler(file, self.proto)
+        if "_user_table" in self.__dict__ and self._user_table is not None:
+            twin.dispatch_table = self._user_table
+        # The locator wants what the pickler raises, not a report (which would locate again).
+        twin.__dict__["_omni_report"] = False
+        return twin
 
 
 class _Lookahead:
@@ -181,7 +233,14 @@ class Unpickler(pickle.Unpickler):
                     keys=self._omni_options.keys,
                 )
                 return unpickle(payload, self._omni_options)
-            return super().load()
+            try:
+                return super().load()
+            except LOAD_FAILURES as exc:
+                # Caught in the frame that called the unpickler: see errors.load_failure.
+                error = load_failure(exc, size=None, ended=False)
+                if error is None:
+                    raise
+                raise error from exc
         finally:
             LOAD_HOOKS.reset(token)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
 from ..diagnostics import describe_failure
-from ..errors import PICKLING_FAILURES, PicklingError
+from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
 
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
@@ -90,19 +90,33 @@ class Backend(ABC):
         errors: str,
         buffers: Any,
     ) -> Any:
-        """Rebuild the object from a stream this backend wrote (default: ``pickle.loads``)."""
-        if LOAD_HOOKS.get() is None:
-            return pickle.loads(
-                data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+        """Rebuild the object from a stream this backend wrote (default: ``pickle.loads``).
+
+        What the code the stream runs raises (a ``__setstate__``, a missing module) propagates
+        as under pickle; what the unpickler raises for the stream itself is an
+        :class:`omnipickle.UnpicklingError` that is also that type (see
+        :func:`omnipickle.errors.load_failure`).
+        """
+        try:
+            if LOAD_HOOKS.get() is None:
+                return pickle.loads(
+                    data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+                )
+            reader = unpickler(
+                pickle.Unpickler,
+                data,
+                fix_imports=fix_imports,
+                encoding=encoding,
+                errors=errors,
+                buffers=buffers,
             )
-        return unpickler(
-            pickle.Unpickler,
-            data,
-            fix_imports=fix_imports,
-            encoding=encoding,
-            errors=errors,
-            buffers=buffers,
-        ).load()
+            return reader.load()
+        except LOAD_FAILURES as exc:
+            # Caught here, in the frame that called the unpickler: see load_failure.
+            error = load_failure(exc, size=len(data), ended=bytes(data[-1:]) != b".")
+            if error is None:
+                raise
+            raise error from exc
 
 
 def unpickler(
