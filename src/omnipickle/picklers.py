@@ -50,6 +50,22 @@ class Pickler(AutoPickler):
         fix_imports, buffer_callback: as for :class:`pickle.Pickler`.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``class P(omnipickle.Pickler, Mixin)`` with a ``reducer_override`` in ``Mixin``: the
+        pickle documentation's pattern, where ``pickle.Pickler`` leaves the mixin's hook in
+        charge. The mixin's hook is asked first, and auto's (code by value) when it returns
+        ``NotImplemented``, as a subclass's own override calling ``super()`` would."""
+        super().__init_subclass__(**kwargs)
+        first = next(k for k in cls.__mro__ if "reducer_override" in k.__dict__)
+        if first is not AutoPickler:
+            return  # the subclass's own (which calls super() for auto's), or one set up here
+        mro = cls.__mro__
+        for klass in mro[mro.index(AutoPickler) + 1 :]:
+            if "reducer_override" in klass.__dict__ and not issubclass(klass, pickle.Pickler):
+                hook = _consulting(klass.__dict__["reducer_override"])
+                cls.reducer_override = hook  # type: ignore[method-assign,assignment]
+                return
+
     def dump(self, obj: Any) -> None:
         """Write ``obj`` to the file.
 
@@ -81,6 +97,19 @@ class Pickler(AutoPickler):
         # The locator wants what the pickler raises, not a report (which would locate again).
         twin.__dict__["_omni_report"] = False
         return twin
+
+
+def _consulting(mixin_override: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A ``reducer_override`` that asks ``mixin_override`` first, then auto's."""
+    ours = AutoPickler.reducer_override
+
+    def reducer_override(self: Any, obj: Any) -> Any:
+        rv = mixin_override(self, obj)
+        if rv is NotImplemented:
+            return ours(self, obj)
+        return rv
+
+    return reducer_override
 
 
 class _Lookahead:
@@ -195,6 +224,11 @@ class Unpickler(pickle.Unpickler):
         buffers: Any = None,
         key: KeyArgument | None = None,
     ) -> None:
+        # pickle's own checks of the file (read and readline, the errors their properties
+        # raise) come first, as they would for pickle.Unpickler.
+        super().__init__(
+            file, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+        )
         self._omni_options = load_options(
             fix_imports=fix_imports,
             encoding=encoding,
@@ -224,6 +258,9 @@ class Unpickler(pickle.Unpickler):
                 verify.
             and what ``find_class``, ``persistent_load`` and :func:`omnipickle.load` raise.
         """
+        if "_omni_options" not in self.__dict__:
+            # __init__ never ran: the C unpickler refuses itself (UnpicklingError).
+            return super().load()
         token = LOAD_HOOKS.set(_Hooks(self) if self._has_hooks() else None)
         try:
             # With a key, a plain stream is refused by the reader, as load(file, key=) does.
