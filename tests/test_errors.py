@@ -103,8 +103,9 @@ def test_recursion_too_deep_is_a_picklingerror() -> None:
     deep: Any = []
     for _ in range(100_000):
         deep = [deep]
-    with pytest.raises(omnipickle.PicklingError, match="nested too deeply"):
+    with pytest.raises(omnipickle.PicklingError, match="nested too deeply") as info:
         omnipickle.dumps(deep)
+    assert isinstance(info.value, RecursionError)  # what pickle raises for it
 
 
 def test_exception_tree_matches_pickles() -> None:
@@ -124,6 +125,13 @@ def test_exception_tree_matches_pickles() -> None:
     assert issubclass(E.CodecNotInstalledError, ImportError)
     assert issubclass(E.UnknownBackendError, ValueError)
     assert issubclass(E.UnknownCodecError, ValueError)
+    for sub, also in (
+        (E.PicklingTypeError, TypeError),
+        (E.PicklingAttributeError, AttributeError),
+        (E.PicklingRecursionError, RecursionError),
+    ):
+        assert issubclass(sub, E.PicklingError)
+        assert issubclass(sub, also)
     for cls in (
         E.PicklingError,
         E.UnpicklingError,

@@ -23,7 +23,6 @@ from .api import (
     loads,
 )
 from .backends import Backend, backends, register_backend, unregister_backend
-from .backends.auto import AutoPickler as Pickler
 from .codecs import Codec, codecs, register_codec, unregister_codec
 from .errors import (
     BackendNotInstalledError,
@@ -33,7 +32,10 @@ from .errors import (
     DroppedResourceWarning,
     IncompatiblePayloadError,
     OmnipickleError,
+    PicklingAttributeError,
     PicklingError,
+    PicklingRecursionError,
+    PicklingTypeError,
     SignatureError,
     TruncatedPayloadError,
     UnknownBackendError,
@@ -41,7 +43,7 @@ from .errors import (
     UnpicklingError,
     UnsafePayloadError,
 )
-from .picklers import Unpickler
+from .picklers import Pickler, Unpickler
 from .resources import (
     ResourceAwareMixin,
     ResourceRebuildError,
@@ -130,7 +132,10 @@ __all__ = [
     "PickleBuffer",
     "PickleError",
     "Pickler",
+    "PicklingAttributeError",
     "PicklingError",
+    "PicklingRecursionError",
+    "PicklingTypeError",
     "ResourceAwareMixin",
     "ResourceRebuildError",
     "ResourceReopenError",

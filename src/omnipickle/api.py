@@ -17,17 +17,15 @@ from typing import IO, TYPE_CHECKING, Any
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
 from .backends import REGISTRY as BACKENDS
+from .backends.base import BufferRecorder
 from .backends.small import plain_dumps
 from .codecs import MAGICS, Codec, codec_for_suffix
 from .errors import (
-    MALFORMED_STREAM,
-    MISSING_NAME,
-    MISUSED_CONSTRUCTOR,
+    LOAD_FAILURES,
     DroppedResourceWarning,
     IncompatiblePayloadError,
     UnpicklingError,
-    damaged_stream,
-    missing_name,
+    load_failure,
 )
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
 from .format import reader
@@ -103,12 +101,14 @@ def _warn_dropped(dropped: Any) -> None:
 
 def _encode(obj: Any, opts: DumpOptions) -> list[Part]:
     """The payload as a list of parts to be written (or joined) in order."""
-    pickled = _pickle(obj, opts, opts.buffer_callback)
     if opts.raw:
-        return pickled.chunks
-    return encode(
-        pickled, opts.protocol, opts.codec, opts.level, opts.key, opts.buffer_callback is not None
-    )
+        return _pickle(obj, opts, opts.buffer_callback).chunks
+    # Flagged only if a buffer did go out of band: one the callback kept in-band (returning
+    # True) is in the stream, and the payload loads without buffers=.
+    callback = BufferRecorder(opts.buffer_callback) if opts.buffer_callback is not None else None
+    pickled = _pickle(obj, opts, callback)
+    out_of_band = callback is not None and callback.out_of_band
+    return encode(pickled, opts.protocol, opts.codec, opts.level, opts.key, out_of_band)
 
 
 def _dump_to_file(obj: Any, out: IO[bytes], opts: DumpOptions) -> None:
@@ -177,7 +177,10 @@ def dumps(
 
     Raises:
         PicklingError: part of ``obj`` cannot be serialized; the message names its path
-            (``root['jobs'][3].client._sock``), its type, the reason and a fix.
+            (``root['jobs'][3].client._sock``), its type, the reason and a fix. Where pickle
+            raises ``TypeError``, ``AttributeError`` or ``RecursionError``, it is also that
+            type (:class:`PicklingTypeError`, :class:`PicklingAttributeError`,
+            :class:`PicklingRecursionError`).
         UnknownBackendError, UnknownCodecError: no backend or codec has that name.
         BackendNotInstalledError, CodecNotInstalledError: its package is missing.
         ValueError, TypeError: an option is out of range or of the wrong type.
@@ -360,6 +363,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             its own ``loads``) cannot put the stream's globals through them.
         and everything :func:`loads` lists.
     """
+    if opts.buffers is not None:
+        _check_buffers(opts.buffers)
     if payload.kind != ENVELOPE:
         if opts.resources:
             raise ValueError(
@@ -378,6 +383,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             "put the stream's globals through Unpickler.find_class: refused, as the "
             "unpickler's own find_class could not vet them"
         )
+    # What the stream raises comes from the backend's loads, mapped there (the frame that calls
+    # the unpickler; see errors.load_failure): the code the stream runs keeps its exceptions.
     token = REATTACH.set(_reattach(header, opts.resources))
     try:
         if opts.restricted:
@@ -404,19 +411,19 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
         except (TypeError, AttributeError, ImportError) as exc:
             note_version_change(exc, header)  # a backend's reconstructors may have changed
             raise
-    except UnpicklingError:
-        raise  # ours already (a reconstructor's own error): as it is, cause and all
-    except (EOFError, pickle.UnpicklingError) as exc:
-        raise _inner_failure(exc) from exc
     finally:
         REATTACH.reset(token)
 
 
-def _inner_failure(exc: EOFError | pickle.UnpicklingError) -> BaseException:
-    """What a payload whose checksum held raises when its pickle stream stops the unpickler."""
-    if isinstance(exc, EOFError):
-        return UnpicklingError(f"the pickle stream inside the payload ends early: {exc}")
-    return UnpicklingError(f"the pickle stream inside the payload is invalid: {exc}")
+def _check_buffers(buffers: Any) -> None:
+    """A ``buffers`` that is not iterable is the caller's ``TypeError``, as pickle raises it,
+    not a damaged stream."""
+    try:
+        iter(buffers)
+    except TypeError:
+        raise TypeError(
+            f"buffers must be an iterable of buffers, not {type(buffers).__name__}"
+        ) from None
 
 
 def _bare_stream(payload: Payload) -> Any:
@@ -446,6 +453,9 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
             buffers=opts.buffers,
         )
     stream = payload.stream
+    # Both unpicklers are called from this frame, where what they raise is caught: see
+    # errors.load_failure (the code the stream runs keeps its exceptions, the stream's own
+    # damage is an UnpicklingError that is also the type pickle raised).
     try:
         if stream is not None:
             return pickle.loads(
@@ -465,23 +475,20 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
             ).load()
         finally:
             source.give_back()
-    except MISSING_NAME as exc:
-        raise missing_name(exc) from exc
-    except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
+    except LOAD_FAILURES as exc:
         if stream is not None:
-            raise _plain_failure(exc, stream) from exc
-        assert isinstance(source, PrefixedReader)
-        raise damaged_stream(
-            exc, size=source.consumed, ended=source.exhausted, head=source.head
-        ) from exc
-
-
-def _plain_failure(exc: BaseException, stream: Any) -> BaseException:
-    """What a whole plain pickle stream in memory raises when it stops the unpickler."""
-    # A whole stream ends with STOP; one that does not was cut short.
-    return damaged_stream(
-        exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
-    )
+            # A whole stream ends with STOP; one that does not was cut short.
+            error = load_failure(
+                exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
+            )
+        else:
+            assert isinstance(source, PrefixedReader)
+            error = load_failure(
+                exc, size=source.consumed, ended=source.exhausted, head=source.head
+            )
+        if error is None:
+            raise
+        raise error from exc
 
 
 def loads(
@@ -533,6 +540,11 @@ def loads(
             before anything is unpickled); ``allow`` is malformed or given without
             ``restricted``.
         UnsafePayloadError: restricted loading refused a global.
+        UnpicklingError: the stream is damaged (a ``CorruptPayloadError``) or names a module
+            or attribute this environment lacks; also an instance of the type pickle raises
+            (``ValueError``, ``ModuleNotFoundError``, ``AttributeError``...).
+        and whatever your own code raises while the stream runs it (a ``__setstate__``, a
+        ``__reduce__`` constructor), unchanged, as under pickle.
     """
     if (
         type(data) is bytes
@@ -562,12 +574,16 @@ def loads(
                 # from this Python that needs only cloudpickle, which is imported).
                 try:
                     return pickle.loads(data)
-                except UnpicklingError:
-                    raise
-                except (EOFError, pickle.UnpicklingError) as exc:
-                    raise _inner_failure(exc) from exc
+                except LOAD_FAILURES as exc:
+                    # Caught in the frame that called the unpickler: see errors.load_failure.
+                    error = load_failure(exc, size=len(data), ended=data[-1:] != b".")
+                    if error is None:
+                        raise
+                    raise error from exc
         elif MAGICS.proto_unclaimed:
             # A plain pickle stream (raw=True): no envelope starts so.
+            if buffers is not None:
+                _check_buffers(buffers)
             try:
                 if (
                     buffers is None
@@ -579,10 +595,12 @@ def loads(
                 return pickle.loads(
                     data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
                 )
-            except MISSING_NAME as exc:
-                raise missing_name(exc) from exc
-            except (*MALFORMED_STREAM, *MISUSED_CONSTRUCTOR) as exc:
-                raise _plain_failure(exc, data) from exc
+            except LOAD_FAILURES as exc:
+                # Caught in the frame that called the unpickler: see errors.load_failure.
+                error = load_failure(exc, size=len(data), ended=data[-1:] != b".", head=data[:8])
+                if error is None:
+                    raise
+                raise error from exc
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import PicklingError
+from .errors import PicklingError, combined, pickling_cause
 from .resources import resource_rule
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "format_path",
     "is_live_resource",
     "locate_failure",
+    "recursing_code",
     "saved_by",
     "type_name",
     "walk",
@@ -92,20 +93,85 @@ def locate_failure(
 def describe_failure(
     obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
 ) -> PicklingError:
-    """A :class:`PicklingError` for ``exc`` naming the path, type, reason and fix."""
-    if isinstance(exc, RecursionError):
-        return PicklingError(
-            "cannot serialize the object: the graph is nested too deeply for the pickler "
-            f"({exc}); flatten it or raise sys.setrecursionlimit()",
-            path="root",
-            type_name=type_name(obj),
+    """A :class:`PicklingError` for ``exc`` naming the path, type, reason and fix.
+
+    It is also an instance of the type pickle raises for the failure (``TypeError``,
+    ``AttributeError``, ``RecursionError``: see :func:`omnipickle.errors.combined`); raise it
+    ``from exc``.
+    """
+    cause = pickling_cause(exc)
+    if isinstance(cause, RecursionError):
+        loop = recursing_code(cause)
+        if loop is None:
+            return _error(
+                cause,
+                path="root",
+                culprit=obj,
+                reason=f"the graph is nested too deeply for the pickler ({cause})",
+                fix="flatten it or raise sys.setrecursionlimit()",
+                what="the object",
+            )
+        path, culprit, _ = locate_failure(obj, exc, make_pickler)
+        return _error(
+            cause,
+            path=path,
+            culprit=culprit,
+            reason=f"its own code recursed until the limit: {loop} called itself ({cause})",
+            fix="fix that recursion (a __getattr__ that reads an attribute missing from self "
+            "calls itself without end), or raise sys.setrecursionlimit() if it only runs deep",
         )
-    path, culprit, cause = locate_failure(obj, exc, make_pickler)
-    reason = failure_reason(culprit, cause)
-    fix = failure_fix(culprit)
+    path, culprit, found = locate_failure(obj, exc, make_pickler)
+    return _error(
+        cause,
+        path=path,
+        culprit=culprit,
+        reason=failure_reason(culprit, found),
+        fix=failure_fix(culprit),
+    )
+
+
+def _error(
+    cause: BaseException, *, path: str, culprit: Any, reason: str, fix: str, what: str = ""
+) -> PicklingError:
     tname = type_name(culprit)
-    message = f"cannot serialize {tname} at {path}: {reason}; {fix}"
-    return PicklingError(message, path=path, type_name=tname)
+    message = f"cannot serialize {what or tname} at {path}: {reason}; {fix}"
+    error = combined(PicklingError, cause, message)
+    error.path, error.type_name, error.reason, error.fix = path, tname, reason, fix
+    return error
+
+
+# Code of the picklers themselves: a deep graph recurses through it, not through the user's.
+_PICKLER_PACKAGES = frozenset(
+    {"pickle", "copyreg", "_compat_pickle", "cloudpickle", "dill", "omnipickle"}
+)
+
+
+def recursing_code(exc: RecursionError) -> str | None:
+    """The code that called itself until ``exc`` was raised (``Class.__getattr__
+    (file.py:12)``), or ``None`` when the recursion is the pickler's own, through a graph
+    nested too deeply.
+
+    Found from the traceback, not the message: a pickler recursing through a deep graph calls
+    each object's own code (a ``__reduce__``) once per level, and each call returns before the
+    next level starts; code that appears twice in the traceback was still running when it
+    called itself again.
+    """
+    counts: collections.Counter[types.CodeType] = collections.Counter()
+    lines: dict[types.CodeType, int] = {}
+    trace = exc.__traceback__
+    while trace is not None:
+        frame = trace.tb_frame
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.partition(".")[0] not in _PICKLER_PACKAGES:
+            counts[frame.f_code] += 1
+            lines.setdefault(frame.f_code, trace.tb_lineno)
+        trace = trace.tb_next
+    if not counts:
+        return None
+    code, seen = counts.most_common(1)[0]
+    if seen < 2:
+        return None
+    return f"{code.co_qualname} ({code.co_filename}:{lines[code]})"
 
 
 def find_paths(root: Any, targets: list[Any], limit: int = 1_000_000) -> list[str]:
@@ -183,7 +249,9 @@ ATOMIC: frozenset[type] = frozenset(
 def _own_reduction_fails(obj: Any, pickler: pickle.Pickler) -> bool:
     """Whether reducing ``obj`` itself (not its parts) fails, as ``pickler`` would do it."""
     t = type(obj)
-    if t in ATOMIC or isinstance(obj, (type, types.FunctionType)):
+    # By type, not isinstance(): isinstance() asks the object for __class__, which runs its
+    # own __getattribute__ (the very code that may have failed).
+    if t in ATOMIC or issubclass(t, (type, types.FunctionType)):
         return False
     try:
         override = getattr(pickler, "reducer_override", None)
@@ -243,6 +311,8 @@ def children(obj: Any, *, saving: Saving | None = None) -> Iterator[tuple[str, A
                 yield f"<set item {i}>", v
             if t in (set, frozenset):
                 return
+        if t in ATOMIC:
+            return  # atoms (a str, an int) have no parts, whatever their __reduce_ex__ says
         if isinstance(obj, types.FunctionType):
             if saving is None or saving.by_value(obj):
                 yield from _function_children(obj)
@@ -390,7 +460,7 @@ def _state_children(state: dict[Any, Any]) -> Iterator[tuple[str, Any]]:
 
 def failure_reason(culprit: Any, cause: BaseException) -> str:
     """Why ``culprit`` cannot be serialized, for a message (``cause``: what the pickler raised)."""
-    if isinstance(culprit, types.FunctionType):
+    if issubclass(type(culprit), types.FunctionType):
         return (
             f"the function cannot be found by name and could not be serialized by value ({cause})"
         )

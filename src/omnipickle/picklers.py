@@ -1,6 +1,9 @@
-"""``Unpickler``: the drop-in counterpart of ``pickle.Unpickler``.
+"""``Pickler`` and ``Unpickler``: the drop-in counterparts of ``pickle.Pickler`` and
+``pickle.Unpickler``.
 
-(``omnipickle.Pickler`` is :class:`omnipickle.backends.auto.AutoPickler`.)
+``Pickler`` is the auto backend's pickler (:class:`omnipickle.backends.auto.AutoPickler`) whose
+``dump`` reports a failure as ``dumps`` does: a :class:`PicklingError` naming the path, that is
+also the type pickle raises.
 
 A subclass's ``find_class`` and ``persistent_load`` are pickle's way to vet what a stream may
 import (the "Restricting Globals" recipe of the pickle documentation), so they must see every
@@ -17,18 +20,96 @@ from typing import Any
 
 from ._reconstruct import LOAD_HOOKS
 from .api import unpickle
+from .backends.auto import AutoPickler
+from .diagnostics import describe_failure
+from .errors import LOAD_FAILURES, PICKLING_FAILURES, load_failure
 from .files import seekable
 from .format import reader
 from .format.header import MAGIC, is_envelope, sniff_size, starts_envelope
 from .format.signing import KeyArgument
 from .options import load_options
 
-__all__ = ["Unpickler"]
+__all__ = ["Pickler", "Unpickler"]
 
 _NO_PERSISTENT_LOAD = (
     "A load persistent id instruction was encountered, but no persistent_load function was "
     "specified."
 )
+
+
+class Pickler(AutoPickler):
+    """A drop-in ``pickle.Pickler`` that also writes lambdas, closures and ``__main__`` code by
+    value, recreates locks and reopens files (see :class:`omnipickle.backends.auto.AutoPickler`).
+
+    Writes plain pickle streams (no envelope). Subclasses may define ``persistent_id``,
+    ``dispatch_table`` and ``reducer_override``, as for ``pickle.Pickler``.
+
+    Args:
+        file: a binary file object (anything with ``write``).
+        protocol: as for :class:`pickle.Pickler` (default: the highest).
+        fix_imports, buffer_callback: as for :class:`pickle.Pickler`.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``class P(omnipickle.Pickler, Mixin)`` with a ``reducer_override`` in ``Mixin``: the
+        pickle documentation's pattern, where ``pickle.Pickler`` leaves the mixin's hook in
+        charge. The mixin's hook is asked first, and auto's (code by value) when it returns
+        ``NotImplemented``, as a subclass's own override calling ``super()`` would."""
+        super().__init_subclass__(**kwargs)
+        first = next(k for k in cls.__mro__ if "reducer_override" in k.__dict__)
+        if first is not AutoPickler:
+            return  # the subclass's own (which calls super() for auto's), or one set up here
+        mro = cls.__mro__
+        for klass in mro[mro.index(AutoPickler) + 1 :]:
+            if "reducer_override" in klass.__dict__ and not issubclass(klass, pickle.Pickler):
+                hook = _consulting(klass.__dict__["reducer_override"])
+                cls.reducer_override = hook  # type: ignore[method-assign,assignment]
+                return
+
+    def dump(self, obj: Any) -> None:
+        """Write ``obj`` to the file.
+
+        Raises:
+            PicklingError: a part of ``obj`` cannot be serialized; the message and ``.path``
+                name where. Where pickle raises ``TypeError``, ``AttributeError`` or
+                ``RecursionError``, it is a :class:`PicklingTypeError`,
+                :class:`PicklingAttributeError` or :class:`PicklingRecursionError`.
+        """
+        if not self.__dict__.get("_omni_report", "_auto_table" in self.__dict__):
+            # A twin, for the locator; or an instance whose __init__ never ran, which the C
+            # pickler refuses itself (PicklingError: Pickler.__init__() was not called).
+            super().dump(obj)
+            return
+        try:
+            super().dump(obj)
+        except PICKLING_FAILURES as exc:
+            raise describe_failure(obj, exc, self._twin) from exc
+
+    def _twin(self, file: Any) -> pickle.Pickler:
+        """A pickler like this one (same class and table) writing to ``file``: what the
+        locator test-pickles the parts of a failed dump with."""
+        try:
+            twin: Pickler = type(self)(file, self.proto)
+        except TypeError:  # a subclass whose constructor wants other arguments
+            twin = Pickler(file, self.proto)
+        if "_user_table" in self.__dict__ and self._user_table is not None:
+            twin.dispatch_table = self._user_table
+        # The locator wants what the pickler raises, not a report (which would locate again).
+        twin.__dict__["_omni_report"] = False
+        return twin
+
+
+def _consulting(mixin_override: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A ``reducer_override`` that asks ``mixin_override`` first, then auto's."""
+    ours = AutoPickler.reducer_override
+
+    def reducer_override(self: Any, obj: Any) -> Any:
+        rv = mixin_override(self, obj)
+        if rv is NotImplemented:
+            return ours(self, obj)
+        return rv
+
+    return reducer_override
 
 
 class _Lookahead:
@@ -143,6 +224,11 @@ class Unpickler(pickle.Unpickler):
         buffers: Any = None,
         key: KeyArgument | None = None,
     ) -> None:
+        # pickle's own checks of the file (read and readline, the errors their properties
+        # raise) come first, as they would for pickle.Unpickler.
+        super().__init__(
+            file, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+        )
         self._omni_options = load_options(
             fix_imports=fix_imports,
             encoding=encoding,
@@ -172,6 +258,9 @@ class Unpickler(pickle.Unpickler):
                 verify.
             and what ``find_class``, ``persistent_load`` and :func:`omnipickle.load` raise.
         """
+        if "_omni_options" not in self.__dict__:
+            # __init__ never ran: the C unpickler refuses itself (UnpicklingError).
+            return super().load()
         token = LOAD_HOOKS.set(_Hooks(self) if self._has_hooks() else None)
         try:
             # With a key, a plain stream is refused by the reader, as load(file, key=) does.
@@ -181,7 +270,14 @@ class Unpickler(pickle.Unpickler):
                     keys=self._omni_options.keys,
                 )
                 return unpickle(payload, self._omni_options)
-            return super().load()
+            try:
+                return super().load()
+            except LOAD_FAILURES as exc:
+                # Caught in the frame that called the unpickler: see errors.load_failure.
+                error = load_failure(exc, size=None, ended=False)
+                if error is None:
+                    raise
+                raise error from exc
         finally:
             LOAD_HOOKS.reset(token)
 

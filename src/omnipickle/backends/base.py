@@ -16,7 +16,7 @@ from typing import Any
 from .._reconstruct import LOAD_HOOKS, deferring
 from ..checksums import Running, running
 from ..diagnostics import describe_failure
-from ..errors import PICKLING_FAILURES, PicklingError
+from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
 
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
@@ -91,19 +91,33 @@ class Backend(ABC):
         errors: str,
         buffers: Any,
     ) -> Any:
-        """Rebuild the object from a stream this backend wrote (default: ``pickle.loads``)."""
-        if LOAD_HOOKS.get() is None:
-            return pickle.loads(
-                data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+        """Rebuild the object from a stream this backend wrote (default: ``pickle.loads``).
+
+        What the code the stream runs raises (a ``__setstate__``, a missing module) propagates
+        as under pickle; what the unpickler raises for the stream itself is an
+        :class:`omnipickle.UnpicklingError` that is also that type (see
+        :func:`omnipickle.errors.load_failure`).
+        """
+        try:
+            if LOAD_HOOKS.get() is None:
+                return pickle.loads(
+                    data, fix_imports=fix_imports, encoding=encoding, errors=errors, buffers=buffers
+                )
+            reader = unpickler(
+                pickle.Unpickler,
+                data,
+                fix_imports=fix_imports,
+                encoding=encoding,
+                errors=errors,
+                buffers=buffers,
             )
-        return unpickler(
-            pickle.Unpickler,
-            data,
-            fix_imports=fix_imports,
-            encoding=encoding,
-            errors=errors,
-            buffers=buffers,
-        ).load()
+            return reader.load()
+        except LOAD_FAILURES as exc:
+            # Caught here, in the frame that called the unpickler: see load_failure.
+            error = load_failure(exc, size=len(data), ended=bytes(data[-1:]) != b".")
+            if error is None:
+                raise
+            raise error from exc
 
 
 def unpickler(
@@ -125,6 +139,24 @@ def unpickler(
 
 
 PicklerFactory = Callable[..., pickle.Pickler]
+
+
+class BufferRecorder:
+    """A user's ``buffer_callback``, recording whether any buffer went out of band (the
+    callback returned a false value, as pickle reads it): only then does a payload need
+    ``buffers=`` to load."""
+
+    __slots__ = ("out_of_band", "user")
+
+    def __init__(self, user: Callable[[pickle.PickleBuffer], Any]) -> None:
+        self.user = user
+        self.out_of_band = False
+
+    def __call__(self, buf: pickle.PickleBuffer) -> Any:
+        result = self.user(buf)
+        if not result:
+            self.out_of_band = True
+        return result
 
 
 def run_pickler(

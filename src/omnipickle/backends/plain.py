@@ -134,14 +134,19 @@ def probe(obj: Any, by_value: frozenset[str] = frozenset()) -> str:
             methods = True  # for the plain pickler with the table that checks its name
             queue.extend((item.__func__, item.__self__))
             continue
-        if t is _FunctionType or isinstance(item, type):
-            if not importable(item, by_value):
+        try:
+            if t is _FunctionType or isinstance(item, type):
+                if not importable(item, by_value):
+                    return CODE
+                continue
+            if not importable(t, by_value):
                 return CODE
-            continue
-        if not importable(t, by_value):
+            kind = INSTANCES
+            state = getattr(item, "__dict__", None)
+        except Exception:  # noqa: BLE001 - the object's own attribute hooks failed
+            # (a __getattribute__ that recurses forever, say): the pickler meets the same
+            # failure and reports it with its path and type; the probe only guesses.
             return CODE
-        kind = INSTANCES
-        state = getattr(item, "__dict__", None)
         if type(state) is dict:
             queue.extend(itertools.islice(state.values(), _PROBE_FANOUT))
     return METHODS if methods else kind

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, Pickled, bits_for, loader_id
-from ..backends.base import CrcWorker, accept_chunk
+from ..backends.base import BufferRecorder, CrcWorker, accept_chunk
 from ..checksums import algorithm_for, preferred, running
 from ..codecs import Codec
 from . import header as layout
@@ -340,9 +340,11 @@ class FileWriter:
         self.level = level
         self.key = key
         self.sink = FileSink(out, codec, level, protocol)
-        self.user_buffers = buffer_callback is not None
+        # The payload is flagged as needing buffers= only if one of the user's did go out of
+        # band (a callback that keeps them all in-band makes a payload that loads alone).
+        self._recorder = BufferRecorder(buffer_callback) if buffer_callback is not None else None
         self.buffers: list[pickle.PickleBuffer] = []
-        self.buffer_callback = buffer_callback
+        self.buffer_callback: Any = self._recorder
         if buffer_callback is None and protocol >= 5:
             self.buffer_callback = self._to_section
 
@@ -351,6 +353,11 @@ class FileWriter:
             self.buffers.append(buf)
             return False  # out of band: a section
         return True
+
+    @property
+    def user_buffers(self) -> bool:
+        """Whether the user's ``buffer_callback`` put a buffer out of band."""
+        return self._recorder is not None and self._recorder.out_of_band
 
     def abort(self) -> None:
         """Forget what was written: the file is back where it was."""
