@@ -261,4 +261,4 @@ def test_a_missing_module_of_the_users_gets_no_note(tmp_path: Path) -> None:
     the user's module missing, not a backend's, whatever the versions."""
     payload = omnipickle.dumps([lambda x: x, Plain(1, 2)], protocol=5)
     name, notes = _load_in_a_child(_rewrite(payload, versions={"cloudpickle": OLD}), tmp_path)
-    assert (name, notes) == ("ModuleNotFoundError", [])
+    assert name.endswith("ModuleNotFoundError") and notes == []  # pickle's type, kept

@@ -20,7 +20,7 @@ def test_demo_runs_every_step_in_a_fresh_interpreter() -> None:
     assert '>>> jobs["double"](10), jobs["with_tax"](10)\n(20, 12.0)\n' in out
     assert '>>> inventory.conn.execute("select sum(qty) from stock").fetchone()\n(3,)\n' in out
     assert "code by value  yes" in out
-    assert "PicklingError: cannot serialize socket.socket at root['clients'][0].sock" in out
+    assert "PicklingTypeError: cannot serialize socket.socket at root['clients'][0].sock" in out
     assert "DroppedResourceWarning: 1 live resource(s) left out" in out
     assert ">>> omnipickle.loads(data)\nCorruptPayloadError: corrupt payload" in out
     assert out.rstrip().endswith("Done.")

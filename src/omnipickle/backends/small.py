@@ -68,10 +68,13 @@ def _graph_kind(obj: Any) -> int:
         elif t in _SEQUENCES:
             budget -= 1 + len(item)
             stack.extend(item)
-        elif t is _FunctionType or isinstance(item, type):
+        elif t is _FunctionType or issubclass(t, type):
             return _OTHER  # code: by name or by value, auto decides
         else:
-            state = getattr(item, "__dict__", None)
+            try:
+                state = getattr(item, "__dict__", None)
+            except Exception:  # noqa: BLE001 - the object's own attribute hooks failed: the
+                return _OTHER  # general path meets it again and says where
             if type(state) is not dict:
                 return _OTHER  # slots, C types: the general path decides
             budget -= 1 + len(state)
