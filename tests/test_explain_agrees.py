@@ -149,21 +149,9 @@ def _local_classes() -> dict[str, Any]:
     }
 
 
-# dumps' error names the wrong path for these (see the lead's notes): the case is kept, marked.
-DUMPS_PATH_WRONG = {
-    "class by value using a connection": "dumps does not look into the class (says root)",
-    "the class itself": "dumps does not look into the class (says root)",
-    "property using a socket": "dumps does not look into the class (says root)",
-    "staticmethod using a connection": "dumps does not look into the class (says root)",
-    "comprehension using a connection": "dumps does not look into the class (says root)",
-    "deep lists": "dumps says root for a graph nested too deeply",
-    "deep objects": "dumps says root for a graph nested too deeply",
-    "deep dicts": "dumps says root for a graph nested too deeply",
-    "deep, then a socket": "dumps says root for a graph nested too deeply",
-    "a socket 300 levels down": "dumps stops looking 200 levels down, and writes every [0]",
-    "method by value using a global": "dumps reduces the method by name to look (says root)",
-    "local lru_cache using a global": "dumps reduces the function by name to look (says root)",
-}
+# Cases where dumps' error once named another path than explain's first problem (it did not
+# look into what goes by value, and said root for deep graphs): none now; kept for new ones.
+DUMPS_PATH_WRONG: dict[str, str] = {}
 # dumps raises the user's own exception (as pickle does), which names no path.
 NO_PATH = {"__reduce_ex__ raises RuntimeError"}
 
@@ -374,8 +362,23 @@ def test_the_first_problem_is_the_path_dumps_names(name: str, corpus: dict[str, 
 def test_explain_names_where_too_deep_and_what_a_class_by_value_uses(
     corpus: dict[str, Any],
 ) -> None:
-    """The paths explain gives for the cases where dumps' path is marked wrong above."""
-    first = {name: omnipickle.explain(corpus[name]).problems[0].path for name in DUMPS_PATH_WRONG}
+    """The paths explain gives (and dumps names too) where code goes by value or a graph is too
+    deep."""
+    names = (
+        "class by value using a connection",
+        "the class itself",
+        "property using a socket",
+        "staticmethod using a connection",
+        "comprehension using a connection",
+        "deep lists",
+        "deep objects",
+        "deep dicts",
+        "deep, then a socket",
+        "a socket 300 levels down",
+        "method by value using a global",
+        "local lru_cache using a global",
+    )
+    first = {name: omnipickle.explain(corpus[name]).problems[0].path for name in names}
     assert first["class by value using a connection"] == (
         "root.__class__.count<global LIVE>['conn']"
     )
@@ -602,7 +605,6 @@ def test_what_explain_passes_loads_in_another_fresh_interpreter(
     assert main_results["loaded"] == ["class_using_a_global_lock 42", "closure_over_a_list 1"]
 
 
-@pytest.mark.xfail(strict=True, reason="dumps does not look into a class sent by value")
 def test_main_dumps_names_the_path_explain_names(main_results: dict[str, Any]) -> None:
     for name in ("class using a global connection", "the class using it"):
         result = main_results[name]

@@ -57,7 +57,7 @@ class NullSink:
 
 
 _MAX_CHILDREN = 100_000
-_MAX_DEPTH = 200
+_MAX_DEPTH = 2_000
 
 
 def type_name(obj: Any) -> str:
@@ -87,7 +87,9 @@ def locate_failure(
     def refused(candidate: Any) -> bool:
         return _own_reduction_fails(candidate, make_pickler(NullSink()))
 
-    return _locate(obj, fails, refused, exc)
+    # Looked into as the dump's own pickler saves it: a class, a bound method or a cached
+    # function it sends by value has parts (code, globals) where the problem can be.
+    return _locate(obj, fails, refused, exc, Saving(make_pickler(NullSink())))
 
 
 def describe_failure(
@@ -103,9 +105,12 @@ def describe_failure(
     if isinstance(cause, RecursionError):
         loop = recursing_code(cause)
         if loop is None:
+            # Where the nesting bottoms out: the same place explain() names, whatever the depth
+            # the caller already had.
+            deepest = deepest_part(obj, saving=Saving(make_pickler(NullSink())))
             return _error(
                 cause,
-                path="root",
+                path=deepest.path,
                 culprit=obj,
                 reason=f"the graph is nested too deeply for the pickler ({cause})",
                 fix="flatten it or raise sys.setrecursionlimit()",
@@ -205,25 +210,27 @@ def _locate(
     fails: Callable[[Any], BaseException | None],
     refused: Callable[[Any], bool],
     exc: BaseException,
+    saving: Saving | None = None,
 ) -> tuple[str, Any, BaseException]:
     """Follow failing children down from ``obj``; stop at a node refused for itself."""
-    path, current, cause = "root", obj, exc
+    labels: list[str] = []
+    current, cause = obj, exc
     seen = {id(obj)}
     for _ in range(_MAX_DEPTH):
         if refused(current):
             break
-        for label, child in children(current):
+        for label, child in children(current, saving=saving):
             if id(child) in seen:
                 continue
             seen.add(id(child))
             err = fails(child)
             if err is not None:
-                path += label
+                labels.append(label)
                 current, cause = child, err
                 break
         else:
             break
-    return path, current, cause
+    return format_path(labels), current, cause
 
 
 # Types the pickler saves itself (no reduction of their own to fail); only their parts can.
