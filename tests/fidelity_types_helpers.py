@@ -15,6 +15,12 @@ class TaggedArray(np.ndarray):
         self.tag = getattr(obj, "tag", None)
 
 
+class SlottedArray(np.ndarray):
+    """An ndarray subclass whose instances have no ``__dict__``."""
+
+    __slots__ = ()
+
+
 class OwnPickleArray(np.ndarray):
     """Says itself how it is pickled (numpy's recipe): auto leaves its reduction alone."""
 

@@ -22,7 +22,7 @@ import pytest
 
 import omnipickle
 from conftest import check_python
-from fidelity_types_helpers import OwnPickleArray, Shadowed, Slots, TaggedArray
+from fidelity_types_helpers import OwnPickleArray, Shadowed, Slots, SlottedArray, TaggedArray
 from helpers import Plain
 from omnipickle import _rebuild
 from omnipickle.backends import auto, builtin_types
@@ -470,6 +470,25 @@ def test_an_ndarray_subclass_keeps_its_instance_attributes(protocol: int) -> Non
     assert type(loaded) is TaggedArray
     assert loaded.tolist() == [[0, 1, 2], [3, 4, 5]]
     assert (loaded.tag, loaded.extra) == ("calibrated", {"unit": "m"})
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_plain_arrays_beside_code_by_value_pickle_as_numpy_pickles_them(protocol: int) -> None:
+    """Beside a lambda the whole dump goes through auto's dispatch table: a plain ndarray (no
+    __dict__ at all) keeps numpy's own reduction there."""
+    arrays = [np.arange(5.0), np.arange(6).reshape(2, 3)[:, ::2], np.array([1, "x"], dtype=object)]
+    func, *loaded = round_trip([lambda: 1, *arrays], protocol)
+    assert func() == 1
+    assert [(type(a), a.tolist()) for a in loaded] == [(np.ndarray, a.tolist()) for a in arrays]
+    table = auto.DispatchTable(protocol)
+    assert table[np.ndarray] is table[Plain]  # the plain __reduce_ex__
+
+
+def test_an_ndarray_subclass_without_a_dict_pickles_as_numpy_pickles_it() -> None:
+    array = np.arange(3).view(SlottedArray)
+    assert not hasattr(array, "__dict__")
+    func, loaded = round_trip([lambda: 2, array])
+    assert (type(loaded), loaded.tolist(), func()) == (SlottedArray, [0, 1, 2], 2)
 
 
 def test_an_ndarray_subclass_past_the_probe_keeps_its_instance_attributes() -> None:

@@ -153,6 +153,8 @@ def _carries_dict(cls: type, ndarray: type) -> bool:
     """Whether auto adds the instance ``__dict__`` to numpy's pickle of ``cls``: a subclass of
     ``ndarray`` that is not numpy's (``memmap`` keeps its open map there) and does not say
     itself how it is pickled, nor inherits that from a class between it and ``ndarray``."""
+    if cls is ndarray:
+        return False
     for klass in cls.__mro__:
         if klass is ndarray:
             return True
@@ -177,7 +179,7 @@ def array_reducer(cls: type, default: Callable[[Any], Any]) -> Callable[[Any], A
 
 def _reduce_array(obj: Any, default: Callable[[Any], Any]) -> Any:
     rv = default(obj)
-    attrs = obj.__dict__
+    attrs = getattr(obj, "__dict__", None)  # (a subclass with __slots__ may have none)
     if not attrs or not isinstance(rv, tuple) or len(rv) < 2 or any(x is not None for x in rv[3:]):
         return rv
     state = rv[2] if len(rv) > 2 else None
