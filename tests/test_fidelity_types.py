@@ -182,6 +182,14 @@ def test_a_descriptor_loads_as_the_identical_object(name: str, protocol: int) ->
     assert round_trip(descriptor, protocol) is descriptor
 
 
+@pytest.mark.parametrize("name", list(DESCRIPTORS))
+def test_a_descriptor_past_the_probe_loads_as_the_identical_object(name: str) -> None:
+    """Where auto first tries the bare C pickler, which writes a member descriptor as
+    getattr(cls, name)."""
+    descriptor = DESCRIPTORS[name]()
+    assert round_trip(instance_heavy(descriptor))[-1] is descriptor
+
+
 def test_getattr_would_not_have_found_the_shadowed_slot() -> None:
     """The case above that only a lookup in the class's __dict__ gets right."""
     assert Shadowed.x == "the metaclass's x"
