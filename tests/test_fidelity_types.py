@@ -25,7 +25,7 @@ from conftest import check_python
 from fidelity_types_helpers import OwnPickleArray, Shadowed, Slots, SlottedArray, TaggedArray
 from helpers import Plain
 from omnipickle import _rebuild
-from omnipickle.backends import auto, builtin_types
+from omnipickle.backends import auto, builtin_types, small
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
 TESTS = Path(__file__).parent
@@ -686,8 +686,11 @@ def test_plain_data_dumps_run_none_of_the_builtin_type_reducers(
             return _original(*args)
 
         monkeypatch.setattr(builtin_types, name, spy)
+        if hasattr(small, name):
+            monkeypatch.setattr(small, name, spy)
     plain = {"ints": list(range(1000)), "text": ["x" * 10] * 100, "nested": [{"a": (1.5, None)}]}
     assert round_trip(plain) == plain
+    assert round_trip({"small": [1, "x"]}) == {"small": [1, "x"]}  # the per-call fast path
     assert calls == []
 
 

@@ -53,6 +53,8 @@ def _type_keys() -> dict[type, str]:
 
 def reduce_builtin_type(cls: type) -> tuple[Any, ...] | None:
     """``(builtin_type, (key,))`` for a nameless built-in type of the table, else ``None``."""
+    if type(cls) is not type:
+        return None  # a class with a metaclass (which may not even be hashable): not ours
     key = _type_keys().get(cls)
     if key is None:
         return None
