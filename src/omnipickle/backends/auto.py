@@ -44,6 +44,7 @@ from .._reconstruct import import_dill
 from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
 from ..errors import PICKLING_FAILURES, PicklingError
 from ..resources import has_user_rules, refuse, resource_rule
+from . import builtin_types
 from .base import (
     Backend,
     BufferCallback,
@@ -185,17 +186,14 @@ def _reduce_with_cloudpickle(obj: Any) -> Any:
 
 def _cloudpickle_only_types() -> list[type]:
     import abc
-    import collections
     import dataclasses
     import typing
 
-    odict: collections.OrderedDict[Any, Any] = collections.OrderedDict()
     return [
         types.CellType,
         types.CodeType,
         types.ModuleType,
         types.MappingProxyType,
-        types.GetSetDescriptorType,
         property,
         classmethod,
         staticmethod,
@@ -203,13 +201,6 @@ def _cloudpickle_only_types() -> list[type]:
         abc.abstractclassmethod,
         abc.abstractstaticmethod,
         typing.TypeVar,
-        type({}.keys()),
-        type({}.values()),
-        type({}.items()),
-        type(odict.keys()),
-        type(odict.values()),
-        type(odict.items()),
-        memoryview,
         weakref.WeakSet,
         dataclasses._FIELD_BASE,  # type: ignore[attr-defined]
     ]
@@ -264,6 +255,8 @@ class DispatchTable(dict[type, Callable[[Any], Any]]):
         self.update(_TABLE)
         for cls, reducer in NAME_CHECKED.items():
             self.setdefault(cls, reducer)  # a copyreg registration for it comes first
+        for cls, reducer in builtin_types.REDUCERS.items():
+            self.setdefault(cls, reducer)  # memoryviews, dict views, descriptors
         self._default = operator.methodcaller("__reduce_ex__", protocol)
         self._drop = drop
 
@@ -275,7 +268,7 @@ class DispatchTable(dict[type, Callable[[Any], Any]]):
         rule = resource_rule(cls)  # type: ignore[arg-type]
         reducer: Callable[[Any], Any]
         if rule is None:
-            reducer = self._default
+            reducer = builtin_types.array_reducer(cls, self._default)  # ndarray subclasses
         elif rule.action == "drop":
             reducer = _drop_live_resource if self._drop else refuse
         else:
@@ -412,6 +405,9 @@ class AutoPickler(pickle.Pickler):
             ):
                 # By name, or by the reducer registered for its metaclass (copyreg.pickle).
                 return NotImplemented
+            builtin = builtin_types.reduce_builtin_type(obj)  # type({}.keys())...
+            if builtin is not None:
+                return builtin
             rv = class_reduce(obj)
             if rv is not NotImplemented:
                 _note("cloudpickle")
@@ -568,7 +564,11 @@ def _dump_plain(
     So unless the probe saw bound methods (``kind`` is ``METHODS``), the first attempt has no
     table, and a stream that names ``getattr`` is redone with one.
     """
-    watch = (MAIN_MARKER, *(m.encode() for m in registered))
+    watch = (
+        MAIN_MARKER,
+        *(m.encode() for m in registered),
+        *builtin_types.plain_path_markers(),  # ndarray subclasses with a __dict__
+    )
     attempts: list[tuple[type[PlainTable] | None, tuple[bytes, ...]]] = [(PlainTable, watch)]
     if kind != METHODS:
         attempts.insert(0, (None, (*watch, GETATTR_MARKER)))

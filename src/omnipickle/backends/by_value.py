@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._reconstruct import make_lru_cache, make_method
+from .builtin_types import enum_reduce
 
 __all__ = [
     "NAME_CHECKED",
@@ -116,8 +117,10 @@ def class_reduce(cls: type) -> Any:
         rv = _unhashable_class_reduce(cp, cls)
     else:
         rv = cp._class_reduce(cls)
+    if rv is not NotImplemented and rv[0] is cp._make_skeleton_enum:
+        return enum_reduce(cls, rv)  # every member, multi-bit flags and aliases included
     if rv is NotImplemented or rv[0] is not cp._make_skeleton_class:
-        return rv  # by reference, a builtin oddity (NoneType...), or an enum by value
+        return rv  # by reference, or a builtin oddity (NoneType...)
     func, args, *rest = rv
     type_kwargs = dict(args[3])
     type_kwargs["__qualname__"] = cls.__qualname__

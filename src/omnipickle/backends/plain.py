@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import BufferCallback
+from .builtin_types import REDUCERS
 from .by_value import NAME_CHECKED, importable
 
 __all__ = [
@@ -56,6 +57,10 @@ class PlainTable(dict[type, Callable[[Any], Any]]):
     def __init__(self, protocol: int) -> None:
         super().__init__(copyreg.dispatch_table)
         for cls, reducer in NAME_CHECKED.items():
+            self.setdefault(cls, reducer)
+        # Descriptors too: pickle writes a member descriptor as getattr(cls, name), which a
+        # metaclass attribute of that name shadows.
+        for cls, reducer in REDUCERS.items():
             self.setdefault(cls, reducer)
         self._default = operator.methodcaller("__reduce_ex__", protocol)
 

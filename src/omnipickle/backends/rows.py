@@ -52,7 +52,7 @@ BUILTIN_ROWS: tuple[BackendRow, ...] = (
         "omnipickle.backends.auto:AUTO",
         streams=True,
         supports_drop=True,
-        global_prefixes=("omnipickle._reconstruct",),
+        global_prefixes=("omnipickle._reconstruct", "omnipickle._rebuild"),
     ),
     BackendRow(
         "pickle", "omnipickle.backends.pickle_backend:PICKLE", bit=1, loader_id=0, streams=True

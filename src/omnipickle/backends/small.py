@@ -11,7 +11,8 @@ exactly what the ``auto`` backend would:
 - those and instances of importable classes with a ``__dict__``: what ``auto`` first hands to
   the bare C pickler anyway (``_dump_plain``), and the same rule decides. What pickle cannot
   carry fails there and takes the general path; a stream that names ``__main__``, ``getattr``
-  (a bound method) or a module registered to go by value is thrown away for it.
+  (a bound method), a module registered to go by value or an ndarray subclass whose instances
+  carry attributes (``builtin_types.plain_path_markers``) is thrown away for it.
 
 Anything else, or a graph too large to check cheaply, gets ``None``: the caller takes the
 general path, which is as fast as pickle in bulk.
@@ -25,6 +26,7 @@ from typing import Any
 
 from ..errors import PICKLING_FAILURES
 from ..resources import has_user_rules
+from .builtin_types import plain_path_markers
 from .by_value import by_value_modules, importable
 from .plain import GETATTR_MARKER, MAIN_MARKER
 
@@ -137,4 +139,6 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
         return None
     if registered and any(name.encode() in stream for name in registered):
         return None
+    if any(marker in stream for marker in plain_path_markers()):
+        return None  # an ndarray subclass instance, written without its __dict__
     return stream

@@ -134,6 +134,15 @@ DEFAULT_ALLOW: frozenset[str] = frozenset(
         # numpy object).
         "omnipickle._reconstruct.dropped_resource",
         "omnipickle._reconstruct.restore_state",
+        # memory_view(data, format, shape) casts a memoryview over bytes or a bytearray of the
+        # stream (anything else is refused) to a layout memoryview.cast checks against the data's
+        # length: no copy, nothing called. dict_view(mapping, kind) calls the built-in
+        # dict.keys/values/items (or OrderedDict's) on a dict of the stream, never a subclass's
+        # method, and refuses any other kind. builtin_type (type objects), descriptor (an
+        # attribute of a class, like getattr) and array_state (numpy's __setstate__, which the
+        # validating constructors are there to avoid) are not here: see TRUSTED_ALLOW.
+        "omnipickle._rebuild.memory_view",
+        "omnipickle._rebuild.dict_view",
         # omnipickle's recreated synchronization primitives: each makes a fresh lock,
         # semaphore, event... from ints and flags (make_bounded_semaphore's arguments are
         # checked: see the unpickler). make_condition(lock) only stores its argument.
@@ -205,6 +214,10 @@ TRUSTED_ALLOW: frozenset[str] = frozenset(
         # an lru_cache'd function by value.
         "omnipickle._reconstruct.make_method",
         "omnipickle._reconstruct.make_lru_cache",
+        # Type objects, class attributes (like getattr) and numpy's __setstate__.
+        "omnipickle._rebuild.builtin_type",
+        "omnipickle._rebuild.descriptor",
+        "omnipickle._rebuild.array_state",
     }
 )
 """What ``trusted=True`` accepts on top of the allow-list: by-value code and its building blocks.

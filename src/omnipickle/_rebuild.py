@@ -1,0 +1,178 @@
+"""The constructors payloads call for built-in objects that pickle cannot name or gets wrong.
+
+Type objects of C types without a public name (``type({}.keys())``), descriptors taken from a
+class's ``__dict__``, memoryviews, live dict views and the instance attributes of ndarray
+subclasses. Like :mod:`omnipickle._reconstruct`, this module is part of the wire format:
+payloads name its functions (``omnipickle._rebuild.builtin_type``), so a function here is never
+renamed or removed without leaving a shim behind, its signature only ever gains optional
+parameters, and the keys of its tables are never renamed. It imports nothing of the package.
+
+Nothing here evaluates text from a payload: a payload names a key of a fixed table, and the
+table's entry (written here, never read from the payload) computes the object.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "DICT_VIEWS",
+    "TYPE_EXPRESSIONS",
+    "array_state",
+    "builtin_type",
+    "descriptor",
+    "dict_view",
+    "memory_view",
+]
+
+
+class _Sequence:
+    """Only ``__getitem__``: ``iter()`` of one is the interpreter's plain sequence iterator."""
+
+    def __getitem__(self, index: int) -> Any:
+        raise IndexError(index)
+
+
+def _coroutine_wrapper() -> type:
+    async def nothing() -> None:
+        return None
+
+    coro = nothing()
+    try:
+        return type(coro.__await__())
+    finally:
+        coro.close()
+
+
+# What each key means: "the type of this expression on builtins", evaluated in the loading
+# interpreter. A key is the type's name in the interpreter the table was written for; where a
+# later Python merges two of these types (or splits one), both keys still resolve, each to the
+# type its own expression has there. The types in the ``types`` module, and every type found by
+# its name, are not here: pickle (or cloudpickle's ``_builtin_type``) already writes those.
+TYPE_EXPRESSIONS: dict[str, Callable[[], type]] = {
+    "dict_keys": lambda: type({}.keys()),
+    "dict_values": lambda: type({}.values()),
+    "dict_items": lambda: type({}.items()),
+    "dict_keyiterator": lambda: type(iter({})),
+    "dict_valueiterator": lambda: type(iter({}.values())),
+    "dict_itemiterator": lambda: type(iter({}.items())),
+    "dict_reversekeyiterator": lambda: type(reversed({})),
+    "dict_reversevalueiterator": lambda: type(reversed({}.values())),
+    "dict_reverseitemiterator": lambda: type(reversed({}.items())),
+    "odict_keys": lambda: type(collections.OrderedDict().keys()),
+    "odict_values": lambda: type(collections.OrderedDict().values()),
+    "odict_items": lambda: type(collections.OrderedDict().items()),
+    "odict_iterator": lambda: type(iter(collections.OrderedDict())),
+    "list_iterator": lambda: type(iter([])),
+    "list_reverseiterator": lambda: type(reversed([])),
+    "tuple_iterator": lambda: type(iter(())),
+    "range_iterator": lambda: type(iter(range(0))),
+    "longrange_iterator": lambda: type(iter(range(1 << 64))),
+    "set_iterator": lambda: type(iter(set())),
+    "str_ascii_iterator": lambda: type(iter("")),
+    "str_iterator": lambda: type(iter("\u0100")),
+    "bytes_iterator": lambda: type(iter(b"")),
+    "bytearray_iterator": lambda: type(iter(bytearray())),
+    "callable_iterator": lambda: type(iter(int, 1)),
+    "iterator": lambda: type(iter(_Sequence())),
+    "memory_iterator": lambda: type(iter(memoryview(b""))),
+    "coroutine_wrapper": _coroutine_wrapper,
+}
+"""Keys payloads name, each with the expression whose type it means."""
+
+
+def builtin_type(key: str) -> type:
+    """The built-in type that ``key`` of :data:`TYPE_EXPRESSIONS` names.
+
+    Raises:
+        ValueError: ``key`` is not a key of the table (a damaged payload, or one written by a
+            later omnipickle with a larger table).
+    """
+    make = TYPE_EXPRESSIONS.get(key) if type(key) is str else None
+    if make is None:
+        raise ValueError(f"omnipickle._rebuild.builtin_type: no built-in type is named {key!r}")
+    return make()
+
+
+def descriptor(owner: type, name: str) -> Any:
+    """The object ``owner.__dict__[name]`` itself: the member, getset or method descriptor a
+    payload refers to by its class and name (``getattr`` would call its ``__get__``, giving the
+    attribute's value, or a bound method, instead).
+
+    Raises:
+        TypeError: ``owner`` is not a class or ``name`` not a string.
+        AttributeError: ``owner`` has no attribute ``name`` of its own.
+    """
+    if not isinstance(owner, type) or type(name) is not str:
+        raise TypeError(
+            f"omnipickle._rebuild.descriptor needs a class and a name, not "
+            f"{type(owner).__name__} and {type(name).__name__}"
+        )
+    try:
+        return owner.__dict__[name]
+    except KeyError:
+        raise AttributeError(
+            f"{owner.__module__}.{owner.__qualname__} has no attribute {name!r} of its own"
+        ) from None
+
+
+def memory_view(data: bytes | bytearray, format: str, shape: tuple[int, ...] | None) -> memoryview:
+    """A memoryview over ``data`` (read-only over ``bytes``, writable over ``bytearray``), cast
+    to ``format`` and ``shape`` (``None``: one dimension).
+
+    Raises:
+        TypeError: ``data`` is not ``bytes`` or ``bytearray``, or the layout is not a string and
+            a tuple of ints.
+        ValueError: ``data`` cannot be cast to that layout.
+    """
+    if type(data) not in (bytes, bytearray) or type(format) is not str:
+        raise TypeError(
+            f"omnipickle._rebuild.memory_view needs bytes or bytearray and a format string, not "
+            f"{type(data).__name__} and {type(format).__name__}"
+        )
+    view: Any = memoryview(data)  # (typeshed types cast() for literal formats only)
+    if shape is None:
+        result: memoryview = view if format == "B" else view.cast(format)
+        return result
+    if type(shape) is not tuple or not all(type(n) is int for n in shape):
+        raise TypeError("omnipickle._rebuild.memory_view: a shape is a tuple of ints")
+    result = view.cast(format, shape)
+    return result
+
+
+DICT_VIEWS: dict[str, Callable[[Any], Any]] = {
+    "keys": dict.keys,
+    "values": dict.values,
+    "items": dict.items,
+    "odict_keys": collections.OrderedDict.keys,
+    "odict_values": collections.OrderedDict.values,
+    "odict_items": collections.OrderedDict.items,
+}
+"""The kinds of view :func:`dict_view` makes, each with the (C) method that makes it."""
+
+
+def dict_view(mapping: Any, kind: str) -> Any:
+    """A live view of ``mapping``: ``dict.keys(mapping)`` and so on (:data:`DICT_VIEWS`).
+
+    The methods are the built-in ones, called unbound: a subclass's own ``keys`` never runs.
+
+    Raises:
+        ValueError: ``kind`` is not a key of :data:`DICT_VIEWS`.
+        TypeError: ``mapping`` is not a dict (an OrderedDict for the ``odict_`` kinds).
+    """
+    make = DICT_VIEWS.get(kind) if type(kind) is str else None
+    if make is None:
+        raise ValueError(f"omnipickle._rebuild.dict_view: no kind of view is named {kind!r}")
+    return make(mapping)
+
+
+def array_state(obj: Any, state: tuple[Any, dict[str, Any]]) -> None:
+    """Set the state of an ndarray subclass instance: numpy's own (``inner``, given to the
+    class's ``__setstate__``), then the instance's attributes, which numpy's pickle leaves out.
+    """
+    inner, attrs = state
+    if inner is not None:
+        obj.__setstate__(inner)
+    obj.__dict__.update(attrs)
