@@ -54,8 +54,10 @@ from .resources import (
 from .serializer import Serializer
 
 if TYPE_CHECKING:  # what __getattr__ below imports on first use, for type checkers
+    from .backends.canonical import DeterminismError
     from .explain import Explanation, explain
     from .format.describe import Info
+    from .hashing import digest
     from .security import ScanReport, scan
     from .session import NotASessionError, SessionReport, dump_session, load_session
 
@@ -71,6 +73,8 @@ _LAZY = {
     "SessionReport": "session",
     "dump_session": "session",
     "load_session": "session",
+    "digest": "hashing",
+    "DeterminismError": "backends.canonical",
 }
 
 
@@ -105,6 +109,7 @@ __all__ = [
     "Codec",
     "CodecNotInstalledError",
     "CorruptPayloadError",
+    "DeterminismError",
     "DroppedResourceWarning",
     "Explanation",
     "IncompatiblePayloadError",
@@ -131,6 +136,7 @@ __all__ = [
     "UnsafePayloadError",
     "backends",
     "codecs",
+    "digest",
     "dump",
     "dump_session",
     "dumps",
