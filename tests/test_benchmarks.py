@@ -32,3 +32,9 @@ def test_calls_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = _quick("bench_calls.py")
     assert "| loads closure |" in out
     assert "PROBLEM" not in out
+
+
+def test_digest_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_digest.py")
+    assert "| (c) 300 closures |" in out
+    assert "PROBLEM" not in out

@@ -15,6 +15,7 @@ import datetime
 import decimal
 import fractions
 import io
+import ipaddress
 import json
 import pathlib
 import pickle
@@ -36,6 +37,7 @@ CASES = [
     "nested_dicts",
     "dataclasses",
     "main_class",
+    "main_enum",
     "main_instances",
     "lambda",
     "closures",
@@ -153,6 +155,27 @@ def test_set_and_frozenset_subclasses_keep_their_class_and_state() -> None:
     assert type(out).__name__ == "Tags" and out == {"x", "y", "z"} and out.note == "kept"
 
 
+def test_weak_sets_and_abc_registries_are_ordered() -> None:
+    import abc
+    import weakref
+
+    classes = [type(f"K{i}", (), {}) for i in range(20)]
+    forward, backward = weakref.WeakSet(classes), weakref.WeakSet(reversed(classes))
+    assert det(forward) == det(backward)
+
+    def make_abc(order: list[type]) -> type:
+        class Base(abc.ABC):  # noqa: B024 - registrations only
+            pass
+
+        for cls in order:
+            Base.register(cls)
+        return Base
+
+    assert det(make_abc(classes)) == det(make_abc(classes[::-1]))
+    loaded = omnipickle.loads(det(make_abc(classes)))
+    assert issubclass(omnipickle.loads(det(classes[3])), loaded)
+
+
 def test_a_set_of_items_that_serialize_alike_raises_naming_its_path() -> None:
     class Node:
         pass
@@ -217,6 +240,12 @@ def fresh_str(s: str) -> str:
         (lambda: fractions.Fraction(1, 3), "Fraction"),
         (lambda: uuid.UUID(int=5), "UUID"),
         (lambda: pathlib.PurePosixPath("/a/b"), "path"),
+        (lambda: pathlib.Path("/a/b"), "concrete path"),
+        (lambda: ipaddress.ip_address("10.0.0.1"), "IPv4Address"),
+        (lambda: ipaddress.ip_network("10.0.0.0/8"), "IPv4Network"),
+        (lambda: range(3, 9), "range"),
+        (lambda: slice(1, 5), "slice"),
+        (lambda: datetime.timedelta(days=2), "timedelta"),
         (lambda: np.dtype("f8").newbyteorder("="), "dtype"),
         (lambda: np.float64(2.5), "numpy scalar"),
         (lambda: Pair(fresh_str("left side"), 1), "namedtuple"),
@@ -302,7 +331,7 @@ def test_every_protocol_is_deterministic_and_round_trips(protocol: int) -> None:
     assert omnipickle.loads(det(obj, protocol=protocol)) == obj
 
 
-@pytest.mark.parametrize("compression", ["gzip", "zstd", "bz2", "lzma"])
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "bz2", "lzma", "lz4"])
 def test_compressed_and_signed_payloads_are_deterministic(compression: str) -> None:
     obj = {"s": {f"k{i}" for i in range(300)}}
     other = {"s": set(sorted(obj["s"], reverse=True))}
@@ -310,6 +339,16 @@ def test_compressed_and_signed_payloads_are_deterministic(compression: str) -> N
     assert det(obj, compression=compression, key=key) == det(
         other, compression=compression, key=key
     )
+
+
+def test_gzip_payloads_carry_no_timestamp(tmp_path: Path) -> None:
+    data = det({"s": {1, 2}}, compression="gzip")
+    start = data.index(b"\x1f\x8b\x08")
+    assert data[start + 4 : start + 8] == bytes(4)  # the member header's MTIME
+    omnipickle.dump({"s": {1, 2}}, tmp_path / "x.gz", deterministic=True)
+    written = (tmp_path / "x.gz").read_bytes()
+    start = written.index(b"\x1f\x8b\x08")
+    assert written[start + 4 : start + 8] == bytes(4)
 
 
 def test_large_bytes_round_trip_and_are_never_shared_by_identity() -> None:
@@ -418,6 +457,42 @@ def test_equal_class_definitions_get_the_same_identity() -> None:
     one, two = make(), make()
     assert one is not two
     assert det(one) == det(two)
+    loaded = omnipickle.loads(det([one, two]))
+    assert loaded[0] is loaded[1] and loaded[0]().get() == 5
+
+
+def test_in_the_dumping_process_a_class_by_value_loads_as_a_copy() -> None:
+    class Original:
+        pass
+
+    assert omnipickle.loads(det(Original)) is not Original
+    assert omnipickle.loads(omnipickle.dumps(Original)) is Original  # auto gives it back
+
+
+def test_bound_methods_and_cached_functions_by_value_are_deterministic() -> None:
+    import functools
+
+    class Counter:
+        def __init__(self, names: set[str]) -> None:
+            self.names = names
+
+        def count(self) -> int:
+            return len(self.names)
+
+    names = [f"n{i}" for i in range(30)]
+    first, second = Counter(set(names)), Counter(set(reversed(names)))
+    assert det(first.count) == det(second.count)
+    assert omnipickle.loads(det(first.count))() == 30
+
+    def make_cached() -> Any:
+        @functools.lru_cache(maxsize=8)
+        def square(x: int) -> int:
+            return x * x
+
+        return square
+
+    assert det(make_cached()) == det(make_cached())
+    assert omnipickle.loads(det(make_cached()))(4) == 16
 
 
 def test_strip_source_info_leaves_line_numbers_out_and_code_still_runs() -> None:
@@ -435,6 +510,17 @@ def _compile(source: str, filename: str) -> Any:
     namespace: dict[str, Any] = {"__name__": "__main__", "__file__": filename}
     exec(compile(source, filename, "exec"), namespace)
     return namespace["f"]
+
+
+def test_the_adapters_import_their_libraries_only_when_called() -> None:
+    out = check_python(
+        code="import sys\n"
+        "import omnipickle.adapters.dask, omnipickle.adapters.joblib\n"
+        "print(sorted(m for m in ('dask', 'joblib') if m in sys.modules))\n"
+        "omnipickle.adapters.joblib.hash(1), omnipickle.adapters.dask.register()\n"
+        "print(sorted(m for m in ('dask', 'joblib') if m in sys.modules))\n"
+    )
+    assert out.split("\n")[:2] == ["[]", "['dask']"]
 
 
 def test_import_omnipickle_does_not_import_the_deterministic_modules() -> None:

@@ -10,6 +10,7 @@ usage: deterministic_cases.py dump DIR   also writes DIR/<case>.pkl (the determi
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import sqlite3
@@ -49,6 +50,14 @@ class Shape:
         return self.sides * k + OFFSET
 
 
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+    def label(self) -> str:
+        return self.value.upper()
+
+
 class Pair(typing.NamedTuple):
     left: str
     right: int
@@ -82,6 +91,7 @@ def cases() -> dict[str, typing.Any]:
         },
         "dataclasses": [Point(1, set(words[:9])), Frozen("f", frozenset(words[9:20]))],
         "main_class": Shape,
+        "main_enum": [Color, Color.GREEN, {Color.RED, Color.GREEN}],
         "main_instances": [Shape("square"), Shape("triangle"), Pair("x", 1)],
         "lambda": lambda x: x * 2 + OFFSET,
         "closures": [make_adder(i) for i in range(5)],
@@ -100,6 +110,9 @@ def check(name: str, value: typing.Any) -> None:
     fresh = cases()[name]
     if name == "main_class":
         assert value("x").area(2) == 15, name
+    elif name == "main_enum":
+        assert value[1] is value[0].GREEN and value[1].label() == "GREEN"
+        assert value[2] == {value[0].RED, value[0].GREEN}
     elif name == "main_instances":
         assert [s.area(1) for s in value[:2]] == [11, 11] and value[0].seen == fresh[0].seen
         assert value[2] == ("x", 1)
