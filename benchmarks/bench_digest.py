@@ -5,11 +5,11 @@ Run it as a script::
     python benchmarks/bench_digest.py [--quick] [--runs R] [--array-mb MB] [--json PATH]
 
 Three workloads (README.md in this folder lists them): 200,000 small dicts, one large float64
-array (400 MB; 16 MB with ``--quick``) and 3,000 closures defined in this file (in ``__main__``,
-so they must be hashed by value: keep them here). Each library hashes each workload once per
-run, in an order rotated from run to run; the table shows median CPU seconds and each other
-library's time divided by omnipickle's (above 1: omnipickle is faster). The bar (issue 13):
-``digest`` faster than ``joblib.hash`` on all three.
+array (400 MB) and 3,000 closures defined in this file (in ``__main__``, so they must be hashed
+by value: keep them here); ``--quick`` takes 10,000 dicts, 16 MB and 300 closures. Each
+library hashes each workload once per run, in an order rotated from run to run; the table
+shows median CPU seconds and each other library's time divided by omnipickle's (above 1:
+omnipickle is faster). The bar (issue 13): ``digest`` faster than ``joblib.hash`` on all three.
 
 Before timing, the script checks that each digest is what it should be: the same for an equal
 copy of the workload built from new objects (sets filled in another order), different once one
@@ -75,7 +75,7 @@ def _dicts(n: int, reverse: bool = False) -> list[dict[str, Any]]:
 
 def workloads(quick: bool, array_mb: int) -> dict[str, tuple[Any, Any, Any]]:
     """Each workload: (the object, an equal copy built anew, a copy with one value changed)."""
-    n_dicts = 20_000 if quick else 200_000
+    n_dicts = 10_000 if quick else 200_000
     n_funcs = 300 if quick else 3_000
     size = array_mb * (1 << 20) // 8
     array = np.random.default_rng(0).random(size)
@@ -203,7 +203,7 @@ def bars(table: dict[str, dict[str, float | str]]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1/10 of the sizes, 3 runs")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 2 runs")
     parser.add_argument("--runs", type=int, default=None, help="runs per workload (default 5)")
     parser.add_argument("--array-mb", type=int, default=None, help="array size (default 400)")
     parser.add_argument("--json", help="also write the results here")
@@ -211,7 +211,7 @@ def main() -> int:
     if __name__ != "__main__":
         print("run this file as a script: its closures must be defined in __main__")
         return 2
-    runs = args.runs or (3 if args.quick else 5)
+    runs = args.runs or (2 if args.quick else 5)
     array_mb = args.array_mb or (16 if args.quick else 400)
     built = workloads(args.quick, array_mb)
     problems = [p for name, objects in built.items() for p in check(name, objects)]
