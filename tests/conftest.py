@@ -17,13 +17,23 @@ SRC = Path(__file__).parent.parent / "src"
 
 
 def run_python(
-    *args: str, code: str | None = None, timeout: float = 120
+    *args: str,
+    code: str | None = None,
+    timeout: float = 120,
+    env_overrides: dict[str, str | None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a *fresh* interpreter (a script from tests/scripts, or ``-c code``); return it.
 
     The child sees omnipickle from this checkout whether or not it is installed.
+    ``env_overrides`` sets (or, with ``None``, removes) environment variables for the child
+    (``PYTHONHASHSEED``...).
     """
     env = dict(os.environ)
+    for name, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH", "")]))
     cmd = [sys.executable]
     cmd += ["-c", code] if code is not None else [str(SCRIPTS / args[0])]
@@ -33,9 +43,11 @@ def run_python(
     )
 
 
-def check_python(*args: str, code: str | None = None) -> str:
+def check_python(
+    *args: str, code: str | None = None, env_overrides: dict[str, str | None] | None = None
+) -> str:
     """Like :func:`run_python`, but fail the test (showing stderr) unless it exits 0."""
-    proc = run_python(*args, code=code)
+    proc = run_python(*args, code=code, env_overrides=env_overrides)
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

@@ -38,4 +38,9 @@ def test_engines_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = _quick("bench_engines.py")
     assert "| omnipickle.futures map |" in out
     assert "| loky submit |" in out
+
+
+def test_digest_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_digest.py")
+    assert "| (c) 300 closures |" in out
     assert "PROBLEM" not in out

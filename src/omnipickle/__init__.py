@@ -56,8 +56,10 @@ from .resources import (
 from .serializer import Serializer
 
 if TYPE_CHECKING:  # what __getattr__ below imports on first use, for type checkers
+    from .backends.canonical import DeterminismError
     from .explain import Explanation, explain
     from .format.describe import Info
+    from .hashing import digest
     from .security import ScanReport, scan
     from .session import NotASessionError, SessionReport, dump_session, load_session
 
@@ -73,6 +75,8 @@ _LAZY = {
     "SessionReport": "session",
     "dump_session": "session",
     "load_session": "session",
+    "digest": "hashing",
+    "DeterminismError": "backends.canonical",
 }
 
 if TYPE_CHECKING:  # imported on first use, by __getattr__ below
@@ -123,6 +127,7 @@ __all__ = [
     "Codec",
     "CodecNotInstalledError",
     "CorruptPayloadError",
+    "DeterminismError",
     "DroppedResourceWarning",
     "Explanation",
     "IncompatiblePayloadError",
@@ -152,6 +157,7 @@ __all__ = [
     "UnsafePayloadError",
     "backends",
     "codecs",
+    "digest",
     "dump",
     "dump_session",
     "dumps",

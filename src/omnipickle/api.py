@@ -81,6 +81,11 @@ def _pickle(obj: Any, opts: DumpOptions, buffer_callback: Any, sink: Any = None)
         options["sink"] = sink
     if opts.drop:
         options["on_unpicklable"] = "drop"
+    if opts.deterministic:
+        from .backends.deterministic import dumps_deterministic  # only these dumps need it
+
+        options["strip_source_info"] = opts.strip_source_info
+        return dumps_deterministic(obj, **options)
     pickled: Pickled = opts.backend.dumps(obj, **options)
     if opts.drop:
         _warn_dropped(pickled.extra.get("dropped", ()))
@@ -146,6 +151,8 @@ def dumps(
     key: KeyArgument | None = None,
     on_unpicklable: OnUnpicklable = "raise",
     raw: bool = False,
+    deterministic: bool = False,
+    strip_source_info: bool = False,
 ) -> bytes:
     """Serialize ``obj`` to bytes.
 
@@ -170,6 +177,10 @@ def dumps(
             them (``info(data).dropped``). Only the ``auto`` backend can drop.
         raw: write a plain pickle stream with no envelope (readable by :func:`pickle.loads`
             wherever the backends it used are installed); no compression or signature.
+        deterministic: equal objects give equal bytes in every process and under every
+            ``PYTHONHASHSEED``: sets in a canonical order, classes by value with content
+            identities (docs/deterministic.md says what is covered). Loads as any payload.
+        strip_source_info: with ``deterministic``, leave line numbers out of code by value.
 
     Returns:
         The payload: an envelope (header, then the possibly compressed pickle stream), or the
@@ -181,6 +192,8 @@ def dumps(
             raises ``TypeError``, ``AttributeError`` or ``RecursionError``, it is also that
             type (:class:`PicklingTypeError`, :class:`PicklingAttributeError`,
             :class:`PicklingRecursionError`).
+        DeterminismError: with ``deterministic``, a part has no canonical form (a
+            :class:`PicklingError` naming its path).
         UnknownBackendError, UnknownCodecError: no backend or codec has that name.
         BackendNotInstalledError, CodecNotInstalledError: its package is missing.
         ValueError, TypeError: an option is out of range or of the wrong type.
@@ -194,6 +207,7 @@ def dumps(
         and (raw is False or raw is True)
         and on_unpicklable == "raise"
         and backend == "auto"
+        and not (deterministic or strip_source_info)  # pickle's memo and set order vary
         and DEFAULTS.builtin
     ):
         # The per-call fast path: a small graph of plain data is what pickle.dumps writes.
@@ -212,6 +226,8 @@ def dumps(
         key=key,
         on_unpicklable=on_unpicklable,
         raw=raw,
+        deterministic=deterministic,
+        strip_source_info=strip_source_info,
     )
     return dumps_with(obj, opts)
 
@@ -238,6 +254,8 @@ def dump(
     on_unpicklable: OnUnpicklable = "raise",
     raw: bool = False,
     durable: bool = True,
+    deterministic: bool = False,
+    strip_source_info: bool = False,
 ) -> None:
     """Serialize ``obj`` to a file.
 
@@ -279,6 +297,8 @@ def dump(
         key=key,
         on_unpicklable=on_unpicklable,
         raw=raw,
+        deterministic=deterministic,
+        strip_source_info=strip_source_info,
     )
     if path:
         # A failure at any point removes the temporary file and leaves the target as it was.

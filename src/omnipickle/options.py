@@ -56,6 +56,9 @@ class DumpOptions:
     key: bytes | None
     drop: bool
     raw: bool
+    # deterministic=True: equal objects give equal bytes (backends/deterministic.py).
+    deterministic: bool = False
+    strip_source_info: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ def dump_options(
     key: Any,
     on_unpicklable: str,
     raw: bool,
+    deterministic: bool = False,
+    strip_source_info: bool = False,
 ) -> DumpOptions:
     """Check the options of a dump.
 
@@ -142,7 +147,42 @@ def dump_options(
             f'on_unpicklable="drop" needs the auto backend; the {impl.name!r} backend '
             "cannot leave objects out"
         )
-    return DumpOptions(proto, fix_imports, buffer_callback, impl, codec, level, signing, drop, raw)
+    _check_deterministic(deterministic, strip_source_info, impl, drop)
+    return DumpOptions(
+        proto,
+        fix_imports,
+        buffer_callback,
+        impl,
+        codec,
+        level,
+        signing,
+        drop,
+        raw,
+        deterministic,
+        strip_source_info,
+    )
+
+
+def _check_deterministic(
+    deterministic: Any, strip_source_info: Any, backend: Backend, drop: bool
+) -> None:
+    for name, value in (("deterministic", deterministic), ("strip_source_info", strip_source_info)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {value!r}")
+    if strip_source_info and not deterministic:
+        raise ValueError("strip_source_info=True only applies with deterministic=True")
+    if not deterministic:
+        return
+    if backend.name != "auto":
+        raise ValueError(
+            f"deterministic=True needs the auto backend, not {backend.name!r}: only auto "
+            "writes sets in a canonical order and classes with content identities"
+        )
+    if drop:
+        raise ValueError(
+            'deterministic=True cannot be combined with on_unpicklable="drop"; mark live '
+            "resources transient (omnipickle.TransientMixin) instead"
+        )
 
 
 def _check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | None]:

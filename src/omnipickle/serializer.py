@@ -22,6 +22,8 @@ _DUMP_OPTIONS = (
     "key",
     "on_unpicklable",
     "raw",
+    "deterministic",
+    "strip_source_info",
 )
 _LOAD_OPTIONS = (
     "fix_imports",

@@ -30,6 +30,7 @@ dump redone by the C pickler with :class:`PlainTable`, which checks.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import copyreg
 import functools
@@ -37,7 +38,7 @@ import operator
 import pickle
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._reconstruct import import_dill
@@ -80,6 +81,7 @@ __all__ = [
     "DispatchTable",
     "borrowed_reducer",
     "importable",
+    "recording",
 ]
 
 
@@ -104,6 +106,19 @@ class _DumpState:
 _STATE: contextvars.ContextVar[_DumpState | None] = contextvars.ContextVar(
     "omnipickle_dump_state", default=None
 )
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[_DumpState]:
+    """Record which backends the reducers use (``.uses``), and whether a blob dill wrote whole
+    holds code by value (``.by_value``), while the block dumps: for picklers built on
+    :class:`AutoPickler` that are driven from elsewhere (the deterministic pickler)."""
+    state = _DumpState()
+    token = _STATE.set(state)
+    try:
+        yield state
+    finally:
+        _STATE.reset(token)
 
 
 def _note(backend: str) -> None:
@@ -379,6 +394,16 @@ class AutoPickler(pickle.Pickler):
         ours = self._auto_table
         self._lookup: Any = ours if table is None or table is ours else ChainedTable(table, ours)
         _C_DISPATCH_TABLE.__set__(self, self._lookup)
+
+    def reducer_for(self, cls: type) -> Callable[[Any], Any] | None:
+        """The reducer the dispatch tables give instances of ``cls`` (the one the C pickler
+        calls when :meth:`reducer_override` declines), or ``None`` for a class with a
+        metaclass and no entry (the pickler saves it by name)."""
+        try:
+            reducer: Callable[[Any], Any] = self._lookup[cls]
+        except KeyError:
+            return None
+        return reducer
 
     def reducer_override(self, obj: Any) -> Any:
         """Reduce functions and classes that cannot be found by name by value.
