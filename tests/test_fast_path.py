@@ -406,3 +406,27 @@ def test_code_by_value_with_this_processs_versions_skips_the_general_reader(
     )
     with pytest.raises(AssertionError, match="general reader"):
         omnipickle.loads(other + data[h.payload_offset :])  # another version: named if it fails
+
+
+def test_an_instance_of_an_unhashable_class_gets_a_pickling_error_with_its_path() -> None:
+    """Its metaclass makes the class unhashable: pickle cannot look it up in a dispatch table
+    and raises TypeError; so does omnipickle, as a PicklingError naming where it is."""
+
+    class Meta(type):
+        def __eq__(cls, other: object) -> bool:
+            return cls is other
+
+        __hash__ = None  # type: ignore[assignment]
+
+    class Unhashable(metaclass=Meta):
+        pass
+
+    for obj, path in (
+        (Unhashable(), "root"),
+        ({"a": Unhashable()}, "root['a']"),
+        ([1, Unhashable()], "root[1]"),
+    ):
+        with pytest.raises(omnipickle.PicklingError) as info:
+            omnipickle.dumps(obj)
+        assert isinstance(info.value, TypeError)
+        assert info.value.path == path

@@ -253,12 +253,21 @@ ATOMIC: frozenset[type] = frozenset(
 )
 
 
+def _atomic(t: type) -> bool:
+    """Whether the pickler saves ``t``'s objects itself (a type whose metaclass makes it
+    unhashable is not one of them, and cannot be looked up in a set)."""
+    try:
+        return t in ATOMIC
+    except TypeError:
+        return False
+
+
 def _own_reduction_fails(obj: Any, pickler: pickle.Pickler) -> bool:
     """Whether reducing ``obj`` itself (not its parts) fails, as ``pickler`` would do it."""
     t = type(obj)
     # By type, not isinstance(): isinstance() asks the object for __class__, which runs its
     # own __getattribute__ (the very code that may have failed).
-    if t in ATOMIC or issubclass(t, (type, types.FunctionType)):
+    if _atomic(t) or issubclass(t, (type, types.FunctionType)):
         return False
     try:
         override = getattr(pickler, "reducer_override", None)
@@ -318,7 +327,7 @@ def children(obj: Any, *, saving: Saving | None = None) -> Iterator[tuple[str, A
                 yield f"<set item {i}>", v
             if t in (set, frozenset):
                 return
-        if t in ATOMIC:
+        if _atomic(t):
             return  # atoms (a str, an int) have no parts, whatever their __reduce_ex__ says
         if isinstance(obj, types.FunctionType):
             if saving is None or saving.by_value(obj):

@@ -45,7 +45,10 @@ _PLAIN, _INSTANCES, _OTHER = 0, 1, 2
 
 def _flat(items: Any) -> bool:
     """Whether every item is an atom (``map`` and ``issuperset`` run in C)."""
-    return _ATOMS.issuperset(map(type, items))
+    try:
+        return _ATOMS.issuperset(map(type, items))
+    except TypeError:  # an item whose type cannot be hashed (its metaclass says so)
+        return False
 
 
 _FunctionType = types.FunctionType
@@ -61,8 +64,11 @@ def _graph_kind(obj: Any) -> int:
     while stack:
         item = stack.pop()
         t = type(item)
-        if t in _ATOMS:
-            continue
+        try:
+            if t in _ATOMS:
+                continue
+        except TypeError:  # its metaclass makes the type unhashable
+            return _OTHER
         if t is dict:
             budget -= 1 + len(item)
             stack.extend(item)
@@ -114,6 +120,10 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
     """``pickle.dumps(obj, protocol)`` when that is exactly what the ``auto`` backend writes for
     ``obj`` and the graph is small; else ``None`` (take the general path)."""
     t = type(obj)
+    try:
+        _ATOMS.issuperset((t,))
+    except TypeError:
+        return None  # its metaclass makes the type unhashable: the general path reports it
     if t in _ATOMS or (
         # A flat dict or sequence of atoms, the commonest message, checked in C.
         (t is dict and len(obj) <= MAX_NODES and _flat(obj) and _flat(obj.values()))
