@@ -15,6 +15,7 @@ from distributed.protocol import deserialize, serialize
 
 import omnipickle
 import omnipickle.dask
+from conftest import check_python
 from pool_children import HELD_IN_A_WORKER, check_examples, child_report
 
 HELD_IN_A_WORKER_BUMPED = [3, *HELD_IN_A_WORKER]
@@ -125,4 +126,14 @@ def test_a_shipped_result_unpickles_as_the_value_itself() -> None:
 
     shipped = omnipickle.dask.Shipped(lambda: 3)
     assert pickle.loads(pickle.dumps(shipped))() == 3
-    assert omnipickle.dask.call_payload(omnipickle.dumps((len, ("abc",), {})), ()).value == 3
+    assert omnipickle.dask.call_payload(omnipickle.dumps((len, ("abc",), {})), ()) == 3
+    shipped_list = omnipickle.dask.call_payload(omnipickle.dumps((list, ("ab",), {})), ())
+    assert isinstance(shipped_list, omnipickle.dask.Shipped)
+    assert shipped_list.value == ["a", "b"]
+
+
+def test_the_benchmark_quick_mode_runs_and_checks_results() -> None:
+    bench = Path(__file__).parent.parent / "benchmarks" / "bench_dask.py"
+    out = check_python("--quick", code=bench.read_text())
+    assert "| omnipickle.dask |" in out
+    assert "| Dask (cloudpickle) |" in out

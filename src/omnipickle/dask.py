@@ -3,7 +3,8 @@
 Dask pickles tasks with its own scheme (cloudpickle), which a serialization family cannot
 change: :func:`submit` and :func:`map` therefore send the callable and its arguments as one
 omnipickle payload, run by :func:`call_payload` on the worker, and the result comes back as an
-omnipickle payload too (a :class:`Shipped` result unpickles as the result itself). What
+omnipickle payload too (a :class:`Shipped` result unpickles as the result itself; numbers,
+strings, bytes and ``None`` come back as Dask sends them). What
 omnipickle carries and cloudpickle does not (recreated locks, transient connections rebuilt in
 the worker, ``__slots__`` of ``__main__`` classes) then reaches the workers.
 
@@ -68,7 +69,10 @@ def _unwrap(value: Any) -> Any:
     return value.value if isinstance(value, Shipped) else value
 
 
-def call_payload(payload: bytes, slots: tuple[int, ...], *futures: Any) -> Shipped:
+_AS_IS = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def call_payload(payload: bytes, slots: tuple[int, ...], *futures: Any) -> Any:
     """Run the call in ``payload`` (made by :func:`submit`) on a worker.
 
     Args:
@@ -77,13 +81,17 @@ def call_payload(payload: bytes, slots: tuple[int, ...], *futures: Any) -> Shipp
         futures: their values, resolved by Dask, in that order.
 
     Returns:
-        The result, as a :class:`Shipped`.
+        The result, as a :class:`Shipped` (or as itself, if it is a number, a string, bytes
+        or ``None``).
     """
     fn, args, kwargs = loads(payload)
     args = list(args)
     for slot, value in zip(slots, futures, strict=True):
         args[slot] = _unwrap(value)
-    return Shipped(fn(*args, **kwargs))
+    result = fn(*args, **kwargs)
+    # Scalars and strings travel as they are: Dask's own pickling of them is what omnipickle
+    # would write, without a second envelope around them.
+    return result if type(result) in _AS_IS else Shipped(result)
 
 
 def _split(args: tuple[Any, ...]) -> tuple[list[Any], tuple[int, ...], list[Future[Any]]]:
