@@ -137,3 +137,26 @@ def test_the_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = check_python("--quick", code=bench.read_text())
     assert "| omnipickle.dask |" in out
     assert "| Dask (cloudpickle) |" in out
+
+
+class _Recording:
+    """A stand-in with a client's ``submit``, recording what the helpers hand to Dask."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((args, kwargs))
+
+
+def test_every_keyword_goes_to_fn_and_every_task_is_impure() -> None:
+    client = _Recording()
+    omnipickle.dask.submit(client, lambda workers, retries: [workers, retries], "w", retries=2)
+    omnipickle.dask.map(client, lambda x: x, [1, 2])
+    assert len(client.calls) == 3
+    for (fn, _payload, slots), kwargs in client.calls:
+        assert fn is omnipickle.dask.call_payload
+        assert kwargs == {"pure": False}
+        assert slots == ()
+    first_payload = client.calls[0][0][1]
+    assert omnipickle.dask.call_payload(first_payload, ()).value == ["w", 2]
