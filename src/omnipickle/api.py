@@ -50,6 +50,7 @@ from .options import (
     dump_options,
     load_options,
 )
+from .urls import check_storage_options, is_url, open_url, url_writer
 
 if TYPE_CHECKING:
     from .format.describe import Info
@@ -256,6 +257,7 @@ def dump(
     durable: bool = True,
     deterministic: bool = False,
     strip_source_info: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Serialize ``obj`` to a file.
 
@@ -268,18 +270,26 @@ def dump(
     A symlink is written through (its target is replaced, the link stays), as ``open(path,
     "wb")`` would.
 
+    A URL (a ``str`` with ``://``: ``memory://``, ``file://``, ``s3://bucket/key``...) is
+    written through fsspec, as atomically (a temporary key beside it, then moved over it), with
+    the same suffix inference: see docs/integrations.md.
+
     Args:
         durable: for a path: fsync the file and its folder before returning (the default), so
             the new file survives a power cut. ``False`` skips both (much faster for many small
             files): the replacement stays atomic for every other process, but after a power cut
             the old file may be there instead (never a torn one on journaling file systems).
+        storage_options: for a URL: passed to its fsspec file system (credentials, endpoint).
         The others: as for :func:`dumps`.
 
     Raises:
-        TypeError: ``file`` is neither a path nor a binary file object.
+        TypeError: ``file`` is neither a path nor a binary file object, or ``storage_options``
+            is given for something other than a URL.
         OSError: the file cannot be written (the message names it).
+        ImportError: ``file`` is a URL and fsspec (or its protocol's package) is missing.
         and everything :func:`dumps` raises.
     """
+    check_storage_options(file, storage_options)
     path = is_path(file)
     if path:
         if compression is None and not raw:
@@ -302,7 +312,11 @@ def dump(
     )
     if path:
         # A failure at any point removes the temporary file and leaves the target as it was.
-        with atomic_writer(file, durable=durable) as f:  # type: ignore[arg-type]
+        if is_url(file):
+            writer = url_writer(file, storage_options, durable=durable)  # type: ignore[arg-type]
+        else:
+            writer = atomic_writer(file, durable=durable)  # type: ignore[arg-type]
+        with writer as f:
             _dump_to_file(obj, f, opts)
     elif seekable(file):
         _dump_to_file(obj, file, opts)  # type: ignore[arg-type]
@@ -651,8 +665,9 @@ def load(
     mmap_mode: str | None = None,
     restricted: bool = False,
     allow: Iterable[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Rebuild an object from a file (a path or a binary file object).
+    """Rebuild an object from a file (a path, a URL or a binary file object).
 
     The format is found from the data, never from the file name: renamed and compressed files
     load. From a file object, exactly one payload is read, so several can be read in turn; at
@@ -666,8 +681,11 @@ def load(
             milliseconds whatever their size. The header and the stream are checked; the
             arrays' own checksums are not (that would read every byte). A compressed file
             cannot be memory-mapped (``ValueError``).
+        storage_options: for a URL (``memory://``, ``s3://bucket/key``...: a ``str`` with
+            ``://``, read through fsspec): passed to its file system.
         The others: as for :func:`loads`, which lists what is raised.
     """
+    check_storage_options(file, storage_options)
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,
@@ -678,6 +696,11 @@ def load(
         restricted=restricted,
         allow=allow,
     )
+    if is_url(file):
+        if mmap_mode is not None:
+            raise TypeError(f"mmap_mode needs a local path, not the URL {file!r}")
+        with open_url(file, storage_options) as f:  # type: ignore[arg-type]  # is_url said so
+            return unpickle(reader.read_file(f, keys=opts.keys, whole=True), opts)
     if is_path(file):
         return unpickle(reader.read(file, keys=opts.keys, mmap_mode=mmap_mode), opts)
     if mmap_mode is not None:
@@ -687,12 +710,18 @@ def load(
     return unpickle(payload, opts)
 
 
-def info(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]) -> Info:
+def info(
+    data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Info:
     """Describe a payload from its envelope, without unpickling anything.
 
     Args:
-        data_or_path: the payload's bytes, a path to a file, or a binary file object (read from
-            its current position, and put back there when the file can seek).
+        data_or_path: the payload's bytes, a path to a file, a URL (read through fsspec), or a
+            binary file object (read from its current position, and put back there when the
+            file can seek).
+        storage_options: for a URL: passed to its fsspec file system.
 
     Returns:
         An :class:`Info`; ``str()`` of it is a readable table.
@@ -706,4 +735,8 @@ def info(data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str] |
     """
     from .format.describe import describe  # only info() needs it
 
+    check_storage_options(data_or_path, storage_options)
+    if is_url(data_or_path):
+        with open_url(data_or_path, storage_options) as f:  # type: ignore[arg-type]
+            return describe(f)
     return describe(data_or_path)

@@ -28,6 +28,7 @@ from .format.signing import MIN_KEY_SIZE
 from .security.entry import scan, verify_signature
 from .security.policy import parse_allow
 from .security.report import ScanReport
+from .urls import is_url, url_writer
 
 __all__ = ["main"]
 
@@ -247,7 +248,8 @@ def _convert(args: argparse.Namespace) -> int:
     if compression == "none":
         # For a path, dump infers the codec from the suffix when compression is None; written
         # to a file object it infers nothing (and still streams, and still goes atomically).
-        with atomic_writer(args.output) as f:
+        writer = url_writer(args.output) if is_url(args.output) else atomic_writer(args.output)
+        with writer as f:
             dump(obj, f, key=key)
     else:
         dump(obj, args.output, compression=compression, key=key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from ..codecs import IncrementalCodec, codec_for_magic
@@ -24,6 +24,7 @@ from ..format.reader import COMPRESSED, ENVELOPE, PLAIN, Payload, read, read_fil
 from ..format.signing import KeyArgument, Keys, check_keys
 from ..format.sniff import SNIFF_SIZE, check_looks_like_pickle
 from ..format.source import PrefixedReader, as_view
+from ..urls import check_storage_options, is_url, open_url
 from .policy import Policy
 from .report import ScanReport, combine
 from .scan import Walker, walk_all, walk_one
@@ -38,7 +39,8 @@ def verify_signature(data_or_path: Source, key: KeyArgument) -> None:
     """Check a payload's HMAC-SHA256 signature without unpickling anything.
 
     Args:
-        data_or_path: the payload's bytes, a path, or a binary file object.
+        data_or_path: the payload's bytes, a path, a URL (read through fsspec with default
+            options), or a binary file object.
         key: the signing key (bytes, at least 16 of them), or a list of keys (key rotation:
             the payload verifies if one of them signed it).
 
@@ -51,6 +53,10 @@ def verify_signature(data_or_path: Source, key: KeyArgument) -> None:
     keys = check_keys(key)
     if keys is None:
         raise TypeError("verify_signature() needs a key, not None")
+    if is_url(data_or_path):
+        with open_url(data_or_path) as f:  # type: ignore[arg-type]  # is_url said so
+            read_file(f, keys=keys, whole=True)
+        return
     read(data_or_path, keys=keys, exact=False, whole=True, what="verify_signature")
 
 
@@ -60,6 +66,7 @@ def scan(
     allow: Iterable[str] | None = (),
     trusted: bool = False,
     key: KeyArgument | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> ScanReport:
     """Report what a payload would import and call, without executing anything.
 
@@ -89,6 +96,8 @@ def scan(
         trusted: give the verdict of a trusted load (code by value accepted).
         key: verify the payload's signature with this key (or list of keys) first; if it
             verifies, the verdict is that of a trusted load, as for ``loads(..., key=key)``.
+        storage_options: for a URL (a ``str`` with ``://``, read through fsspec): passed to
+            its file system.
 
     Returns:
         A :class:`ScanReport`; ``str()`` of it is a table.
@@ -105,6 +114,10 @@ def scan(
     """
     policy = Policy(allow, trusted)
     keys = check_keys(key)
+    check_storage_options(data_or_path, storage_options)
+    if is_url(data_or_path):
+        with open_url(data_or_path, storage_options) as f:  # type: ignore[arg-type]
+            return _scan(ExactReader(f), policy, allow, keys)
     if is_path(data_or_path):
         with open(data_or_path, "rb") as f:  # type: ignore[arg-type]  # is_path() said so
             return _scan(ExactReader(f), policy, allow, keys)
