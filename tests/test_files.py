@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import omnipickle
+from conftest import check_python
 
 OBJ = {"rows": [{"i": i, "s": str(i)} for i in range(500)]}
 
@@ -379,3 +380,22 @@ def test_a_folder_is_swept_for_leftovers_once_per_process(
     for i in range(20):
         omnipickle.dump(i, tmp_path / f"entry{i}.pkl", durable=False)
     assert listed.count(str(tmp_path)) == 1
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o002, 0o027])
+def test_a_new_file_gets_the_mode_open_would_give_under_any_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    out = check_python(
+        code=f"""
+import os, omnipickle
+os.umask({umask})
+omnipickle.dump([1], {str(tmp_path / "new.pkl")!r}, durable=False)
+with open({str(tmp_path / "by_open")!r}, "wb"):
+    pass
+print(oct(os.stat({str(tmp_path / "new.pkl")!r}).st_mode & 0o777),
+      oct(os.stat({str(tmp_path / "by_open")!r}).st_mode & 0o777))
+"""
+    )
+    ours, opened = out.split()
+    assert ours == opened == oct(0o666 & ~umask)

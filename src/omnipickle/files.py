@@ -88,12 +88,8 @@ def atomic_writer(path: PathLike, *, durable: bool = True) -> Iterator[IO[bytes]
     folder = os.path.dirname(os.path.abspath(target))
     base = os.path.basename(target)
     _sweep(folder)
-    # Imported here: tempfile brings shutil, and with it bz2 and lzma, into every process that
-    # imports omnipickle (import time is measured against cloudpickle's).
-    import tempfile
-
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=TEMP_SUFFIX, dir=folder)
+        fd, tmp = _create_temporary(folder, base)
     except OSError as exc:
         raise _named(exc, target) from exc
     try:
@@ -165,28 +161,32 @@ def _sweep(folder: str) -> None:
             os.close(fd)
 
 
+_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+_TEMP_FLAGS |= getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temporary(folder: str, base: str) -> tuple[int, str]:
+    """A new file beside the target, never an existing one (``O_EXCL``), named so the sweep
+    knows it. Created with mode 0666, so the kernel applies the umask, as ``open()`` does for
+    a new file (no umask read: that races with other threads, or costs a read of /proc)."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{base}.{os.urandom(6).hex()}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {base!r} in {folder!r}")
+
+
 def _keep_mode(target: str, tmp: str) -> None:
-    # mkstemp creates 0600 files; a replaced file keeps its mode, a new one gets the usual
-    # default (0666 less the umask), as open() would have given it.
+    # A replaced file keeps its mode; a new one has the mode open() gives (0666 less the
+    # umask), which the temporary file was created with.
     try:
         # Never the setuid/setgid bits: a new file's contents were not what was set-uid.
         mode = os.stat(target).st_mode & 0o1777
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+        return
     os.chmod(tmp, mode)
-
-
-def _umask() -> int:
-    # os.umask() can only be read by setting it, which races with other threads; Linux
-    # reports it in /proc instead.
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
 
 
 def _fsync_dir(folder: str) -> None:
