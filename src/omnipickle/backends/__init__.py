@@ -240,6 +240,22 @@ def row_for(name: str) -> BackendRow:
 def bits_for(names: Iterable[str]) -> tuple[int, list[str]]:
     """The envelope bits for the backends ``names``, and the names that have no bit (sorted,
     to be written out in the header's extra field)."""
+    if isinstance(names, frozenset):  # what a dump reports: the same few sets, again and again
+        key = (names, REGISTRY.generation)
+        known = _BITS_SEEN.get(key)
+        if known is None:
+            known = _bits_for(names)
+            if len(_BITS_SEEN) > 64:
+                _BITS_SEEN.clear()
+            _BITS_SEEN[key] = known
+        return known[0], list(known[1])
+    return _bits_for(names)
+
+
+_BITS_SEEN: dict[tuple[frozenset[str], int], tuple[int, list[str]]] = {}
+
+
+def _bits_for(names: Iterable[str]) -> tuple[int, list[str]]:
     bits = 0
     unnamed: set[str] = set()
     by_name = {row.name: row for row in _live_rows()}
