@@ -266,12 +266,13 @@ class DispatchTable(dict[type, Callable[[Any], Any]]):
     __slots__ = ("_default", "_drop")
 
     def __init__(self, protocol: int, *, drop: bool = False) -> None:
-        super().__init__(copyreg.dispatch_table)
+        # Lowest first, each update in C: memoryviews, dict views and descriptors; then the
+        # methods and cached functions whose names are checked; then copyreg's registrations
+        # (a user's comes before those two); then auto's own table.
+        super().__init__(builtin_types.REDUCERS)
+        self.update(NAME_CHECKED)
+        self.update(copyreg.dispatch_table)
         self.update(_TABLE)
-        for cls, reducer in NAME_CHECKED.items():
-            self.setdefault(cls, reducer)  # a copyreg registration for it comes first
-        for cls, reducer in builtin_types.REDUCERS.items():
-            self.setdefault(cls, reducer)  # memoryviews, dict views, descriptors
         self._default = operator.methodcaller("__reduce_ex__", protocol)
         self._drop = drop
 
