@@ -181,3 +181,28 @@ def test_a_serializer_cannot_be_changed_after_it_is_made() -> None:
     with pytest.raises(AttributeError, match="immutable"):
         serializer.key = b"k" * 16  # type: ignore[attr-defined]
     assert omnipickle.info(serializer.dumps([1])).signed is False
+
+
+def test_remembered_answers_are_worked_out_again_after_the_registry_changes(
+    restore_registries: None,
+) -> None:
+    from omnipickle._registry import Remembered
+    from omnipickle.backends import REGISTRY, bits_for, register_backend
+
+    calls: list[frozenset[str]] = []
+
+    def compute(key: frozenset[str]) -> int:
+        calls.append(key)
+        return len(calls)
+
+    remembered = Remembered(REGISTRY, compute, limit=2)
+    key = frozenset({"pickle"})
+    assert remembered(key) == remembered(key) == 1
+    register_backend("mine", "somewhere:Backend")
+    assert remembered(key) == 2  # the registry changed: worked out again
+    for i in range(3):
+        remembered(frozenset({str(i)}))
+    assert len(remembered._known) <= 2
+    unnamed = bits_for(frozenset({"pickle", "mine"}))[1]
+    unnamed.append("changed by the caller")
+    assert bits_for(frozenset({"pickle", "mine"}))[1] == ["mine"]  # callers get copies

@@ -281,3 +281,30 @@ class Registry(Table[str, Entry[T]]):
     def _unknown_message(self, key: str) -> str:
         known = ", ".join(repr(n) for n in (*self._entries, *self._aliases))
         return f"unknown {self._kind} {key!r}; the registered {self._kind}s are: {known}"
+
+
+class Remembered(Generic[K, V]):
+    """``compute(key)``, remembered while ``table`` is unchanged (its generation): for answers a
+    dump asks again and again about the same few keys (the backends a dump used).
+
+    Holds at most ``limit`` answers; past that it starts again. Treat what it returns as
+    read-only (callers copy what they hand out).
+    """
+
+    def __init__(self, table: Table[Any, Any], compute: Callable[[K], V], limit: int = 64) -> None:
+        self._table = table
+        self._compute = compute
+        self._limit = limit
+        self._known: dict[tuple[K, int], V] = {}
+
+    def __call__(self, key: K) -> V:
+        slot = (key, self._table.generation)
+        try:
+            return self._known[slot]
+        except KeyError:
+            pass
+        value = self._compute(key)
+        if len(self._known) >= self._limit:
+            self._known.clear()
+        self._known[slot] = value
+        return value

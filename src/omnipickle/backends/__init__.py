@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from .._registry import Entry, Registry
+from .._registry import Entry, Registry, Remembered
 from ..errors import BackendNotInstalledError, IncompatiblePayloadError, UnknownBackendError
 from .base import Backend, Pickled
 from .rows import BUILTIN_ROWS, BackendRow, builtin_row
@@ -241,21 +241,13 @@ def bits_for(names: Iterable[str]) -> tuple[int, list[str]]:
     """The envelope bits for the backends ``names``, and the names that have no bit (sorted,
     to be written out in the header's extra field)."""
     if isinstance(names, frozenset):  # what a dump reports: the same few sets, again and again
-        key = (names, REGISTRY.generation)
-        known = _BITS_SEEN.get(key)
-        if known is None:
-            known = _bits_for(names)
-            if len(_BITS_SEEN) > 64:
-                _BITS_SEEN.clear()
-            _BITS_SEEN[key] = known
-        return known[0], list(known[1])
+        bits, unnamed = _REMEMBERED_BITS(names)
+        return bits, list(unnamed)
     return _bits_for(names)
 
 
-_BITS_SEEN: dict[tuple[frozenset[str], int], tuple[int, list[str]]] = {}
-
-
 def _bits_for(names: Iterable[str]) -> tuple[int, list[str]]:
+    """:func:`bits_for`, worked out from the live rows."""
     bits = 0
     unnamed: set[str] = set()
     by_name = {row.name: row for row in _live_rows()}
@@ -266,6 +258,11 @@ def _bits_for(names: Iterable[str]) -> tuple[int, list[str]]:
         else:
             unnamed.add(name)
     return bits, sorted(unnamed)
+
+
+_REMEMBERED_BITS: Remembered[frozenset[str], tuple[int, list[str]]] = Remembered(
+    REGISTRY, _bits_for
+)
 
 
 def names_for_bits(bits: int) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
+from .._registry import Remembered
 from ..backends import REGISTRY as BACKENDS
 from ..backends import package_for
 from ..errors import CorruptPayloadError
@@ -47,18 +48,8 @@ def backend_versions(uses: Iterable[str]) -> dict[str, str]:
     """``{package: version}`` of the packages the backends in ``uses`` need (the standard
     library's pickle needs none; a backend without a package is left out)."""
     if isinstance(uses, frozenset):  # what a dump reports: the same few sets, again and again
-        key = (uses, BACKENDS.generation)
-        known = _VERSIONS_SEEN.get(key)
-        if known is None:
-            known = _backend_versions(uses)
-            if len(_VERSIONS_SEEN) > 64:
-                _VERSIONS_SEEN.clear()
-            _VERSIONS_SEEN[key] = known
-        return dict(known)
+        return dict(_REMEMBERED(uses))
     return _backend_versions(uses)
-
-
-_VERSIONS_SEEN: dict[tuple[frozenset[str], int], dict[str, str]] = {}
 
 
 def _backend_versions(uses: Iterable[str]) -> dict[str, str]:
@@ -70,6 +61,9 @@ def _backend_versions(uses: Iterable[str]) -> dict[str, str]:
             if version is not None:
                 found[package] = version
     return found
+
+
+_REMEMBERED: Remembered[frozenset[str], dict[str, str]] = Remembered(BACKENDS, _backend_versions)
 
 
 def recorded_versions(header: Header) -> dict[str, str]:
