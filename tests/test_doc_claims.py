@@ -325,3 +325,35 @@ def test_the_demo_exits_1_when_a_step_does_not_behave() -> None:
     proc = run_python(code=code)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Something did not behave as expected" in proc.stdout
+
+
+class _ForgedArray:
+    """Reduces to numpy's own array reconstructor with data ``extra`` bytes too long (or, if
+    negative, too short) for its shape."""
+
+    def __init__(self, extra: int) -> None:
+        self.extra = extra
+
+    def __reduce__(self) -> Any:
+        import numpy as np
+
+        func, args, state = np.arange(4, dtype=np.int64).__reduce__()  # type: ignore[misc]
+        version, shape, dtype, fortran, raw = state
+        raw = raw[: self.extra] if self.extra < 0 else raw + bytes(self.extra)
+        return (func, args, (version, shape, dtype, fortran, raw))
+
+
+@pytest.mark.parametrize("extra", [-8, -1, 1, 8])
+def test_security_md_an_arrays_bytes_must_be_exactly_prod_shape_times_itemsize(extra: int) -> None:
+    """docs/security.md: "An array's bytes must be exactly prod(shape) * itemsize"."""
+    import pickle
+
+    import numpy as np
+
+    data = pickle.dumps(_ForgedArray(extra), protocol=2)
+    with pytest.raises(omnipickle.UnsafePayloadError, match="not the 32 its shape needs"):
+        omnipickle.loads(data, restricted=True)
+    exact = omnipickle.loads(
+        pickle.dumps(np.arange(4, dtype=np.int64), protocol=2), restricted=True
+    )
+    assert exact.tolist() == [0, 1, 2, 3]
