@@ -40,9 +40,6 @@ MAX_NODES = 64
 """The most objects :func:`plain_dumps` looks at before it leaves the call to the general path."""
 
 
-_PLAIN, _INSTANCES, _OTHER = 0, 1, 2
-
-
 def _flat(items: Any) -> bool:
     """Whether every item is an atom (``map`` and ``issuperset`` run in C)."""
     try:
@@ -54,13 +51,13 @@ def _flat(items: Any) -> bool:
 _FunctionType = types.FunctionType
 
 
-def _graph_kind(obj: Any) -> int:
-    """``_PLAIN`` if ``obj`` is built, to the bottom, of at most :data:`MAX_NODES` exact built-in
-    atoms and containers; ``_INSTANCES`` if instances of classes with a ``__dict__`` are among
-    them too (their ``__dict__`` looked into); else ``_OTHER``."""
+def _graph_classes(obj: Any) -> set[type] | None:
+    """The classes of the instances in ``obj`` (an empty set: none, all plain data), when it is
+    built, to the bottom, of at most :data:`MAX_NODES` exact built-in atoms, containers and
+    instances of classes with a ``__dict__`` (looked into); else ``None``."""
     stack = [obj]
     budget = MAX_NODES
-    kind = _PLAIN
+    classes: set[type] = set()
     while stack:
         item = stack.pop()
         t = type(item)
@@ -68,7 +65,7 @@ def _graph_kind(obj: Any) -> int:
             if t in _ATOMS:
                 continue
         except TypeError:  # its metaclass makes the type unhashable
-            return _OTHER
+            return None
         if t is dict:
             budget -= 1 + len(item)
             stack.extend(item)
@@ -77,43 +74,20 @@ def _graph_kind(obj: Any) -> int:
             budget -= 1 + len(item)
             stack.extend(item)
         elif t is _FunctionType or issubclass(t, type):
-            return _OTHER  # code: by name or by value, auto decides
+            return None  # code: by name or by value, auto decides
         else:
             try:
                 state = getattr(item, "__dict__", None)
             except Exception:  # noqa: BLE001 - the object's own attribute hooks failed: the
-                return _OTHER  # general path meets it again and says where
+                return None  # general path meets it again and says where
             if type(state) is not dict:
-                return _OTHER  # slots, C types: the general path decides
+                return None  # slots, C types: the general path decides
             budget -= 1 + len(state)
             stack.extend(state.values())
-            kind = _INSTANCES
+            classes.add(t)
         if budget < 0:
-            return _OTHER
-    return kind
-
-
-def _classes_importable(obj: Any, registered: frozenset[str]) -> bool:
-    """Whether every instance's class in the (small, plain) graph ``obj`` loads by name."""
-    stack = [obj]
-    seen: set[type] = set()
-    while stack:
-        item = stack.pop()
-        t = type(item)
-        if t in _ATOMS:
-            continue
-        if t is dict:
-            stack.extend(item)
-            stack.extend(item.values())
-        elif t in _SEQUENCES:
-            stack.extend(item)
-        else:
-            if t not in seen:
-                if not importable(t, registered):
-                    return False
-                seen.add(t)
-            stack.extend(item.__dict__.values())
-    return True
+            return None
+    return classes
 
 
 def plain_dumps(obj: Any, protocol: int) -> bytes | None:
@@ -121,25 +95,25 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
     ``obj`` and the graph is small; else ``None`` (take the general path)."""
     t = type(obj)
     try:
-        _ATOMS.issuperset((t,))
+        atom = t in _ATOMS
     except TypeError:
         return None  # its metaclass makes the type unhashable: the general path reports it
-    if t in _ATOMS or (
+    if atom or (
         # A flat dict or sequence of atoms, the commonest message, checked in C.
         (t is dict and len(obj) <= MAX_NODES and _flat(obj) and _flat(obj.values()))
         or (t in _SEQUENCES and len(obj) <= MAX_NODES and _flat(obj))
     ):
-        kind = _PLAIN
+        classes: set[type] | None = set()
     else:
-        kind = _graph_kind(obj)
-        if kind == _OTHER:
+        classes = _graph_classes(obj)
+        if classes is None:
             return None
     if has_user_rules():  # a user's resource rule may cover a type pickle handles
         return None
-    if kind == _PLAIN:
+    if not classes:
         return pickle.dumps(obj, protocol)
     registered = by_value_modules()
-    if not _classes_importable(obj, registered):
+    if not all(importable(cls, registered) for cls in classes):
         return None
     try:
         stream = pickle.dumps(obj, protocol)
