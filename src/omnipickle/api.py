@@ -205,7 +205,7 @@ def dumps(
         and compression is None
         and level is None
         and fix_imports is True
-        and (raw is False or raw is True)
+        and type(raw) is bool
         and on_unpicklable == "raise"
         and backend == "auto"
         and not (deterministic or strip_source_info)  # pickle's memo and set order vary

@@ -75,7 +75,9 @@ def preferred() -> int:
 
 SMALL = 4096
 """Payloads stored in fewer bytes are checksummed with CRC-32: for a few bytes ``zlib.crc32`` is
-the cheaper call, and every way of writing the same payload agrees on it."""
+the cheaper call. Every payload built in memory (``dumps``, small ``dump``s, the fast path)
+follows this; a streamed ``dump`` (a stream past 1 MiB) uses :func:`preferred` whatever its
+compressed size."""
 
 
 def algorithm_for(stored: int) -> int:

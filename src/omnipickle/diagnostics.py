@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import copyreg
 import pickle
+import sys
 import types
 import weakref
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ __all__ = [
     "locate_failure",
     "recursing_code",
     "saved_by",
+    "too_deep_fix",
     "type_name",
     "walk",
 ]
@@ -113,7 +115,7 @@ def describe_failure(
                 path=deepest.path,
                 culprit=obj,
                 reason=f"the graph is nested too deeply for the pickler ({cause})",
-                fix="flatten it or raise sys.setrecursionlimit()",
+                fix=too_deep_fix(),
                 what="the object",
             )
         path, culprit, _ = locate_failure(obj, exc, make_pickler)
@@ -133,6 +135,15 @@ def describe_failure(
         reason=failure_reason(culprit, found),
         fix=failure_fix(culprit),
     )
+
+
+def too_deep_fix() -> str:
+    """What to do about a graph nested too deeply for the pickler (``dumps`` and ``explain``
+    say the same)."""
+    fix = "flatten it (keep the nodes in a list and link them by index, say)"
+    if sys.version_info < (3, 12):  # later, the C pickler's own limit is fixed
+        fix += " or raise sys.setrecursionlimit()"
+    return fix
 
 
 def _error(

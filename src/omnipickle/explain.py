@@ -35,6 +35,7 @@ from .diagnostics import (
     deepest_part,
     failure_fix,
     failure_reason,
+    too_deep_fix,
     type_name,
     walk,
 )
@@ -326,9 +327,7 @@ def _check_depth(obj: Any, report: Explanation, saving: Saving, problems: dict[i
     bottom = deepest_part(obj, saving=saving)
     gives_up = deepest_entered(obj, make, saving=saving)
     where = f", and the pickler gives up after about {gives_up.depth:,}" if gives_up else ""
-    fix = "flatten it (keep the nodes in a list and link them by index, say)"
-    if sys.version_info < (3, 12):
-        fix += " or raise sys.setrecursionlimit()"
+    fix = too_deep_fix()
     finding = Finding(
         bottom.path,
         type_name(bottom.obj),

@@ -634,10 +634,10 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
     :func:`build_header` and the writer produce for it."""
     stored = len(stream) - _LEAD
     small = stored < SMALL
-    algorithm = CRC32 if small else algorithm_for(stored)
+    algorithm = algorithm_for(stored)
     key = (protocol, loader, backend_bits, algorithm)
-    prefix = _PLAIN_PREFIXES.get(key)
-    if prefix is None:  # the fields that are the same for every such payload, packed once
+    known = _PLAIN_PREFIXES.get(key)
+    if known is None:  # the fields that are the same for every such payload, packed once
         prefix = _FIXED.pack(
             MAGIC,
             FORMAT_VERSION,
@@ -653,13 +653,14 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
             0,
             0,
         )[:_PLAIN_PREFIX_SIZE]
-        _PLAIN_PREFIXES[key] = prefix
+        known = _PLAIN_PREFIXES[key] = (prefix, zlib.crc32(prefix))
+    prefix, prefix_crc = known
     numbers = _PLAIN_LENGTHS.pack(
         stored,
         len(stream),
         zlib.crc32(stream) if small else compute_checksum(stream, algorithm),
     )
-    header_crc = zlib.crc32(numbers, zlib.crc32(prefix))
+    header_crc = zlib.crc32(numbers, prefix_crc)
     # Slicing bytes copies them: past a few pages, a view costs less than the copy.
     rest = stream[_LEAD:] if small else memoryview(stream)[_LEAD:]
     return b"".join(
@@ -677,7 +678,8 @@ def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) 
 
 _PLAIN_PREFIX_SIZE = 24  # magic to the extra field's length (0): the fixed part before the lengths
 _PLAIN_LENGTHS = struct.Struct("<QQI")
-_PLAIN_PREFIXES: dict[tuple[int, int, int, int], bytes] = {}
+_PLAIN_PREFIXES: dict[tuple[int, int, int, int], tuple[bytes, int]] = {}
+"""The constant fields of a plain header by (protocol, loader, bits, algorithm), with their CRC."""
 
 
 def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
@@ -720,7 +722,7 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
     elif zlib.crc32(fixed) != header_crc:
         return False
     if algorithm == CRC32:
-        stored = data[start:] if stored_length < 4096 else memoryview(data)[start:]
+        stored = data[start:] if stored_length < SMALL else memoryview(data)[start:]
         return zlib.crc32(stored, zlib.crc32(data[:_LEAD])) == stored_checksum
     return compute_checksum(memoryview(data)[start:], algorithm, data[:_LEAD]) == stored_checksum
 

@@ -384,33 +384,20 @@ class FileWriter:
         extra: dict[str, Any] = {"end": end}
         if entries:
             extra["sections"] = entries
-        while True:
-            try:
-                header = header_for(
-                    pickled,
-                    self.protocol,
-                    self.codec,
-                    key=self.key,
-                    out_of_band=self.user_buffers,
-                    stored_length=sink.stored,
-                    checksum=sink.crc or 0,
-                    extra=extra,
-                    sections=bool(entries),
-                    size=room,
-                    lead=sink.lead,
-                )
-                break
-            except ValueError:
-                # More metadata than the room left (hundreds of sections or dropped
-                # resources): move the body along, once.
-                grow = HEADER_ROOM * (1 + (room // HEADER_ROOM))
-                _shift(out, start + room, end - room, grow - room)
-                delta = grow - room
-                room = grow
-                end += delta
-                extra["end"] = end
-                for entry in entries:
-                    entry["offset"] += delta
+        # _make_room sized the room for this header at its widest: it fits.
+        header = header_for(
+            pickled,
+            self.protocol,
+            self.codec,
+            key=self.key,
+            out_of_band=self.user_buffers,
+            stored_length=sink.stored,
+            checksum=sink.crc or 0,
+            extra=extra,
+            sections=bool(entries),
+            size=room,
+            lead=sink.lead,
+        )
         out.seek(start)
         out.write(header)
         out.seek(start + end)
