@@ -11,6 +11,7 @@ always trip one of these within their first few bytes; a real pickle never does.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..errors import CorruptPayloadError
@@ -48,7 +49,7 @@ def check_looks_like_pickle(stream: bytes | memoryview) -> None:
         # opcode, which is a few bytes, of a pickle or of anything: only PROTO (protocols 2
         # and later) is taken for a pickle's start there.
         at = follower.next
-        known = {op.code for op in pickletools.opcodes}
+        known = _effects(pickletools)  # every opcode pickletools knows
         started = at > 0 or prefix[:1] == b"\x80"
         if (
             started
@@ -80,6 +81,7 @@ _KINDS = {
 _Effect = tuple[int | None, int, int, bool, int]
 
 
+@functools.cache
 def _effects(pickletools: Any) -> dict[str, _Effect]:
     """For each opcode: how many values it needs below the last mark if it takes everything
     down to it (else ``None``), how many it takes, how many it leaves, whether it is a mark,
