@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from ._reconstruct import LOAD_HOOKS, REATTACH
+from ._registry import Remembered
 from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
 from .backends import REGISTRY as BACKENDS
 from .backends.base import BufferRecorder
@@ -217,6 +218,7 @@ def dumps(
             stream = plain_dumps(obj, proto)
             if stream is not None:
                 return stream if raw else plain_payload(stream, proto, PICKLE_LOADER_ID, PICKLE_BIT)
+            return dumps_with(obj, _DEFAULT_DUMPS((proto, raw)))
     opts = dump_options(
         protocol,
         fix_imports=fix_imports,
@@ -231,6 +233,27 @@ def dumps(
         strip_source_info=strip_source_info,
     )
     return dumps_with(obj, opts)
+
+
+def _default_dump_options(key: tuple[int, bool]) -> DumpOptions:
+    protocol, raw = key
+    return dump_options(
+        protocol,
+        fix_imports=True,
+        buffer_callback=None,
+        backend="auto",
+        compression=None,
+        level=None,
+        key=None,
+        on_unpicklable="raise",
+        raw=raw,
+    )
+
+
+# The options of a dumps given none but the protocol and raw, checked once per backend registry.
+_DEFAULT_DUMPS: Remembered[tuple[int, bool], DumpOptions] = Remembered(
+    BACKENDS, _default_dump_options
+)
 
 
 def dumps_with(obj: Any, opts: DumpOptions) -> bytes:

@@ -36,15 +36,17 @@ import copyreg
 import functools
 import operator
 import pickle
+import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._reconstruct import import_dill
+from ..checksums import SMALL
 from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
 from ..errors import PICKLING_FAILURES, PicklingError
-from ..resources import has_user_rules, refuse, resource_rule
+from ..resources import has_user_rules, refuse, resource_rule, rules_generation
 from . import builtin_types
 from .base import (
     Backend,
@@ -621,6 +623,66 @@ def _dump_plain(
     return None
 
 
+# --- one pickler per thread, reused ------------------------------------------------------------
+# Building an AutoPickler (its dispatch table, copied from copyreg's and filled type by type
+# as the dumps go) costs more than pickling a small lambda. A thread keeps the last one it
+# built, with what the table was built from; it is taken only while none of that has changed.
+
+
+class _Kept:
+    """A thread's reusable pickler, its sink, and what its table was built from."""
+
+    __slots__ = ("copyreg_table", "fix_imports", "pickler", "protocol", "rules", "sink")
+
+    def __init__(self, protocol: int, fix_imports: bool) -> None:
+        self.protocol = protocol
+        self.fix_imports = fix_imports
+        self.copyreg_table = dict(copyreg.dispatch_table)
+        self.rules = rules_generation()
+        self.sink = ChunkSink()
+        self.pickler = AutoPickler(self.sink, protocol, fix_imports=fix_imports)
+
+    def current(self, protocol: int, fix_imports: bool) -> bool:
+        return (
+            protocol == self.protocol
+            and fix_imports is self.fix_imports
+            and self.rules == rules_generation()
+            and copyreg.dispatch_table == self.copyreg_table
+        )
+
+
+_KEPT = threading.local()
+
+
+def _reused_pickler(
+    obj: Any, protocol: int, fix_imports: bool, registered: frozenset[str]
+) -> tuple[list[Any], int, int | None, bool] | None:
+    """Dump ``obj`` with this thread's kept pickler: the chunks, length, checksum and whether
+    code went by value; ``None`` if it failed (the caller redoes it with a new pickler, which
+    reports the failure where it is)."""
+    kept: _Kept | None = getattr(_KEPT, "kept", None)
+    _KEPT.kept = None  # taken: a dumps nested in this one (a reducer's) builds its own
+    if kept is None or not kept.current(protocol, fix_imports):
+        kept = _Kept(protocol, fix_imports)
+    pickler, sink = kept.pickler, kept.sink
+    pickler.globals_ref = {}
+    pickler.by_value = False
+    pickler._by_value_modules = registered
+    try:
+        pickler.dump(obj)
+    except BaseException:  # noqa: BLE001 - redone by the caller; this pickler is not kept
+        sink.close()
+        return None
+    finally:
+        pickler.clear_memo()  # let go of what was dumped
+    # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
+    crc = sink.crc if sink.length >= SMALL else None
+    result = sink.chunks, sink.length, crc, pickler.by_value
+    sink.reset()
+    _KEPT.kept = kept
+    return result
+
+
 class AutoBackend(Backend):
     """Per object: the C pickler, code by value, dill, or a recreated primitive."""
 
@@ -640,6 +702,7 @@ class AutoBackend(Backend):
         sink: Any = None,
     ) -> Pickled:
         callback = _ReplayingCallback(buffer_callback) if buffer_callback is not None else None
+        fresh_sink = sink is None
         if sink is None:
             sink = ChunkSink()
         registered = by_value_modules()
@@ -657,6 +720,13 @@ class AutoBackend(Backend):
                 )
                 if plain is not None:
                     return plain
+            if callback is None and fresh_sink:
+                reused = _reused_pickler(obj, protocol, fix_imports, registered)
+                if reused is not None:
+                    chunks, length, crc, by_value = reused
+                    uses = frozenset({"pickle", *state.uses})
+                    return Pickled(chunks, length, crc, uses, by_value=state.by_value or by_value)
+                state.clear()
             sink, pickler = run_pickler(
                 obj,
                 auto_pickler,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
-from ..checksums import Running, running
+from ..checksums import Running, checksum, running
 from ..diagnostics import describe_failure
 from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
@@ -258,7 +258,10 @@ class ChunkSink:
         self.chunks.append(chunk)
         if self._worker is not None:
             self._worker.put(chunk)
-        else:
+        elif len(self.chunks) > 1:
+            # The first chunk waits: a small stream (one chunk) may never need this checksum.
+            if len(self.chunks) == 2:
+                self._sum.update(self.chunks[0])
             self._sum.update(chunk)
             if self.length > PARALLEL_CRC_AFTER and _CORES > 1:
                 self._worker = CrcWorker(self._sum)
@@ -269,6 +272,8 @@ class ChunkSink:
     def crc(self) -> int:
         """The checksum of everything written (waits for the checksum thread, if any)."""
         self.close()
+        if len(self.chunks) == 1:
+            return checksum(self.chunks[0], self._sum.algorithm)
         return self._sum.value()
 
     def close(self) -> None:

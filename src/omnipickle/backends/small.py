@@ -140,6 +140,8 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
         return None  # its metaclass makes the type unhashable: the general path reports it
     if atom:
         return None if has_user_rules() else pickle.dumps(obj, protocol)
+    if t is _FunctionType:
+        return None  # by name or by value: auto decides
     # A flat dict or sequence of atoms, the commonest message, checked in C.
     try:
         if t is dict:

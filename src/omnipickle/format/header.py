@@ -200,6 +200,12 @@ def _strings_copy(extra: dict[Any, Any]) -> dict[str, Any] | None:
     return copied
 
 
+def extra_field(extra: dict[str, Any]) -> bytes:
+    """The extra field holding ``extra``, encoded as :func:`build_header` encodes it (the same
+    bytes for the same mapping)."""
+    return _json_bytes(extra)
+
+
 def _json_bytes(extra: dict[str, Any]) -> bytes:
     global _last_json
     seen, encoded = _last_json

@@ -24,6 +24,7 @@ from .rules import (
     refuse,
     register_resource,
     resource_rule,
+    rules_generation,
     unregister_resource,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "refuse",
     "register_resource",
     "resource_rule",
+    "rules_generation",
     "transient",
     "transient_names",
     "unregister_resource",

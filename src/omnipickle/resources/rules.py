@@ -30,6 +30,7 @@ __all__ = [
     "refuse",
     "register_resource",
     "resource_rule",
+    "rules_generation",
     "unregister_resource",
 ]
 
@@ -179,6 +180,12 @@ def install_builtin_rules(rows: Iterable[tuple[Target, str, Reducer | None]]) ->
     """Register omnipickle's own rules, one ``(target, action, reducer)`` row each."""
     for target, action, reducer in rows:
         RULES.put(target, make_rule(target, action, reducer, builtin=True))
+
+
+def rules_generation() -> int:
+    """A number that changes whenever a rule is registered or removed (for caches of what the
+    rules decided)."""
+    return RULES.generation
 
 
 def has_user_rules() -> bool:
