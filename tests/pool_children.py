@@ -83,9 +83,13 @@ HELD_IN_A_WORKER = [False, False, True]
 """The end of ``Held(n).bump(k)`` run in a worker: unlocked, no ``__dict__``, another pid."""
 
 
-def child_report(code: str, *args: str) -> dict[str, Any]:
+def child_report(
+    code: str, *args: str, env_overrides: dict[str, str | None] | None = None
+) -> dict[str, Any]:
     """Run :data:`PRELUDE` and ``code`` in a fresh interpreter; return its ``report``."""
-    out = check_python(*args, code=PRELUDE + code + "\nprint(json.dumps(report))\n")
+    out = check_python(
+        *args, code=PRELUDE + code + "\nprint(json.dumps(report))\n", env_overrides=env_overrides
+    )
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return report
 
@@ -109,7 +113,9 @@ def examples(page: Path, section: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def check_examples(page: Path, section: str) -> None:
+def check_examples(
+    page: Path, section: str, env_overrides: dict[str, str | None] | None = None
+) -> None:
     """Run every example of the section in a fresh interpreter; each must print its output."""
     for code, expected in examples(page, section):
-        assert check_python(code=code) == expected, code
+        assert check_python(code=code, env_overrides=env_overrides) == expected, code

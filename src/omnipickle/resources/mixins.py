@@ -395,6 +395,20 @@ class transient:
                 self._building.pop(id(obj), None)
         return value
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The descriptor travels with its class when the class goes by value (a class of
+        # __main__ through cloudpickle, Ray, loky's default pickler): the locks stay behind, as
+        # any pickler but omnipickle's refuses a lock, and a lock held here means nothing there.
+        return {"factory": self.factory, "name": self.name, "owner": self.owner}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Earlier releases pickled the whole __dict__, locks included: those keys are ignored.
+        self.factory = state["factory"]
+        self.name = state["name"]
+        self.owner = state["owner"]
+        self._guard = threading.Lock()
+        self._building = {}
+
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__[self.name] = value
 
