@@ -428,21 +428,37 @@ class AutoPickler(pickle.Pickler):
             self.by_value = True
             return NotImplemented
         if issubclass(t, type):
-            if importable(obj, self._by_value_modules) or (
-                t is not type and _has_reducer(self._lookup, t)
-            ):
-                # By name, or by the reducer registered for its metaclass (copyreg.pickle).
-                return NotImplemented
-            builtin = builtin_types.reduce_builtin_type(obj)  # type({}.keys())...
-            if builtin is not None:
-                return builtin
-            rv = class_reduce(obj)
-            if rv is not NotImplemented:
+            if t is type and not obj.__flags__ & _HEAP_TYPE:
+                # A type defined in C (CodeType, dict views...): it cannot change, nor can how
+                # it is written, so that is decided once.
+                static = _STATIC_TYPES.get(obj)
+                if static is None:
+                    static = _STATIC_TYPES[obj] = self._reduce_class(obj)
+                rv, cloudpickle_used = static
+                if cloudpickle_used:
+                    _note("cloudpickle")
+                return rv
+            rv, cloudpickle_used = self._reduce_class(obj)
+            if cloudpickle_used:
                 _note("cloudpickle")
                 if rv[0] in by_value_class_constructors():
                     self.by_value = True
             return rv
         return NotImplemented
+
+    def _reduce_class(self, cls: type) -> tuple[Any, bool]:
+        """How to write the class ``cls``: by name (``NotImplemented``), a reduce tuple, and
+        whether cloudpickle's reducer gave it."""
+        if importable(cls, self._by_value_modules) or (
+            type(cls) is not type and _has_reducer(self._lookup, type(cls))
+        ):
+            # By name, or by the reducer registered for its metaclass (copyreg.pickle).
+            return NotImplemented, False
+        builtin = builtin_types.reduce_builtin_type(cls)  # type({}.keys())...
+        if builtin is not None:
+            return builtin, False
+        rv = class_reduce(cls)
+        return rv, rv is not NotImplemented
 
     # cloudpickle's function reducer calls these on the pickler it is given.
     def _dynamic_function_reduce(self, func: Any) -> Any:
@@ -454,6 +470,9 @@ class AutoPickler(pickle.Pickler):
 
 _FunctionType = types.FunctionType
 _CodeType = types.CodeType
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes made by a class statement or type()
+# How each type defined in C is written (there are a few hundred at most).
+_STATIC_TYPES: dict[type, tuple[Any, bool]] = {}
 
 
 def _subclass_defines(cls: type, name: str, stop: type) -> bool:
