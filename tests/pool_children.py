@@ -97,16 +97,22 @@ def child_report(
 _BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 
 
-def examples(page: Path, section: str) -> list[tuple[str, str]]:
-    """The (code, expected output) pairs of the ``## section`` of ``page``: each ```python
-    block followed by a ```text block."""
+def blocks(page: Path, section: str) -> list[tuple[str, str]]:
+    """The ```python and ```text blocks of the ``## section`` of ``page``, in order, as
+    ``(kind, text)``."""
     text = page.read_text(encoding="utf-8")
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
-    blocks = _BLOCK.findall(text[start : end if end >= 0 else len(text)])
+    found: list[tuple[str, str]] = _BLOCK.findall(text[start : end if end >= 0 else len(text)])
+    return found
+
+
+def examples(page: Path, section: str) -> list[tuple[str, str]]:
+    """The (code, expected output) pairs of the ``## section`` of ``page``: each ```python
+    block followed by a ```text block."""
     pairs = [
         (code, out)
-        for (kind, code), (next_kind, out) in itertools.pairwise(blocks)
+        for (kind, code), (next_kind, out) in itertools.pairwise(blocks(page, section))
         if kind == "python" and next_kind == "text"
     ]
     assert pairs, f"no example with its output in {page.name}, section {section!r}"
