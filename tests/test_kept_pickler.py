@@ -134,3 +134,17 @@ class socket_pair:
     def __exit__(self, *exc: object) -> None:
         self.a.close()
         self.b.close()
+
+
+def test_every_dump_of_code_records_the_backends_it_used() -> None:
+    # What a type defined in C becomes is decided once; the header must still say, on every
+    # dump, that cloudpickle's functions are named (they are, for a lambda's code).
+    payloads = [omnipickle.dumps(lambda n=n: n) for n in range(3)]
+    for payload in payloads:
+        info = omnipickle.info(payload)
+        assert "cloudpickle" in info.backends
+        assert info.by_value
+    assert [omnipickle.loads(p)() for p in payloads] == [0, 1, 2]
+    view_type = type({}.keys())
+    assert omnipickle.loads(omnipickle.dumps(view_type)) is view_type
+    assert omnipickle.loads(omnipickle.dumps([view_type, lambda: view_type]))[1]() is view_type

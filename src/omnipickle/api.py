@@ -218,7 +218,13 @@ def dumps(
             stream = plain_dumps(obj, proto)
             if stream is not None:
                 return stream if raw else plain_payload(stream, proto, PICKLE_LOADER_ID, PICKLE_BIT)
-            return dumps_with(obj, _DEFAULT_DUMPS((proto, raw)))
+            # Not plain data: the backend straight away, with the options checked once.
+            pickled = _DEFAULT_DUMPS((proto, raw)).backend.dumps(
+                obj, protocol=proto, fix_imports=True, buffer_callback=None
+            )
+            return _joined(
+                pickled.chunks if raw else encode(pickled, proto, None, None, None, False)
+            )
     opts = dump_options(
         protocol,
         fix_imports=fix_imports,
@@ -258,8 +264,11 @@ _DEFAULT_DUMPS: Remembered[tuple[int, bool], DumpOptions] = Remembered(
 
 def dumps_with(obj: Any, opts: DumpOptions) -> bytes:
     """:func:`dumps` with options already checked (``Serializer`` checks its own once)."""
-    parts = _encode(obj, opts)
-    if len(parts) == 1 and isinstance(parts[0], bytes):
+    return _joined(_encode(obj, opts))
+
+
+def _joined(parts: list[Part]) -> bytes:
+    if len(parts) == 1 and type(parts[0]) is bytes:
         return parts[0]
     return b"".join(parts)
 

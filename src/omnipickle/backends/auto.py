@@ -732,7 +732,10 @@ class AutoBackend(Backend):
                 return self._dump_dropping(obj, protocol, fix_imports, callback, state, sink)
             # User-registered resource rules may cover types pickle handles natively: then
             # every object must go through the dispatch table.
-            kind = CODE if has_user_rules() else probe(obj, registered)
+            # (A function at the root goes to AutoPickler whatever the probe would say.)
+            kind = (
+                CODE if type(obj) is _FunctionType or has_user_rules() else probe(obj, registered)
+            )
             if kind in (INSTANCES, METHODS):
                 plain = _dump_plain(
                     obj, protocol, fix_imports, callback, state, sink, registered, kind

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
-from ..checksums import Running, checksum, running
+from ..checksums import Running, checksum, preferred, running
 from ..diagnostics import describe_failure
 from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
@@ -247,7 +247,7 @@ class ChunkSink:
 
     def __init__(self, watch: tuple[bytes, ...] = ()) -> None:
         self.chunks: list[bytes | bytearray | memoryview] = []
-        self._sum = running()
+        self._sum: Running | None = None  # made at the second chunk (see write)
         self._worker: CrcWorker | None = None
         self.length = 0
         self.watch = watch
@@ -260,7 +260,8 @@ class ChunkSink:
             self._worker.put(chunk)
         elif len(self.chunks) > 1:
             # The first chunk waits: a small stream (one chunk) may never need this checksum.
-            if len(self.chunks) == 2:
+            if self._sum is None:
+                self._sum = running()
                 self._sum.update(self.chunks[0])
             self._sum.update(chunk)
             if self.length > PARALLEL_CRC_AFTER and _CORES > 1:
@@ -272,8 +273,8 @@ class ChunkSink:
     def crc(self) -> int:
         """The checksum of everything written (waits for the checksum thread, if any)."""
         self.close()
-        if len(self.chunks) == 1:
-            return checksum(self.chunks[0], self._sum.algorithm)
+        if self._sum is None:  # one chunk, or none
+            return checksum(self.chunks[0] if self.chunks else b"", preferred())
         return self._sum.value()
 
     def close(self) -> None:
@@ -286,7 +287,7 @@ class ChunkSink:
         """Forget everything written (a dump is about to be redone)."""
         self.close()
         self.chunks = []
-        self._sum = running()
+        self._sum = None
         self.length = 0
 
 
