@@ -148,3 +148,20 @@ def test_every_dump_of_code_records_the_backends_it_used() -> None:
     view_type = type({}.keys())
     assert omnipickle.loads(omnipickle.dumps(view_type)) is view_type
     assert omnipickle.loads(omnipickle.dumps([view_type, lambda: view_type]))[1]() is view_type
+
+
+class Interrupts:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __reduce__(self) -> Any:
+        self.calls += 1
+        raise KeyboardInterrupt
+
+
+def test_an_interrupt_during_a_dump_is_not_swallowed_nor_redone() -> None:
+    obj = Interrupts()
+    with pytest.raises(KeyboardInterrupt):
+        omnipickle.dumps(_closure_over(obj))
+    assert obj.calls == 1
+    assert omnipickle.loads(omnipickle.dumps(_closure_over(Box(4))))().value == 4

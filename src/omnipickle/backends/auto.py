@@ -689,9 +689,12 @@ def _reused_pickler(
     pickler._by_value_modules = registered
     try:
         pickler.dump(obj)
-    except BaseException:  # noqa: BLE001 - redone by the caller; this pickler is not kept
+    except Exception:  # noqa: BLE001 - redone by the caller; this pickler is not kept
         sink.close()
         return None
+    except BaseException:  # KeyboardInterrupt, SystemExit...: not redone, not kept
+        sink.close()
+        raise
     finally:
         pickler.clear_memo()  # let go of what was dumped
     # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
