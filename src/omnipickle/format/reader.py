@@ -20,7 +20,8 @@ from typing import IO, Any
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, loader_name, names_for_bits
 from ..checksums import checksum
 from ..codecs import REGISTRY as CODECS
-from ..codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign, is_foreign
+from ..codecs import Codec, codec_by_id, codec_for_magic
+from ..codecs.foreign import decompress_foreign, is_foreign
 from ..errors import (
     CorruptPayloadError,
     IncompatiblePayloadError,
