@@ -163,18 +163,15 @@ def test_version_comes_from_the_installed_metadata() -> None:
 
 
 # What ``import omnipickle`` leaves for first use: the modules that only some calls need (the
-# general reader and writer, the auto backend, the error reports, the drop-in picklers, the
-# mixins...) and the standard-library modules only they import.
+# general reader, the auto backend, the error reports, the drop-in picklers, the mixins...) and
+# the standard-library modules only they import.
 _DEFERRED = (
     "omnipickle.backends.auto",
-    "omnipickle.backends.base",
     "omnipickle.codecs.foreign",
     "omnipickle.diagnostics",
     "omnipickle.format.reader",
     "omnipickle.format.sniff",
     "omnipickle.format.source",
-    "omnipickle.format.versions",
-    "omnipickle.format.writer",
     "omnipickle.picklers",
     "omnipickle.resources.mixins",
     "omnipickle.serializer",
@@ -183,7 +180,7 @@ _DEFERRED = (
 )
 
 
-def test_import_leaves_the_general_reader_writer_and_auto_backend_for_first_use() -> None:
+def test_import_leaves_the_general_reader_and_the_auto_backend_for_first_use() -> None:
     out = check_python(
         code="import sys\nimport omnipickle\n"
         f"print(sorted(m for m in {_DEFERRED!r} if m in sys.modules))\n"
@@ -205,7 +202,6 @@ def test_the_fast_dumps_and_loads_of_plain_data_import_nothing_more() -> None:
 
 # Every public name imported on first use, with the module that defines it.
 _LAZY_HOMES = {
-    "Backend": "omnipickle.backends.base",
     "Pickler": "omnipickle.picklers",
     "Unpickler": "omnipickle.picklers",
     "Serializer": "omnipickle.serializer",

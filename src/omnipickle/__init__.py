@@ -23,6 +23,7 @@ from .api import (
     loads,
 )
 from .backends import backends, register_backend, unregister_backend
+from .backends.base import Backend
 from .codecs import Codec, codecs, register_codec, unregister_codec
 from .errors import (
     BackendNotInstalledError,
@@ -45,7 +46,6 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # what __getattr__ below imports on first use, for type checkers
-    from .backends.base import Backend
     from .backends.canonical import DeterminismError
     from .explain import Explanation, explain
     from .format.describe import Info
@@ -67,7 +67,6 @@ if TYPE_CHECKING:  # what __getattr__ below imports on first use, for type check
 # ``import omnipickle`` stays as cheap as the functions most programs call (``Pickler`` brings
 # in the auto backend and the diagnostics, the resource names the built-in resource rules).
 _LAZY = {
-    "Backend": "backends.base",
     "Pickler": "picklers",
     "Unpickler": "picklers",
     "Serializer": "serializer",

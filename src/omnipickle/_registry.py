@@ -24,22 +24,18 @@ T = TypeVar("T")
 Snapshot = tuple[dict[Any, Any], ...]
 
 
-class Record:
-    """A frozen row of named fields: what ``@dataclass(frozen=True)`` gives (``repr``, ``==``
-    and ``hash`` over the fields, assignment refused), for the rows ``import omnipickle`` makes.
+class Fields:
+    """A row of named fields: what ``@dataclass`` gives (``repr`` and ``==`` over the fields,
+    no hash), for the rows the package makes at import and on every call.
 
     Not a dataclass because the :mod:`dataclasses` module imports :mod:`inspect` (and with it
     ``ast``, ``dis`` and ``tokenize``), and builds each class by compiling code: together that
     cost more than the rest of the package's import. A subclass names its fields in
-    ``__slots__``, in the order its ``__init__`` takes them, and sets them with :meth:`_set`.
+    ``__slots__`` and sets them in its ``__init__``.
     """
 
     __slots__: tuple[str, ...] = ()
-
-    def _set(self, *values: Any) -> None:
-        """Set the fields, in ``__slots__`` order (``__init__`` only)."""
-        for name, value in zip(self.__slots__, values, strict=True):
-            object.__setattr__(self, name, value)
+    __hash__ = None  # type: ignore[assignment]  # mutable, as an eq=True dataclass
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -51,10 +47,23 @@ class Record:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        assert isinstance(other, Record)
+        assert isinstance(other, Fields)
         return self._values() == other._values()
 
-    def __hash__(self) -> int:
+
+class Record(Fields):
+    """Frozen :class:`Fields`: what ``@dataclass(frozen=True)`` gives (assignment refused, a
+    hash over the fields). The fields are in ``__slots__`` in the order ``__init__`` takes
+    them, which sets them with :meth:`_set`."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _set(self, *values: Any) -> None:
+        """Set the fields, in ``__slots__`` order (``__init__`` only)."""
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __hash__(self) -> int:  # type: ignore[override]  # frozen: hashable again
         return hash(self._values())
 
     def __setattr__(self, name: str, value: Any) -> None:

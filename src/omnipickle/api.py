@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, check_installed
 from .backends import REGISTRY as BACKENDS
+from .backends.base import BufferRecorder
 from .backends.small import plain_dumps
 from .codecs import MAGICS, Codec, codec_for_suffix
 from .errors import (
@@ -27,6 +28,7 @@ from .errors import (
     load_failure,
 )
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
+from .format import ENVELOPE, as_view
 from .format.header import (
     FLAG_OUT_OF_BAND,
     FLAG_SECTIONS,
@@ -35,6 +37,7 @@ from .format.header import (
     plain_payload,
 )
 from .format.signing import KeyArgument
+from .format.writer import FileWriter, Part, encode, write_parts
 from .options import (
     DEFAULT_PROTOCOL,
     HIGHEST_PROTOCOL,
@@ -50,7 +53,6 @@ if TYPE_CHECKING:
     from .backends import Pickled
     from .format.describe import Info
     from .format.reader import Payload
-    from .format.writer import Part
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -104,10 +106,6 @@ def _warn_dropped(dropped: Any) -> None:
 
 def _encode(obj: Any, opts: DumpOptions) -> list[Part]:
     """The payload as a list of parts to be written (or joined) in order."""
-    # The writer (and the backends' base module) wait for the first dump off the fast path.
-    from .backends.base import BufferRecorder
-    from .format.writer import encode
-
     if opts.raw:
         return _pickle(obj, opts, opts.buffer_callback).chunks
     # Flagged only if a buffer did go out of band: one the callback kept in-band (returning
@@ -120,8 +118,6 @@ def _encode(obj: Any, opts: DumpOptions) -> list[Part]:
 
 def _dump_to_file(obj: Any, out: IO[bytes], opts: DumpOptions) -> None:
     """Write one payload to the seekable binary file ``out``, streaming when it is large."""
-    from .format.writer import FileWriter, write_parts
-
     # Streaming writes the header last, and may read the file back (to sign it, or to make
     # room for a large header): a file we cannot read gets the payload built in memory.
     if opts.raw or not opts.backend.streams or not readable(out):
@@ -292,8 +288,6 @@ def dump(
         ImportError: ``file`` is a URL and fsspec (or its protocol's package) is missing.
         and everything :func:`dumps` raises.
     """
-    from .format.writer import write_parts
-
     check_storage_options(file, storage_options)
     path = is_path(file)
     if path:
@@ -402,8 +396,6 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
             its own ``loads``) cannot put the stream's globals through them.
         and everything :func:`loads` lists.
     """
-    from .format.reader import ENVELOPE  # the reader waits for the first load off the fast path
-
     if opts.buffers is not None:
         _check_buffers(opts.buffers)
     if payload.kind != ENVELOPE:
@@ -661,8 +653,9 @@ def loads(
 
 def loads_with(data: bytes | bytearray | memoryview, opts: LoadOptions) -> Any:
     """:func:`loads` with options already checked (``Serializer`` checks its own once)."""
-    from .format import reader
-    from .format.source import as_view
+    # The reader waits for the first load off the fast path. Absolute: a relative import
+    # statement costs more on every call (it resolves the name each time).
+    from omnipickle.format import reader
 
     return unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
 
