@@ -285,3 +285,18 @@ def test_put_all_stores_in_order_with_one_change_notice_and_stops_at_a_refusal()
     assert notices == [1, 1]
     table.put_all([])
     assert notices == [1, 1]  # nothing stored, nothing to notice
+
+
+def test_what_the_reader_found_is_a_mutable_unhashable_row_of_fields() -> None:
+    """What a plain dataclass gave it: equality by fields, a repr naming them, assignment
+    allowed, no hash."""
+    from omnipickle.format.reader import PLAIN, Payload
+
+    payload = Payload(PLAIN, size=3)
+    assert payload == Payload(PLAIN, size=3)
+    assert payload != Payload(PLAIN, size=4)
+    assert repr(payload).startswith("Payload(kind='pickle', header=None, stream=None, ")
+    payload.size = 4
+    assert payload == Payload(PLAIN, size=4)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(payload)
