@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from ._registry import Remembered
-from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
+from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, check_installed
 from .backends import REGISTRY as BACKENDS
 from .backends.base import BufferRecorder
 from .backends.small import plain_dumps
@@ -29,7 +29,7 @@ from .errors import (
     load_failure,
 )
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
-from .format import reader
+from .format import ENVELOPE, as_view
 from .format.header import (
     FLAG_OUT_OF_BAND,
     FLAG_SECTIONS,
@@ -37,10 +37,7 @@ from .format.header import (
     is_plain_payload,
     plain_payload,
 )
-from .format.reader import ENVELOPE, Payload
 from .format.signing import KeyArgument
-from .format.source import PrefixedReader, as_view
-from .format.versions import note_version_change
 from .format.writer import FileWriter, Part, encode, write_parts
 from .options import (
     DEFAULT_PROTOCOL,
@@ -54,7 +51,9 @@ from .options import (
 from .urls import check_storage_options, is_url, open_url, url_writer
 
 if TYPE_CHECKING:
+    from .backends import Pickled
     from .format.describe import Info
+    from .format.reader import Payload
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -475,6 +474,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
                 buffers=buffers,
             )
         except (TypeError, AttributeError, ImportError) as exc:
+            from .format.versions import note_version_change
+
             note_version_change(exc, header)  # a backend's reconstructors may have changed
             raise
     finally:
@@ -548,6 +549,8 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
                 exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
             )
         else:
+            from .format.source import PrefixedReader
+
             assert isinstance(source, PrefixedReader)
             error = load_failure(
                 exc, size=source.consumed, ended=source.exhausted, head=source.head
@@ -682,6 +685,10 @@ def loads(
 
 def loads_with(data: bytes | bytearray | memoryview, opts: LoadOptions) -> Any:
     """:func:`loads` with options already checked (``Serializer`` checks its own once)."""
+    # The reader waits for the first load off the fast path. Absolute: a relative import
+    # statement costs more on every call (it resolves the name each time).
+    from omnipickle.format import reader
+
     return unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
 
 
@@ -717,6 +724,8 @@ def load(
             ``://``, read through fsspec): passed to its file system.
         The others: as for :func:`loads`, which lists what is raised.
     """
+    from .format import reader
+
     check_storage_options(file, storage_options)
     opts = load_options(
         fix_imports=fix_imports,

@@ -44,7 +44,6 @@ from typing import Any
 
 from .._reconstruct import import_dill
 from ..checksums import SMALL
-from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
 from ..errors import PICKLING_FAILURES, PicklingError
 from ..resources import has_user_rules, refuse, resource_rule, rules_generation
 from . import builtin_types
@@ -577,7 +576,7 @@ def _cannot_drop(
 ) -> Any:
     """The error for a part the drop policy could not leave out: the caller's own message
     type (from ``describe_failure``), with a message that does not advise the policy in use."""
-    from ..diagnostics import failure_reason  # the error path only
+    from ..diagnostics import describe_failure, failure_reason, type_name  # the error path only
 
     error = describe_failure(obj, exc, locate)
     reason = failure_reason(culprit, cause)
@@ -775,6 +774,8 @@ class AutoBackend(Backend):
         state: _DumpState,
         sink: Any,
     ) -> Pickled:
+        from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
+
         drop_ids: set[int] = set()
         for _ in range(_MAX_DROP_ROUNDS):
             state.clear()

@@ -6,7 +6,6 @@ import functools
 import io
 import os
 import pickle
-import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -15,7 +14,6 @@ from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
 from ..checksums import Running, checksum, preferred, running
-from ..diagnostics import describe_failure
 from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
 
@@ -194,6 +192,8 @@ class CrcWorker:
     """Computes a running checksum of the chunks it is given, in order, on its own thread."""
 
     def __init__(self, state: Running) -> None:
+        import queue  # only payloads large enough for a checksum thread need it
+
         self.state = state
         self._queue: queue.SimpleQueue[bytes | bytearray | memoryview | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="omnipickle-crc", daemon=True)
@@ -302,6 +302,8 @@ def fail(
     obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
 ) -> PicklingError:
     """Build the :class:`PicklingError` for a failed dump of ``obj``, with the failing path."""
+    from ..diagnostics import describe_failure  # the error path only
+
     return describe_failure(obj, exc, make_pickler)
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .._registry import Remembered
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, Pickled, bits_for, loader_id
@@ -27,6 +26,9 @@ from . import header as layout
 from .header import FLAG_BY_VALUE, FLAG_OUT_OF_BAND, FLAG_SECTIONS, FLAG_SIGNED, NAMED
 from .signing import key_id, sign
 from .versions import backend_versions
+
+if TYPE_CHECKING:
+    import queue
 
 __all__ = ["FileSink", "FileWriter", "encode", "write_parts"]
 
@@ -284,6 +286,8 @@ class FileSink:
                 pending[0] = memoryview(pending[0])[len(self.lead) :]
                 self._sum.update(self.lead)
         if (os.cpu_count() or 1) > 1:
+            import queue  # only a dump large enough to spill to a file needs the writer thread
+
             self._queue = queue.Queue(maxsize=_QUEUE_FRAMES)
             self._thread = threading.Thread(target=self._run, name="omnipickle-writer", daemon=True)
             self._thread.start()

@@ -14,7 +14,6 @@ the resource lives in this process only. Three ways to say what to do:
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -67,6 +66,8 @@ def _edit_attributes(
         return tuple(_edit_attributes(part, cls, names, values) if part else part for part in state)
     if isinstance(state, list) and hasattr(cls, "__dataclass_fields__"):
         # dataclass(frozen=True, slots=True) pickles a list of field values, in field order.
+        import dataclasses  # a dataclass exists, so the module is imported already
+
         fields = [f.name for f in dataclasses.fields(cls)]
         if len(fields) == len(state):
             return [
