@@ -177,6 +177,12 @@ _DEFERRED = (
     "omnipickle.serializer",
     "queue",
     "tempfile",
+    # dataclasses imports inspect, and with it ast, dis and tokenize: more than the package's
+    # own modules cost together (cloudpickle pays for it; omnipickle does not).
+    "dataclasses",
+    "inspect",
+    "ast",
+    "tokenize",
 )
 
 

@@ -9,10 +9,10 @@ import pickle
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
+from .._registry import Fields
 from ..checksums import Running, checksum, preferred, running
 from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
@@ -20,8 +20,7 @@ from .rows import BackendRow
 BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
 
 
-@dataclass
-class Pickled:
+class Pickled(Fields):
     """The result of a backend's ``dumps``: the pickle stream and how it was made.
 
     Attributes:
@@ -34,13 +33,25 @@ class Pickled:
         loader: the backend whose ``loads`` reads the stream.
     """
 
-    chunks: list[bytes | bytearray | memoryview]
-    length: int
-    crc: int | None
-    uses: frozenset[str]
-    by_value: bool
-    loader: str = "pickle"
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("chunks", "length", "crc", "uses", "by_value", "loader", "extra")  # noqa: RUF023
+
+    def __init__(
+        self,
+        chunks: list[bytes | bytearray | memoryview],
+        length: int,
+        crc: int | None,
+        uses: frozenset[str],
+        by_value: bool,
+        loader: str = "pickle",
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.chunks = chunks
+        self.length = length
+        self.crc = crc
+        self.uses = uses
+        self.by_value = by_value
+        self.loader = loader
+        self.extra: dict[str, Any] = {} if extra is None else extra
 
 
 class Backend(ABC):

@@ -51,9 +51,9 @@ import pickle
 import struct
 import sys
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
+from .._registry import Record
 from ..checksums import CRC32, NAMES, SMALL, algorithm_for
 from ..checksums import checksum as compute_checksum
 from ..errors import CorruptPayloadError, IncompatiblePayloadError, TruncatedPayloadError
@@ -114,10 +114,29 @@ _EXTRA_OFFSET = 20
 _EXTRA_SIZE = struct.Struct("<I")
 
 
-@dataclass(frozen=True)
-class Header:
-    """The parsed envelope header."""
+class Header(Record):
+    """The parsed envelope header.
 
+    ``start`` is where the magic is: 0 (format 1), or after the stream's PROTO opcode (if it
+    has one) and the BINBYTES opcode (format 2).
+    """
+
+    __slots__ = (  # noqa: RUF023 - the fields, in order
+        "version",
+        "flags",
+        "protocol",
+        "python",
+        "loader",
+        "backend_bits",
+        "codec_id",
+        "checksum_algorithm",
+        "stored_length",
+        "raw_length",
+        "checksum",
+        "extra",
+        "extra_size",
+        "start",
+    )
     version: int
     flags: int
     protocol: int
@@ -129,11 +148,43 @@ class Header:
     stored_length: int
     raw_length: int
     checksum: int
-    extra: dict[str, Any] = field(default_factory=dict)
-    extra_size: int = 0
-    start: int = 0
-    """Where the magic is: 0 (format 1), or after the stream's PROTO opcode (if it has one) and
-    the BINBYTES opcode (format 2)."""
+    extra: dict[str, Any]
+    extra_size: int
+    start: int
+
+    def __init__(
+        self,
+        version: int,
+        flags: int,
+        protocol: int,
+        python: tuple[int, int],
+        loader: int,
+        backend_bits: int,
+        codec_id: int,
+        checksum_algorithm: int,
+        stored_length: int,
+        raw_length: int,
+        checksum: int,
+        extra: dict[str, Any] | None = None,
+        extra_size: int = 0,
+        start: int = 0,
+    ) -> None:
+        self._set(
+            version,
+            flags,
+            protocol,
+            python,
+            loader,
+            backend_bits,
+            codec_id,
+            checksum_algorithm,
+            stored_length,
+            raw_length,
+            checksum,
+            {} if extra is None else extra,
+            extra_size,
+            start,
+        )
 
     @property
     def lead(self) -> int:
@@ -571,14 +622,17 @@ def check_payload(header: Header, data: bytes | bytearray | memoryview) -> memor
     return payload
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(Record):
     """One out-of-band buffer stored after the stream (flag SECTIONS)."""
 
+    __slots__ = ("offset", "stored", "raw", "crc")  # noqa: RUF023 - the fields, in order
     offset: int
     stored: int
     raw: int
     crc: int
+
+    def __init__(self, offset: int, stored: int, raw: int, crc: int) -> None:
+        self._set(offset, stored, raw, crc)
 
 
 def sections(header: Header) -> list[Section]:
