@@ -44,3 +44,9 @@ def test_digest_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = _quick("bench_digest.py")
     assert "| (c) 300 closures |" in out
     assert "PROBLEM" not in out
+
+
+def test_small_files_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_small_files.py")
+    assert "| omnipickle.dump durable=False |" in out
+    assert "PROBLEM" not in out

@@ -23,6 +23,15 @@ from conftest import check_python
 OBJ = {"rows": [{"i": i, "s": str(i)} for i in range(500)]}
 
 
+# A small payload of plain data is written from memory in one system call (files.atomic_write);
+# anything else goes through the streaming writer (files.atomic_writer). Both must keep every
+# promise about files: each test below runs both ways.
+WRITE_PATHS = [
+    pytest.param(lambda value: value, id="small"),
+    pytest.param(lambda value: [value] * 100, id="streamed"),
+]
+
+
 def test_dump_to_a_path_and_load_it_back(tmp_path: Path) -> None:
     path = tmp_path / "obj.pkl"
     omnipickle.dump(OBJ, path)
@@ -63,11 +72,14 @@ def test_renamed_compressed_file_loads_by_its_content(tmp_path: Path) -> None:
     assert omnipickle.load(renamed) == OBJ
 
 
-def test_dump_replaces_the_file_atomically_and_leaves_no_temporary(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_dump_replaces_the_file_atomically_and_leaves_no_temporary(
+    tmp_path: Path, wrap: Any
+) -> None:
     path = tmp_path / "obj.pkl"
-    omnipickle.dump("old", path)
-    omnipickle.dump("new", path)
-    assert omnipickle.load(path) == "new"
+    omnipickle.dump(wrap("old"), path)
+    omnipickle.dump(wrap("new"), path)
+    assert omnipickle.load(path) == wrap("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obj.pkl"]
 
 
@@ -87,38 +99,42 @@ def test_failed_dump_to_a_new_path_creates_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_new_file_gets_the_usual_permissions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_new_file_gets_the_usual_permissions(tmp_path: Path, wrap: Any) -> None:
     path = tmp_path / "obj.pkl"
-    omnipickle.dump(1, path)
+    omnipickle.dump(wrap(1), path)
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_replaced_file_keeps_its_permissions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_replaced_file_keeps_its_permissions(tmp_path: Path, wrap: Any) -> None:
     path = tmp_path / "obj.pkl"
-    omnipickle.dump(1, path)
+    omnipickle.dump(wrap(1), path)
     path.chmod(0o640)
-    omnipickle.dump(2, path)
+    omnipickle.dump(wrap(2), path)
     assert path.stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
 def test_folder_that_cannot_be_written_gives_an_oserror_and_leaves_nothing(
-    tmp_path: Path,
+    tmp_path: Path, wrap: Any
 ) -> None:
     # /proc refuses new files even to root (a chmod-ed folder would not stop root).
     with pytest.raises(OSError):
-        omnipickle.dump(1, "/proc/omnipickle-test.pkl")
+        omnipickle.dump(wrap(1), "/proc/omnipickle-test.pkl")
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("x")
     with pytest.raises(NotADirectoryError):
-        omnipickle.dump(1, not_a_folder / "obj.pkl")
+        omnipickle.dump(wrap(1), not_a_folder / "obj.pkl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
-def test_missing_folder_is_a_filenotfounderror(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_missing_folder_is_a_filenotfounderror(tmp_path: Path, wrap: Any) -> None:
     with pytest.raises(FileNotFoundError):
-        omnipickle.dump(1, tmp_path / "no" / "such" / "obj.pkl")
+        omnipickle.dump(wrap(1), tmp_path / "no" / "such" / "obj.pkl")
 
 
 def test_several_payloads_in_one_file_object_load_in_turn(tmp_path: Path) -> None:
@@ -274,42 +290,48 @@ def test_zip_archive_of_several_files_is_refused_clearly(tmp_path: Path) -> None
 # --- writes through links, modes, leftovers, error names ------------------------------------
 
 
-def test_dump_to_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_dump_to_a_symlink_replaces_its_target_and_keeps_the_link(
+    tmp_path: Path, wrap: Any
+) -> None:
     target = tmp_path / "real.pkl"
     link = tmp_path / "link.pkl"
-    omnipickle.dump("old", target)
+    omnipickle.dump(wrap("old"), target)
     link.symlink_to(target)
-    omnipickle.dump("new", link)
+    omnipickle.dump(wrap("new"), link)
     assert link.is_symlink()
-    assert omnipickle.load(target) == "new"
-    assert omnipickle.load(link) == "new"
+    assert omnipickle.load(target) == wrap("new")
+    assert omnipickle.load(link) == wrap("new")
 
 
-def test_dump_to_a_dangling_symlink_creates_its_target(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_dump_to_a_dangling_symlink_creates_its_target(tmp_path: Path, wrap: Any) -> None:
     link = tmp_path / "link.pkl"
     link.symlink_to(tmp_path / "missing.pkl")
-    omnipickle.dump([1], link)
-    assert link.is_symlink() and omnipickle.load(tmp_path / "missing.pkl") == [1]
+    omnipickle.dump(wrap([1]), link)
+    assert link.is_symlink() and omnipickle.load(tmp_path / "missing.pkl") == wrap([1])
 
 
-def test_a_replaced_file_never_gets_setuid_or_setgid_bits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_a_replaced_file_never_gets_setuid_or_setgid_bits(tmp_path: Path, wrap: Any) -> None:
     path = tmp_path / "x.pkl"
-    omnipickle.dump(1, path)
+    omnipickle.dump(wrap(1), path)
     os.chmod(path, 0o6755)
-    omnipickle.dump(2, path)
+    omnipickle.dump(wrap(2), path)
     mode = path.stat().st_mode & 0o7777
     assert mode == 0o755
 
 
-def test_errors_name_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_errors_name_the_target_not_the_temporary_file(tmp_path: Path, wrap: Any) -> None:
     missing = tmp_path / "no-such-folder" / "x.pkl"
     with pytest.raises(FileNotFoundError) as caught:
-        omnipickle.dump(1, missing)
+        omnipickle.dump(wrap(1), missing)
     assert caught.value.filename == str(missing)
     folder = tmp_path / "adir"
     folder.mkdir()
     with pytest.raises(IsADirectoryError) as caught_dir:
-        omnipickle.dump(1, folder)
+        omnipickle.dump(wrap(1), folder)
     assert caught_dir.value.filename == str(folder)
     assert sorted(os.listdir(tmp_path)) == ["adir"]
 
@@ -357,11 +379,12 @@ def test_a_live_writers_temporary_file_is_never_removed(tmp_path: Path) -> None:
         proc.wait()
 
 
-def test_durable_false_still_replaces_atomically(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrap", WRITE_PATHS)
+def test_durable_false_still_replaces_atomically(tmp_path: Path, wrap: Any) -> None:
     path = tmp_path / "x.pkl"
-    omnipickle.dump("old", path, durable=False)
-    omnipickle.dump("new", path, durable=False)
-    assert omnipickle.load(path) == "new"
+    omnipickle.dump(wrap("old"), path, durable=False)
+    omnipickle.dump(wrap("new"), path, durable=False)
+    assert omnipickle.load(path) == wrap("new")
     assert sorted(os.listdir(tmp_path)) == ["x.pkl"]
 
 
@@ -399,3 +422,41 @@ print(oct(os.stat({str(tmp_path / "new.pkl")!r}).st_mode & 0o777),
     )
     ours, opened = out.split()
     assert ours == opened == oct(0o666 & ~umask)
+
+
+def test_the_two_write_paths_are_the_ones_the_tests_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import omnipickle.api
+
+    def no_stream(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the streaming writer was used")
+
+    monkeypatch.setattr(omnipickle.api, "atomic_writer", no_stream)
+    small, streamed = (param.values[0] for param in WRITE_PATHS)
+    omnipickle.dump(small(1), tmp_path / "small.pkl", durable=False)
+    assert omnipickle.load(tmp_path / "small.pkl") == 1
+    with pytest.raises(AssertionError, match="streaming writer"):
+        omnipickle.dump(streamed(1), tmp_path / "streamed.pkl")
+
+
+def test_a_small_write_that_fails_leaves_the_old_file_and_names_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    path = tmp_path / "x.pkl"
+    omnipickle.dump("old", path)
+    before = path.read_bytes()
+
+    def full(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError) as caught:
+        omnipickle.dump("new", path, durable=False)
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["x.pkl"]

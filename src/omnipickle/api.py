@@ -28,7 +28,7 @@ from .errors import (
     UnpicklingError,
     load_failure,
 )
-from .files import atomic_writer, check_binary_file, is_path, readable, seekable
+from .files import atomic_write, atomic_writer, check_binary_file, is_path, readable, seekable
 from .format import ENVELOPE, as_view
 from .format.header import (
     FLAG_OUT_OF_BAND,
@@ -261,6 +261,27 @@ _DEFAULT_DUMPS: Remembered[tuple[int, bool], DumpOptions] = Remembered(
 )
 
 
+def _small_plain(obj: Any, opts: DumpOptions) -> bytes | None:
+    """The payload of ``obj`` when the per-call fast path of :func:`dumps` takes it under
+    ``opts`` (the defaults but for protocol and raw), else ``None``."""
+    if (
+        opts.codec is not None
+        or opts.key is not None
+        or opts.buffer_callback is not None
+        or opts.drop
+        or opts.deterministic
+        or not opts.fix_imports
+        or opts.backend.name != "auto"
+        or not DEFAULTS.builtin
+        or opts.protocol < 2
+    ):
+        return None
+    stream = plain_dumps(obj, opts.protocol)
+    if stream is None or opts.raw:
+        return stream
+    return plain_payload(stream, opts.protocol, PICKLE_LOADER_ID, PICKLE_BIT)
+
+
 def dumps_with(obj: Any, opts: DumpOptions) -> bytes:
     """:func:`dumps` with options already checked (``Serializer`` checks its own once)."""
     return _joined(_encode(obj, opts))
@@ -343,6 +364,10 @@ def dump(
     )
     if path:
         # A failure at any point removes the temporary file and leaves the target as it was.
+        small = _small_plain(obj, opts)
+        if small is not None and not is_url(file):
+            atomic_write(file, small, durable=durable)  # type: ignore[arg-type]
+            return
         if is_url(file):
             writer = url_writer(file, storage_options, durable=durable)  # type: ignore[arg-type]
         else:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["atomic_writer", "check_binary_file", "is_path", "readable", "seekable"]
+__all__ = ["atomic_write", "atomic_writer", "check_binary_file", "is_path", "readable", "seekable"]
 
 PathLike = str | os.PathLike[str]
 
@@ -98,19 +98,57 @@ def atomic_writer(path: PathLike, *, durable: bool = True) -> Iterator[IO[bytes]
         with os.fdopen(fd, "w+b") as f:
             yield f
             f.flush()
-            if durable:
-                os.fsync(f.fileno())
-            try:
-                _keep_mode(target, tmp)
-                os.replace(tmp, target)
-            except OSError as exc:
-                raise _named(exc, target) from exc
+            _install(fd, tmp, target, durable)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     if durable:
         _fsync_dir(folder)
+
+
+def atomic_write(path: PathLike, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` as :func:`atomic_writer` would, without a file object (for a
+    payload already in memory: a few system calls fewer per file).
+
+    Raises:
+        OSError: the file cannot be written; the error names ``path``'s target.
+    """
+    target = _target(path)
+    folder = os.path.dirname(os.path.abspath(target))
+    _sweep(folder)
+    try:
+        fd, tmp = _create_temporary(folder, os.path.basename(target))
+    except OSError as exc:
+        raise _named(exc, target) from exc
+    try:
+        try:
+            _lock(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise _named(exc, target) from exc
+        _install(fd, tmp, target, durable)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    finally:
+        os.close(fd)
+    if durable:
+        _fsync_dir(folder)
+
+
+def _install(fd: int, tmp: str, target: str, durable: bool) -> None:
+    """Put the written temporary file ``tmp`` (open as ``fd``) in place of ``target``."""
+    if durable:
+        os.fsync(fd)
+    try:
+        _keep_mode(target, fd, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise _named(exc, target) from exc
 
 
 def _lock(fd: int) -> None:
@@ -178,15 +216,20 @@ def _create_temporary(folder: str, base: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name beside {base!r} in {folder!r}")
 
 
-def _keep_mode(target: str, tmp: str) -> None:
+def _keep_mode(target: str, fd: int, tmp: str) -> None:
     # A replaced file keeps its mode; a new one has the mode open() gives (0666 less the
-    # umask), which the temporary file was created with.
+    # umask), which the temporary file (open as fd) was created with.
     try:
         # Never the setuid/setgid bits: a new file's contents were not what was set-uid.
         mode = os.stat(target).st_mode & 0o1777
     except FileNotFoundError:
         return
-    os.chmod(tmp, mode)
+    if os.fstat(fd).st_mode & 0o7777 == mode:  # the usual case: no chmod
+        return
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows before Python 3.13
+        os.chmod(tmp, mode)
 
 
 def _fsync_dir(folder: str) -> None:
