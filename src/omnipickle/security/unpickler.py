@@ -34,7 +34,7 @@ from ..errors import (
     damaged_stream,
 )
 from ..format import header as envelope
-from . import numpy_safe
+from . import datapath, numpy_safe
 from .budget import Budget, Limits, default_limits
 from .policy import Policy, fix_name
 
@@ -679,6 +679,11 @@ def restricted_loads(
             "this is an omnipickle payload, not a bare pickle stream: load it with "
             "omnipickle.loads(data, restricted=True), which checks the envelope first"
         )
+    # Plain data is proved so by a check that runs in C, then loaded by the C unpickler; any
+    # other stream (or one that check cannot prove) is read by the checked unpickler below.
+    loaded = datapath.load(stream, unpickler._limits)
+    if loaded is not datapath.NOT_DATA:
+        return loaded
     try:
         return unpickler.load()
     except UnpicklingError:
