@@ -54,6 +54,10 @@ def _checked(data: bytes, **kwargs: Any) -> Any:
     return RestrictedUnpickler(io.BytesIO(data), **kwargs).load()
 
 
+def _no_globals(module: str, name: str) -> Any:
+    raise AssertionError(f"find_class({module!r}, {name!r}) called")
+
+
 def _self_referencing_list() -> list[Any]:
     loop: list[Any] = [1]
     loop.append(loop)
@@ -94,7 +98,7 @@ def test_a_cycle_loads_through_the_fast_path(protocol: int) -> None:
 def test_anything_but_plain_data_is_left_to_the_checked_path(obj: Any, protocol: int) -> None:
     data = pickle.dumps([obj], protocol)
     assert datapath.validate(data, default_limits()) is None
-    assert datapath.load(data, default_limits()) is datapath.NOT_DATA
+    assert datapath.load(data, default_limits(), _no_globals) is datapath.NOT_SIMPLE
     assert restricted_loads(data) == [obj]
 
 
@@ -201,7 +205,7 @@ def test_an_error_in_the_c_unpickler_is_the_checked_paths_error(
     assert datapath.validate(data, default_limits()) is not None
     with pytest.raises(pickle.UnpicklingError) as fast:
         restricted_loads(data)
-    monkeypatch.setattr(datapath, "load", lambda *args: datapath.NOT_DATA)
+    monkeypatch.setattr(datapath, "load", lambda *args: datapath.NOT_SIMPLE)
     with pytest.raises(pickle.UnpicklingError) as checked:
         restricted_loads(data)
     assert type(fast.value) is type(checked.value)
@@ -345,7 +349,7 @@ for _ in range(int(sys.argv[2])):
         continue
     taken += datapath.validate(data, default_limits()) is not None
     with_fast = outcome(data)
-    unpickler.datapath.load = lambda *args: datapath.NOT_DATA
+    unpickler.datapath.load = lambda *args: datapath.NOT_SIMPLE
     try:
         checked = outcome(data)
     finally:

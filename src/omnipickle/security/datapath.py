@@ -1,31 +1,39 @@
-"""Restricted loading's fast path: prove a stream builds plain data, then let C unpickle it.
+"""Restricted loading's fast path: prove a stream simple, then let the C unpickler load it.
 
 Restricted loading runs pickle's pure-Python unpickler (:mod:`.unpickler`), because the C
 unpickler has no hook for most of its checks. But a stream made *only* of the opcodes below
-builds nothing but ``None``, booleans, ints, floats, str, bytes, bytearray, the empty tuple,
-lists, dicts and sets: it names no global, calls nothing, builds no tuple (so no key can be
-expensive to hash), and writes the memo at bounded indices. For such a stream the C unpickler
-does exactly what the pure-Python one does, and there is nothing for the checks to refuse but
-what :func:`validate` checks itself:
+does nothing those checks could refuse, so the C unpickler may load it, given the same
+``find_class``. :func:`validate` proves it, reading the stream exactly as the C unpickler reads
+it (a regular expression over opcodes and their arguments, matched in C by :mod:`re`, with a
+little bookkeeping in Python where the expression stops):
 
-* every opcode is one of a closed set, read exactly as the C unpickler reads it (the grammar is a
-  regular expression over opcodes and their arguments, matched in C by :mod:`re`);
-* LONG_BINPUT indices are below ``2**k``, ``k = max(16, n.bit_length())`` for an ``n``-byte
-  stream: the C unpickler grows its memo to twice the index, so a bounded index bounds that
-  array to about ``32 * n`` bytes (a 7-byte stream could otherwise make it allocate gigabytes);
-* frames end on opcode boundaries, no FRAME opens inside a frame, and no length runs past its
-  frame or the data, exactly as the pure-Python path refuses them;
-* MARKs nest no deeper than the budget's depth, and the stream's object count (one per opcode,
-  plus one per empty tuple hashed as a key) cannot exceed the object budget; no allowed callable
-  runs, so nothing else is charged.
+* **Plain data**: ``None``, booleans, ints (not LONG4), floats, str, bytes, bytearray, the empty
+  tuple, lists, dicts and sets, and the memo. No tuple is built (so no key can be costly to hash:
+  a tuple holding itself twice over 40 levels takes 2**40 steps), nothing is called.
+* **Instances of plain classes**, as pickle writes them: a global (STACK_GLOBAL or GLOBAL), the
+  empty tuple, NEWOBJ, a new dict filled by SETITEMS (or by one SETITEM), BUILD. BUILD stands
+  nowhere else: after SETITEMS batches its target is the object NEWOBJ just made and its state
+  that dict; after a SETITEM its state is the container that SETITEM just filled, so never
+  ``None`` or an empty dict, and a BUILD of that on a global (a class) fails, as a class's
+  ``__dict__`` cannot be written. The global goes
+  through restricted loading's own ``find_class`` (the allow-list, names checked as objects),
+  and then must be a class for which :func:`fast_class` holds: one that runs none of its own
+  code while it is unpickled, hashed or filled (no ``__setstate__``, ``__new__``,
+  ``__setattr__``, ``__getattr__``, ``__setitem__``, ``__del__``, ``append``/``extend``/``add``,
+  data descriptors, custom hashing, metaclass). Any other global is loaded by the checked path.
+* **Bounds**: LONG_BINPUT indices are below ``2**k``, ``k`` about ``n.bit_length()`` for an
+  ``n``-byte stream (the C unpickler grows its memo to twice the index: 7 bytes could make it
+  clear gigabytes); frames end on opcode boundaries, no FRAME opens inside a frame, no length
+  runs past its frame or the data; MARKs nest no deeper than the budget's depth; and the limits
+  leave room for everything the checked path would count (one object per opcode, five objects
+  and 16 bytes per NEWOBJ, one object per empty tuple hashed as a key), so no budget can run out.
 
-Anything else (a global, REDUCE, BUILD, a tuple, LONG4, protocol 0 text opcodes, a truncated or
-damaged stream, limits too tight for the argument above) is not an error here: :func:`validate`
-says no, and the stream is loaded by the pure-Python path, which gives the verdict and the error.
-When :func:`validate` says yes, the C unpickler reads only the bytes up to the STOP it found,
-with a ``find_class`` and a ``persistent_load`` that refuse everything (never reached: the
-grammar has no opcode that calls them); if it raises anyway, the pure-Python path loads the
-stream again and reports the error.
+Anything else (REDUCE, a tuple, other BUILDs, LONG4, protocol 0 text opcodes, a damaged stream,
+tight limits) is not an error here: :func:`validate` says no, and the checked path loads the
+stream and gives the verdict. When it says yes, the C unpickler reads only the bytes up to the
+STOP it found, with no ``persistent_load``; if it raises anyway (a missing memo entry, an
+unhashable key, a global that is allowed but not a plain class), the checked path loads the
+stream again, from the start, and its result or error is the one returned.
 """
 
 from __future__ import annotations
@@ -34,156 +42,221 @@ import functools
 import io
 import pickle
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from ..errors import UnsafePayloadError
 from .budget import Limits
 
-__all__ = ["GROUP_DEPTH", "NOT_DATA", "load", "validate"]
+__all__ = [
+    "GROUP_DEPTH",
+    "NOT_SIMPLE",
+    "NotSimple",
+    "fast_class",
+    "load",
+    "protocol",
+    "validate",
+]
 
-NOT_DATA: Final = object()
-"""What :func:`load` returns for a stream it does not prove to be plain data."""
+NOT_SIMPLE: Final = object()
+"""What :func:`load` returns for a stream it does not prove simple."""
 
 GROUP_DEPTH: Final = 2
-"""How deep the marks the grammar matches in one piece may nest (the rest are counted one by
-one, in :func:`validate`)."""
+"""How deep the marks that the expression matches in one piece may nest (the rest are counted
+one by one, in :func:`validate`)."""
 
-_ANY = b"[\\s\\S]"
+
+class NotSimple(Exception):
+    """Raised by a ``find_class`` inside the fast path: this global needs the checked path."""
+
+
 _MARK = ord("(")
 _STOP = ord(".")
+_SETITEM = ord("s")
+_SETITEMS = ord("u")
+_BUILD = ord("b")
+_NEWOBJ = pickle.NEWOBJ[0]
+_EMPTY_DICT = ord("}")
 _FRAME = pickle.FRAME[0]
-# Opcodes that close a mark (POP can close one too, when nothing is above it: counting it as
-# no close only overestimates the depth, which is safe).
+_PROTO = pickle.PROTO[0]
+_MEMOIZE = pickle.MEMOIZE[0]
+_BINPUT = ord("q")
+_LONG_BINPUT = ord("r")
+# Opcodes that close a mark.
 _CLOSERS = frozenset(b"eud1l\x90")
-# Opcodes with a length prefix that the grammar leaves to validate() (long strings and bytes):
-# the width of the length, little-endian unsigned, as both unpicklers read it.
+# Opcodes with a length prefix that the expression leaves to validate() (long strings and
+# bytes): the width of the length, little-endian unsigned, as both unpicklers read it.
 _SIZED = {ord("X"): 4, ord("B"): 4, 0x8C: 1, ord("C"): 1, 0x8A: 1, 0x8D: 8, 0x8E: 8, 0x96: 8}
+# Where a by-hand instance stands: after NEWOBJ (memo ops, then the state's EMPTY_DICT), after
+# the dict (memo ops, then a MARK, BUILD or the one item of a SETITEM), after a SETITEMS on the
+# dict (a MARK or BUILD).
+_AFTER_NEWOBJ, _AFTER_DICT, _AFTER_ITEMS = 1, 2, 3
+# What validate() keeps open: a mark (plain, or one whose SETITEMS fills an instance's state),
+# or the one key and value of an instance's state, ended by SETITEM then BUILD (not a mark).
+_PLAIN, _STATE, _PAIR = 1, 2, 3
 
 
-def _hex(value: int) -> bytes:
-    return b"\\x%02x" % value
+def _lit(value: int) -> bytes:
+    return re.escape(bytes([value]))
 
 
 def _counted(opcode: int, longest: int, pad: bytes = b"") -> bytes:
     """An opcode with a one-byte length (then ``pad``, the length's zero high bytes) of at most
     ``longest``, then that many bytes: one alternative per length."""
-    lengths = (
-        _hex(size) + pad + (_ANY + b"{%d}" % size if size else b"") for size in range(longest + 1)
-    )
-    return _hex(opcode) + b"(?:" + b"|".join(lengths) + b")"
+    lengths = (_lit(size) + pad + (b".{%d}" % size if size else b"") for size in range(longest + 1))
+    return _lit(opcode) + b"(?:" + b"|".join(lengths) + b")"
 
 
-def _long_binput(bits: int | None) -> list[bytes]:
-    """LONG_BINPUT with an index below ``2**bits`` (``None``: no LONG_BINPUT at all)."""
+def _long_binput(bits: int | None) -> bytes:
+    """LONG_BINPUT with an index below ``2**bits`` (``None``: no LONG_BINPUT)."""
     if bits is None:
-        return []
+        return b""
     if bits >= 32:
-        return [b"r" + _ANY + b"{4}"]
+        return b"|r.{4}"
     if bits >= 24:
-        return [b"r" + _ANY + b"{3}[\\x00-" + _hex((1 << (bits - 24)) - 1) + b"]"]
-    return [b"r" + _ANY + b"{2}[\\x00-" + _hex((1 << (bits - 16)) - 1) + b"]\\x00"]
+        return b"|r.{3}[\\x00-" + _lit((1 << (bits - 24)) - 1) + b"]"
+    return b"|r..[\\x00-" + _lit((1 << (bits - 16)) - 1) + b"]\\x00"
 
 
-# One-byte opcodes that push a plain value, change the memo or the stack, or fill a container
-# without a mark: NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE, EMPTY_DICT, EMPTY_LIST, EMPTY_SET,
-# MEMOIZE, DUP, POP, APPEND, SETITEM.
-_ONE_BYTE = b"[" + b"".join(_hex(code) for code in b"N\x88\x89)}]\x8f\x9420as") + b"]"
+def _token(setitem: bytes, bits: int | None) -> bytes:
+    """One opcode (with its arguments) of the simple set, SETITEM written as ``setitem``.
+
+    One-byte opcodes that push a value, change the memo or the stack, fill a container without a
+    mark, or name a global from the stack: NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE, EMPTY_DICT,
+    EMPTY_LIST, EMPTY_SET, MEMOIZE, DUP, APPEND, STACK_GLOBAL. Not POP: it can close a mark,
+    which would let a SETITEMS reach below an instance's state.
+    """
+    one_byte = b"[" + b"".join(_lit(code) for code in b"N\x88\x89)}]\x8f\x942a\x93") + b"]"
+    alternatives = [
+        one_byte,
+        setitem,
+        b"K.",  # BININT1
+        b"h.",  # BINGET
+        b"q.",  # BINPUT
+        b"M..",  # BININT2
+        b"J.{4}",  # BININT
+        b"j.{4}",  # LONG_BINGET (the C unpickler checks the index)
+        b"G.{8}",  # BINFLOAT
+        b"c[^\\n]{1,512}\\n[^\\n]{1,512}\\n",  # GLOBAL (protocols 0 to 3)
+        _counted(0x8C, 255),  # SHORT_BINUNICODE
+        _counted(ord("X"), 255, b"\\x00{3}"),  # BINUNICODE, as protocols 1 to 3 write str
+        _counted(ord("C"), 64),  # SHORT_BINBYTES
+        _counted(0x8A, 32),  # LONG1
+    ]
+    return b"(?:" + b"|".join(alternatives) + _long_binput(bits) + b")"
 
 
 @functools.cache
-def _grammar(bits: int | None) -> re.Pattern[bytes]:
-    """A run of plain-data opcodes, with marks nested up to :data:`GROUP_DEPTH` inside it.
+def _grammar(bits: int | None, pair: bool) -> re.Pattern[bytes]:
+    """A run of simple opcodes: marks nested up to :data:`GROUP_DEPTH`, and whole instances.
 
-    Every alternative starts with a different opcode byte, and every repetition is possessive:
-    the match never backtracks, and reads the stream as the C unpickler does, left to right.
+    With ``pair``, the run stops at a SETITEM followed by BUILD (the end of an instance's
+    one-item state). Every alternative starts with a different opcode byte and every repetition
+    is possessive: the run reads the stream as the C unpickler does, left to right (an
+    instance's state is tried as marks first, then as one item, then as empty).
     """
-    token = (
-        b"(?:"
-        + b"|".join(
-            [
-                _ONE_BYTE,
-                b"K" + _ANY,  # BININT1
-                b"h" + _ANY,  # BINGET
-                b"q" + _ANY,  # BINPUT
-                b"M" + _ANY + b"{2}",  # BININT2
-                b"J" + _ANY + b"{4}",  # BININT
-                b"j" + _ANY + b"{4}",  # LONG_BINGET (the C unpickler checks the index)
-                b"G" + _ANY + b"{8}",  # BINFLOAT
-                *_long_binput(bits),
-                b"\\x80[\\x00-\\x05]",  # PROTO
-                _counted(0x8C, 255),  # SHORT_BINUNICODE
-                # BINUNICODE, as protocols 1 to 3 write every str
-                _counted(ord("X"), 255, b"\\x00\\x00\\x00"),
-                _counted(ord("C"), 64),  # SHORT_BINBYTES
-                _counted(0x8A, 32),  # LONG1
-            ]
-        )
-        + b")"
-    )
-    closer = b"[" + b"".join(_hex(code) for code in sorted(_CLOSERS)) + b"]"
-    group = b""
+    token, last = _token(b"s", bits), _token(b"s(?!b)", bits)
+    memo = b"(?:\\x94|q." + _long_binput(bits) + b")"
+    closer = b"[" + b"".join(_lit(code) for code in sorted(_CLOSERS)) + b"]"
+    atom, pair_atom = token, last
     for _ in range(GROUP_DEPTH):
-        inner = token if not group else b"(?:" + token + b"|" + group + b")"
-        group = b"\\(" + inner + b"*+" + closer
-    return re.compile(b"(?:" + token + b"|" + group + b")++")
+        group = b"\\(" + atom + b"*+" + closer
+        # NEWOBJ, its state: a new dict, filled by SETITEMS, or by one SETITEM; then BUILD.
+        instance = (
+            b"\\x81" + memo + b"*+\\}" + memo + b"*+"
+            b"(?:(?:\\(" + atom + b"*+u)++|" + pair_atom + b"*+s|)b"
+        )
+        atom, pair_atom = (
+            b"(?:" + token + b"|" + group + b"|" + instance + b")",
+            b"(?:" + last + b"|" + group + b"|" + instance + b")",
+        )
+    return re.compile((pair_atom if pair else atom) + b"++", re.DOTALL)
 
 
 def _bits(data: Any, size: int) -> int | None:
-    """The LONG_BINPUT bound for this stream: none from protocol 4 on (pickle writes MEMOIZE)."""
-    if size >= 2 and data[0] == pickle.PROTO[0] and data[1] >= 4:
+    """The LONG_BINPUT bound for this stream: none from protocol 4 on (pickle writes MEMOIZE),
+    else ``2**k`` with ``k`` the stream's bit length rounded down to an even number (so that a
+    few expressions serve every size), at least 16."""
+    if size >= 2 and data[0] == _PROTO and data[1] >= 4:
         return None
-    return max(16, size.bit_length())
+    return max(16, size.bit_length() & ~1)
+
+
+def protocol(data: bytes | bytearray | memoryview) -> int:
+    """The protocol a stream declares in its first opcode (0: none, or unreadable)."""
+    try:
+        head = memoryview(data).cast("B")[:2]
+    except TypeError:
+        return 0
+    return head[1] if len(head) == 2 and head[0] == _PROTO else 0
+
+
+def _memo_op(view: memoryview, pos: int, end: int, bits: int | None) -> int:
+    """The end of the memo opcode at ``pos`` (``-1``: there is none)."""
+    op = view[pos]
+    if op == _MEMOIZE:
+        return pos + 1
+    if op == _BINPUT:
+        return pos + 2 if pos + 2 <= end else -1
+    if op == _LONG_BINPUT and bits is not None and pos + 5 <= end:
+        return pos + 5 if int.from_bytes(view[pos + 1 : pos + 5], "little") >> bits == 0 else -1
+    return -1
+
+
+def _room(limits: Limits, size: int) -> int | None:
+    """How deep :func:`validate` may count marks (``None``: no limit; ``-1``: no fast path)."""
+    objects = None if limits.objects is None else limits.objects + limits.objects_per_byte * size
+    memory = None if limits.memory is None else limits.memory + limits.memory_per_byte * size
+    if (objects is not None and objects < 4 * size) or (memory is not None and memory < 4 * size):
+        return -1
+    return None if limits.depth is None else limits.depth - GROUP_DEPTH
 
 
 def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None:
-    """Where the STOP of ``data`` ends, if the stream is plain data within ``limits``.
+    """Where the STOP of ``data`` ends, if the stream is simple (see the module) within ``limits``.
 
     Args:
         data: a bare pickle stream.
         limits: the restricted load's limits (its budget for a stream of ``len(data)`` bytes).
 
     Returns:
-        The offset just past the stream's STOP, or ``None``: the stream is not proved plain
-        data (the pure-Python path must load it, and decides).
+        The offset just past the stream's STOP, or ``None``: the stream is not proved simple
+        (the checked path must load it, and decides).
     """
     try:
         view = memoryview(data).cast("B")
-    except TypeError:  # not C-contiguous: the pure-Python path reads it
+    except TypeError:  # not C-contiguous: the checked path reads it
         return None
     size = view.nbytes
-    if limits.objects is not None and limits.objects + limits.objects_per_byte * size < 2 * size:
-        return None
-    room = None if limits.depth is None else limits.depth - GROUP_DEPTH
+    room = _room(limits, size)
     if room is not None and room < 0:
         return None
-    run = _grammar(_bits(view, size)).match
-    pos = depth = 0
+    pos = 0
+    if size >= 2 and view[0] == _PROTO:  # a PROTO anywhere else is refused
+        if view[1] > pickle.HIGHEST_PROTOCOL:
+            return None
+        pos = 2
+    bits = _bits(view, size)
+    run = _grammar(bits, False).match
+    open_: list[int] = []  # what the expression left open, innermost last (_PLAIN...)
+    depth = 0  # how many of those are marks
+    expect = 0  # inside a by-hand instance: what comes next
     frame_end = -1  # inside no frame
     end = size
     while True:
         if pos == frame_end:
             frame_end, end = -1, size
-        found = run(view, pos, end)
-        if found is not None:
-            pos = found.end()
-            if pos == frame_end:
-                continue
+        if not expect:
+            pair = bool(open_) and open_[-1] == _PAIR
+            found = (_grammar(bits, True).match if pair else run)(view, pos, end)
+            if found is not None:
+                pos = found.end()
+                if pos == frame_end:
+                    continue
         if pos >= end:
             return None  # no STOP in the data
         op = view[pos]
-        if op == _MARK:
-            depth += 1
-            if room is not None and depth > room:
-                return None
-            pos += 1
-        elif op in _CLOSERS:
-            depth -= 1
-            if depth < 0:
-                return None
-            pos += 1
-        elif op == _STOP:
-            return pos + 1
-        elif op == _FRAME:
+        if op == _FRAME:
             if frame_end >= 0 or pos + 9 > end:
                 return None  # a FRAME inside a frame, or a truncated one
             length = int.from_bytes(view[pos + 1 : pos + 9], "little")
@@ -191,6 +264,55 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
             if length > end - pos:
                 return None
             frame_end = end = pos + length
+        elif expect:
+            # An instance the expression could not take whole (a frame or a deep state cuts
+            # it): NEWOBJ, memo ops, EMPTY_DICT, memo ops, then (MARK ... SETITEMS)* BUILD,
+            # or one key and value then SETITEM BUILD, or BUILD.
+            after = _memo_op(view, pos, end, bits) if expect != _AFTER_ITEMS else -1
+            if after >= 0:
+                pos = after
+            elif expect == _AFTER_NEWOBJ:
+                if op != _EMPTY_DICT:
+                    return None
+                expect, pos = _AFTER_DICT, pos + 1
+            elif op == _BUILD:
+                expect, pos = 0, pos + 1
+            elif op == _MARK:
+                open_.append(_STATE)
+                depth += 1
+                if room is not None and depth > room:
+                    return None
+                expect, pos = 0, pos + 1
+            elif expect == _AFTER_DICT:
+                open_.append(_PAIR)  # the key and value follow, read as any other opcodes
+                expect = 0
+            else:
+                return None
+        elif op == _SETITEM:  # only where a pair run stops: SETITEM then BUILD
+            if not (open_ and open_[-1] == _PAIR and pos + 2 <= end and view[pos + 1] == _BUILD):
+                return None
+            open_.pop()
+            pos += 2
+        elif op == _MARK:
+            open_.append(_PLAIN)
+            depth += 1
+            if room is not None and depth > room:
+                return None
+            pos += 1
+        elif op in _CLOSERS:
+            kind = open_.pop() if open_ else _PAIR
+            if kind == _PAIR:
+                return None  # a closer with no mark open in the same instance's state
+            depth -= 1
+            if kind == _STATE:  # the end of a batch of an instance's state: SETITEMS only
+                if op != _SETITEMS:
+                    return None
+                expect = _AFTER_ITEMS
+            pos += 1
+        elif op == _NEWOBJ:
+            expect, pos = _AFTER_NEWOBJ, pos + 1
+        elif op == _STOP:
+            return pos + 1
         elif op in _SIZED:
             width = _SIZED[op]
             if pos + 1 + width > end:
@@ -204,28 +326,97 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
             return None
 
 
-class _NoGlobals(pickle.Unpickler):
-    """The C unpickler, for streams :func:`validate` proved plain data: it names no global."""
+# Names under which a class would run its own code while the C unpickler builds, fills or drops
+# its instances, or applies an opcode to the class itself: each must be what ``object`` has.
+_HOOKS = tuple(
+    (name, getattr(object, name, None))
+    for name in (
+        "__setstate__",
+        "__new__",
+        "__setattr__",
+        "__delattr__",
+        "__getattribute__",
+        "__getattr__",
+        "__setitem__",
+        "__del__",
+        "extend",
+        "append",
+        "add",
+    )
+)
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (or by type())
+
+
+def fast_class(obj: Any) -> bool:
+    """Whether the C unpickler may build, fill and hash instances of ``obj`` for the fast path.
+
+    True for a class made by a class statement (metaclass ``type``, every base too, ``object``
+    last) that has none of the hooks through which it would run its own code while unpickled
+    (``__setstate__``, ``__new__``, ``__setattr__``, ``__delattr__``, ``__getattribute__``,
+    ``__getattr__``, ``__setitem__``, ``__del__``, ``append``/``extend``/``add``: each must be
+    ``object``'s, or absent), and hashes as ``object`` does or not at all (``__hash__ = None``,
+    as dataclasses set it). Instances of such a class come out of either unpickler the same, and
+    no code of the class runs while they are built (the fast path builds them with a dict state
+    only: NEWOBJ, then BUILD on a new dict, which sets ``__dict__`` entries directly).
+    """
+    if type(obj) is not type:
+        return False
+    mro = obj.__mro__
+    if mro[-1] is not object:
+        return False
+    for klass in mro[:-1]:
+        if type(klass) is not type or not klass.__flags__ & _HEAPTYPE:
+            return False
+    for name, plain in _HOOKS:
+        if getattr(obj, name, None) is not plain:
+            return False
+    hashed: Any = obj.__hash__
+    equal: Any = obj.__eq__
+    return hashed is None or (hashed is object.__hash__ and equal is object.__eq__)
+
+
+class _Fast(pickle.Unpickler):
+    """The C unpickler, for streams :func:`validate` proved simple."""
+
+    resolve: Callable[[str, str], Any]
 
     def find_class(self, module: str, name: str) -> Any:
-        raise UnsafePayloadError(f"restricted loading refused the global {module}.{name}")
+        found = self.resolve(module, name)
+        if not fast_class(found):
+            raise NotSimple(f"{module}.{name}")
+        return found
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnsafePayloadError("restricted loading refused a persistent id")
 
 
-def load(data: bytes | bytearray | memoryview, limits: Limits) -> Any:
-    """The object ``data`` builds, if :func:`validate` proves it plain data; else :data:`NOT_DATA`.
+def load(
+    data: bytes | bytearray | memoryview, limits: Limits, find_class: Callable[[str, str], Any]
+) -> Any:
+    """The object ``data`` builds, if :func:`validate` proves it simple; else :data:`NOT_SIMPLE`.
 
-    Also :data:`NOT_DATA` when the C unpickler raises on it: the pure-Python path then loads the
-    stream again, and its error is the one reported.
+    Args:
+        data: a bare pickle stream.
+        limits: the restricted load's limits.
+        find_class: restricted loading's own (the allow-list); what it returns must also be a
+            :func:`fast_class`, or the checked path loads the stream.
+
+    Returns:
+        The object, or :data:`NOT_SIMPLE` when the stream is not proved simple or the C
+        unpickler raised on it (``find_class`` refused a global, say): the checked path must
+        then load it from the start.
     """
     stop = validate(data, limits)
     if stop is None:
-        return NOT_DATA
+        return NOT_SIMPLE
     view = memoryview(data).cast("B")
     head = data if stop == view.nbytes and isinstance(data, bytes) else bytes(view[:stop])
+    file: Any = io.BytesIO(head)
+    if stop > 1 << 16 and view[0] == _PROTO and view[1] < 4:
+        file = io.BufferedReader(file)  # no frames: let the unpickler read ahead
+    unpickler = _Fast(file)
+    unpickler.resolve = find_class
     try:
-        return _NoGlobals(io.BufferedReader(io.BytesIO(head))).load()
-    except Exception:  # noqa: BLE001 - any failure: the checked path loads it and says why
-        return NOT_DATA
+        return unpickler.load()
+    except Exception:  # noqa: BLE001 - any failure (a refused global too): the checked path
+        return NOT_SIMPLE  # reads the stream again and gives its own verdict

@@ -679,11 +679,30 @@ def restricted_loads(
             "this is an omnipickle payload, not a bare pickle stream: load it with "
             "omnipickle.loads(data, restricted=True), which checks the envelope first"
         )
-    # Plain data is proved so by a check that runs in C, then loaded by the C unpickler; any
-    # other stream (or one that check cannot prove) is read by the checked unpickler below.
-    loaded = datapath.load(stream, unpickler._limits)
-    if loaded is not datapath.NOT_DATA:
+    # Plain data and plain instances are proved so by a check that runs in C, then loaded by
+    # the C unpickler with this unpickler's find_class; any other stream (or one the C
+    # unpickler fails on) is read by the checked unpickler below, from the start.
+    resolved: list[str] = []
+
+    def resolve(module: str, name: str) -> Any:
+        resolved.append(name)
+        return unpickler.find_class(module, name)
+
+    unpickler.proto = datapath.protocol(stream)  # what find_class maps names by
+    loaded = datapath.load(stream, unpickler._limits, resolve)
+    if loaded is not datapath.NOT_SIMPLE:
         return loaded
+    if resolved:  # what find_class handed out to the C unpickler is not this load's
+        unpickler = RestrictedUnpickler(
+            file,
+            allow=allow,
+            trusted=trusted,
+            fix_imports=fix_imports,
+            encoding=encoding,
+            errors=errors,
+            buffers=buffers,
+            limits=limits,
+        )
     try:
         return unpickler.load()
     except UnpicklingError:
