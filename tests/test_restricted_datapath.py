@@ -10,6 +10,8 @@ lengths, marks, DUP, hidden globals, trailing bytes) from costing memory or runn
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import io
 import pickle
 import struct
@@ -20,7 +22,12 @@ from typing import Any
 import pytest
 
 from conftest import run_python
-from omnipickle.errors import BudgetExceededError, CorruptPayloadError, TruncatedPayloadError
+from omnipickle.errors import (
+    BudgetExceededError,
+    CorruptPayloadError,
+    TruncatedPayloadError,
+    UnsafePayloadError,
+)
 from omnipickle.security import RestrictedUnpickler, datapath, restricted_loads
 from omnipickle.security.budget import Limits, default_limits
 from test_hostile_restricted import run_hostile, stack_global, system_call
@@ -197,7 +204,7 @@ def test_limits_too_tight_for_the_fast_path_leave_it_to_the_budget() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\x80\x04h\x05.", b"\x80\x04}]Ns.", b"\x80\x04(2.", b"\x80\x04\x8c\x01\xff.", b"\x80\x04."],
+    [b"\x80\x04h\x05.", b"\x80\x04}]Ns.", b"\x80\x04(Na.", b"\x80\x04\x8c\x01\xff.", b"\x80\x04."],
 )
 def test_an_error_in_the_c_unpickler_is_the_checked_paths_error(
     data: bytes, monkeypatch: pytest.MonkeyPatch
@@ -308,11 +315,37 @@ def test_a_global_after_plain_data_is_refused(tmp_path: Path) -> None:
 
 # --- one verdict: the fast path and the checked path agree on damaged streams -------------------
 
-_AGREE = r"""
-import io, json, pickle, random, sys
+# What both child scripts below share: the outcome of a restricted load, with the fast path
+# and with the checked path alone (the fast path switched off), for one stream.
+_BOTH = r"""
+import argparse, json, pickle, random, string, struct, sys
 from omnipickle.security import datapath, restricted_loads, unpickler
 from omnipickle.security.budget import default_limits
+ALLOW = ("argparse.Namespace", "string.Template", "random.Random")
+def outcome(data):
+    try:
+        loaded = restricted_loads(data, allow=ALLOW)
+    except Exception as exc:
+        return type(exc).__name__ + ": " + str(exc)[:80]
+    try:
+        return "ok " + pickle.dumps(loaded, 4).hex()
+    except Exception as exc:
+        return "ok, unpicklable " + type(exc).__name__
+fast = datapath.load
+def both(data):
+    with_fast = outcome(data)
+    unpickler.datapath.load = lambda *args: datapath.NOT_SIMPLE
+    try:
+        return with_fast, outcome(data)
+    finally:
+        unpickler.datapath.load = fast
+"""
+
+_AGREE = (
+    _BOTH
+    + r"""
 rng = random.Random(int(sys.argv[1]))
+N = argparse.Namespace
 seeds = [
     pickle.dumps(obj, protocol)
     for protocol in range(2, 6)
@@ -320,14 +353,10 @@ seeds = [
         [{"id": i, "s": "x" * i, "b": b"y" * i, "f": i / 3, "t": True} for i in range(40)],
         {"a": [1, [2, [3, [4]]]], "": set(range(5)), "e": (), "z": bytearray(b"q")},
         ["é" * 300, b"z" * 300, 2**60, -5, None, [], {}],
+        [N(a=i, b=[N(c="d" * i)], e={"f": N()}) for i in range(20)] + [string.Template("$x")],
+        [N(only=i) for i in range(30)] + [N, string.Template],
     )
 ]
-def outcome(data):
-    try:
-        return "ok " + repr(restricted_loads(data))
-    except Exception as exc:
-        return type(exc).__name__
-fast = datapath.load
 disagree, taken = [], 0
 for _ in range(int(sys.argv[2])):
     data = bytearray(rng.choice(seeds))
@@ -348,24 +377,240 @@ for _ in range(int(sys.argv[2])):
     if not data:
         continue
     taken += datapath.validate(data, default_limits()) is not None
-    with_fast = outcome(data)
-    unpickler.datapath.load = lambda *args: datapath.NOT_SIMPLE
-    try:
-        checked = outcome(data)
-    finally:
-        unpickler.datapath.load = fast
+    with_fast, checked = both(data)
     if with_fast != checked:
         disagree.append([data.hex(), with_fast[:200], checked[:200]])
 print(json.dumps({"taken": taken, "disagree": disagree[:5], "count": len(disagree)}))
 """
+)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_fast_path_and_the_checked_path_agree_on_damaged_streams(seed: int) -> None:
     import json
 
-    proc = run_python(str(seed), "1500", code=_AGREE, timeout=300)
+    proc = run_python(str(seed), "2000", code=_AGREE, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["count"] == 0, report["disagree"]
     assert report["taken"] > 100  # the fast path was tried on many of them
+
+
+# --- instances of plain classes ---------------------------------------------------------------
+
+
+class Plain:
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Plain and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclasses.dataclass
+class Row:
+    key: int
+    name: str
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+class Hashed:
+    """Hashes as object does: usable as a key."""
+
+
+class WithState:
+    calls = 0
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        type(self).calls += 1
+        self.__dict__.update(state)
+
+
+class Extendable:
+    called: list[Any] = []
+
+    def extend(self, items: Any) -> None:
+        Extendable.called.append(items)
+
+
+HERE = (f"{__name__}.*",)
+
+
+def _nested_plain(depth: int) -> Plain:
+    value = Plain(leaf=[1, 2])
+    for level in range(depth):
+        value = Plain(level=level, child=[value, {"k": value}])
+    return value
+
+
+INSTANCES: dict[str, Any] = {
+    "plain": [Plain(x=i, y=i * 0.5, label=f"p{i}") for i in range(50)],
+    "dataclass": [Row(i, f"r{i}", ["a"] * (i % 3)) for i in range(50)],
+    "one attribute": [Plain(only=i) for i in range(5)],
+    "no attributes": [Plain(), Plain()],
+    "nested deep": _nested_plain(8),
+    "as keys": {Hashed(): 1, "x": [Hashed()]},
+    "classes as values": {"cls": Plain, "rows": [Row]},
+    "many (frames cut instances)": [Row(i, "n" * (i % 300), ["t"]) for i in range(5000)],
+}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("name", sorted(INSTANCES))
+def test_instances_of_plain_classes_take_the_fast_path(name: str, protocol: int) -> None:
+    obj = INSTANCES[name]
+    data = pickle.dumps(obj, protocol)
+    assert datapath.validate(data, default_limits()) is not None
+    loaded = restricted_loads(data, allow=HERE)
+    checked = _checked(data, allow=HERE)
+    assert pickle.dumps(loaded, protocol) == pickle.dumps(checked, protocol) == data
+
+
+@pytest.mark.parametrize(
+    ("cls", "fast"),
+    [
+        (Plain, True),
+        (Row, True),
+        (Hashed, True),
+        (WithState, False),  # __setstate__
+        (Extendable, False),  # extend: an APPENDS on the class would call it
+        (dataclasses.make_dataclass("Frozen", ["a"], frozen=True), False),  # __setattr__
+        (type("New", (), {"__new__": lambda cls: object.__new__(cls)}), False),
+        (type("GetAttr", (), {"__getattr__": lambda self, name: 1}), False),
+        (type("SetItem", (), {"__setitem__": lambda self, k, v: None}), False),
+        (type("Del", (), {"__del__": lambda self: None}), False),
+        (type("Add", (), {"add": lambda self, x: None}), False),
+        (type("Eq", (), {"__eq__": lambda self, o: True, "__hash__": lambda self: 1}), False),
+        (abc.ABC, False),  # a metaclass
+        (type("Listy", (list,), {}), False),  # a built-in base
+        (OrderedDict, False),
+        (int, False),
+        (len, False),
+        (Plain(), False),
+    ],
+    ids=lambda v: getattr(v, "__name__", type(v).__name__),
+)
+def test_only_classes_that_run_none_of_their_code_are_fast(cls: Any, fast: bool) -> None:
+    assert datapath.fast_class(cls) is fast
+
+
+def test_a_class_with_a_hook_is_loaded_by_the_checked_path_its_hook_run_once() -> None:
+    WithState.calls = 0
+    obj = [Plain(a=1), WithState(1), WithState(2), Plain(b=2)]
+    for protocol in PROTOCOLS:
+        data = pickle.dumps(obj, protocol)
+        assert datapath.validate(data, default_limits()) is not None  # the stream is simple...
+        before = WithState.calls
+        loaded = restricted_loads(data, allow=HERE)  # ...but WithState is not a fast class
+        assert WithState.calls - before == 2
+        assert [type(x) for x in loaded] == [Plain, WithState, WithState, Plain]
+        assert loaded[2].value == 2 and loaded[3] == Plain(b=2)
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+_PLAIN = _global(__name__, "Plain")
+_EXTENDABLE = _global(__name__, "Extendable")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _PLAIN + b"}b.",  # BUILD on the class, an empty state: a no-op to the C unpickler
+        _PLAIN + b"Nb.",  # BUILD on the class, state None: a no-op too
+        _PLAIN + b"}(X\x01\x00\x00\x00xK\x01ub.",  # BUILD on the class with a state
+        _PLAIN + b"q\x00h\x00)\x81}sb.",  # SETITEM (then BUILD) with the class as target
+        _PLAIN + b"(X\x01\x00\x00\x00xK\x01u.",  # SETITEMS on the class
+        _PLAIN + b"(K\x01e.",  # APPENDS on the class
+        _PLAIN + b"\x8f(K\x01\x90.",  # ADDITEMS below a set, then the class... (not a target)
+        _EXTENDABLE + b"(K\x01e.",  # APPENDS on a class with extend
+        _EXTENDABLE + b"K\x01a.",  # APPEND on it
+    ],
+)
+def test_an_opcode_on_an_allowed_class_is_refused_and_changes_nothing(body: bytes) -> None:
+    Extendable.called.clear()
+    before = dict(vars(Plain))
+    data = b"\x80\x02" + body
+    if body.startswith(_PLAIN + b"\x8f"):  # the one that touches no class
+        assert restricted_loads(data, allow=HERE) == {1}
+    else:
+        with pytest.raises(UnsafePayloadError, match="tries to change"):
+            restricted_loads(data, allow=HERE)
+        with pytest.raises(UnsafePayloadError, match="tries to change"):
+            _checked(data, allow=HERE)
+    assert dict(vars(Plain)) == before
+    assert Extendable.called == []
+
+
+# Streams built from the grammar's own pieces (and a few outside it), at random: most are
+# nonsense, many are simple, a few hundred load; both paths must say the same of each.
+_STRUCTURED = (
+    _BOTH
+    + r"""
+rng = random.Random(int(sys.argv[1]))
+NAMES = ["a", "b", "argparse", "Namespace", "string", "Template", "posix", "system", "x" * 40]
+def s8(text):
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+PIECES = [
+    b"N", b"\x88", b")", b"}", b"]", b"\x8f", b"(", b"(", b"e", b"u", b"d", b"l", b"1", b"\x90",
+    b"0", b"\x94", b"\x94", b"2", b"a", b"s", b"s", b"b", b"\x81", b"\x81", b"\x93", b"t",
+    b"\x85", b"R", b"(\x90", b"(u", b"(e", b"u(u", b"\x90(\x90", b"\x8f\x94(K\x01K\x02\x90(\x90",
+    b"(K\x01u", b"h\x00(K\x01e",
+    lambda: b"K" + bytes([rng.randrange(256)]),
+    lambda: b"h" + bytes([rng.randrange(8)]),
+    lambda: b"q" + bytes([rng.randrange(8)]),
+    lambda: b"j" + struct.pack("<I", rng.randrange(10)),
+    lambda: b"r" + struct.pack("<I", rng.choice([1, 5, 70000, 1 << 31])),
+    lambda: s8(rng.choice(NAMES)),
+    lambda: b"X" + struct.pack("<I", 3) + b"abc",
+    lambda: b"X" + struct.pack("<I", 300) + b"y" * 300,
+    lambda: b"cargparse\nNamespace\n",
+    lambda: b"cstring\nTemplate\n",
+    lambda: b"cposix\nsystem\n",
+    lambda: b"crandom\nRandom\n",
+    lambda: b"\x8c\x08argparse\x94\x8c\tNamespace\x94\x93",
+    lambda: b")\x81\x94}\x94(\x8c\x01x\x94K\x01\x8c\x01y\x94]\x94(K\x01K\x02eub",
+    lambda: b")\x81\x94}\x94\x8c\x01z\x94K\x05sb",
+    lambda: b"\x95" + struct.pack("<Q", rng.randrange(40)),
+]
+def piece():
+    chosen = rng.choice(PIECES)
+    return chosen() if callable(chosen) else chosen
+disagree, taken, loaded_fast = [], 0, 0
+for _ in range(int(sys.argv[2])):
+    proto = rng.choice([b"\x80\x02", b"\x80\x04", b"\x80\x05", b""])
+    body = b"".join(piece() for _ in range(rng.randint(1, 30)))
+    if rng.random() < 0.5:
+        body = b"\x95" + struct.pack("<Q", len(body) + 1) + body + b"."
+    else:
+        body += b"."
+    data = proto + body
+    simple = datapath.validate(data, default_limits()) is not None
+    taken += simple
+    with_fast, checked = both(data)
+    loaded_fast += with_fast.startswith("ok") and simple
+    if with_fast != checked:
+        disagree.append([data.hex(), with_fast[:200], checked[:200]])
+report = {"taken": taken, "loaded_fast": loaded_fast, "disagree": disagree[:5]}
+print(json.dumps(dict(report, count=len(disagree))))
+"""
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_fast_path_and_the_checked_path_agree_on_streams_built_from_opcodes(seed: int) -> None:
+    import json
+
+    proc = run_python(str(seed), "8000", code=_STRUCTURED, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["count"] == 0, report["disagree"]
+    assert report["loaded_fast"] > 50  # the fast path loaded many of them

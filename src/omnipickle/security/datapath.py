@@ -82,11 +82,19 @@ _PROTO = pickle.PROTO[0]
 _MEMOIZE = pickle.MEMOIZE[0]
 _BINPUT = ord("q")
 _LONG_BINPUT = ord("r")
-# Opcodes that close a mark.
+# Opcodes that close a mark, and those of them that fill a container (APPENDS, SETITEMS,
+# ADDITEMS).
 _CLOSERS = frozenset(b"eud1l\x90")
+_BATCHES = frozenset(b"eu\x90")
 # Opcodes with a length prefix that the expression leaves to validate() (long strings and
 # bytes): the width of the length, little-endian unsigned, as both unpicklers read it.
 _SIZED = {ord("X"): 4, ord("B"): 4, 0x8C: 1, ord("C"): 1, 0x8A: 1, 0x8D: 8, 0x8E: 8, 0x96: 8}
+# Opcodes that push one value and take none from the stack, by their first byte. Every MARK must
+# be followed by one: then what the mark closes is never empty, and every opcode after it
+# leaves at least one value above the mark (or fails, in both unpicklers alike). An empty
+# APPENDS or ADDITEMS is where the two differ: the C unpickler does nothing, pickle.py looks up
+# ``append`` or ``add`` and fails, and restricted loading refuses one on a global.
+_PUSHERS = frozenset(b"N\x88\x89)}]\x8fKhMJjGc") | frozenset(_SIZED)
 # Where a by-hand instance stands: after NEWOBJ (memo ops, then the state's EMPTY_DICT), after
 # the dict (memo ops, then a MARK, BUILD or the one item of a SETITEM), after a SETITEMS on the
 # dict (a MARK or BUILD).
@@ -127,9 +135,13 @@ def _token(setitem: bytes, bits: int | None) -> bytes:
     which would let a SETITEMS reach below an instance's state.
     """
     one_byte = b"[" + b"".join(_lit(code) for code in b"N\x88\x89)}]\x8f\x942a\x93") + b"]"
+    memo = b"(?:\\x94|q." + _long_binput(bits) + b")"
     alternatives = [
         one_byte,
         setitem,
+        # NEWOBJ with no state after it (an instance whose __dict__ is empty): one followed by
+        # a new dict is an instance with a state, read as a whole, or by validate().
+        b"\\x81(?!" + memo + b"*+\\})",
         b"K.",  # BININT1
         b"h.",  # BINGET
         b"q.",  # BINPUT
@@ -157,14 +169,19 @@ def _grammar(bits: int | None, pair: bool) -> re.Pattern[bytes]:
     """
     token, last = _token(b"s", bits), _token(b"s(?!b)", bits)
     memo = b"(?:\\x94|q." + _long_binput(bits) + b")"
-    closer = b"[" + b"".join(_lit(code) for code in sorted(_CLOSERS)) + b"]"
+    # A batch that fills a container may be followed by empty ones (the C pickler writes one
+    # after a dict's or a set's last full batch of 1,000): on the same target, which the batch
+    # before filled, so there they change nothing in either unpickler.
+    closer = b"(?:[dl1]|e(?:\\(e)*+|u(?:\\(u)*+|\\x90(?:\\(\\x90)*+)"
+    # A mark is followed by an opcode that pushes a value (see _PUSHERS).
+    mark = b"\\((?=[" + b"".join(_lit(code) for code in sorted(_PUSHERS)) + b"])"
     atom, pair_atom = token, last
     for _ in range(GROUP_DEPTH):
-        group = b"\\(" + atom + b"*+" + closer
+        group = mark + atom + b"*+" + closer
         # NEWOBJ, its state: a new dict, filled by SETITEMS, or by one SETITEM; then BUILD.
         instance = (
             b"\\x81" + memo + b"*+\\}" + memo + b"*+"
-            b"(?:(?:\\(" + atom + b"*+u)++|" + pair_atom + b"*+s|)b"
+            b"(?:(?:" + mark + atom + b"*+u(?:\\(u)*+)++|" + pair_atom + b"*+s|)b"
         )
         atom, pair_atom = (
             b"(?:" + token + b"|" + group + b"|" + instance + b")",
@@ -278,6 +295,8 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
             elif op == _BUILD:
                 expect, pos = 0, pos + 1
             elif op == _MARK:
+                if pos + 1 >= end or view[pos + 1] not in _PUSHERS:
+                    return None
                 open_.append(_STATE)
                 depth += 1
                 if room is not None and depth > room:
@@ -294,6 +313,8 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
             open_.pop()
             pos += 2
         elif op == _MARK:
+            if pos + 1 >= end or view[pos + 1] not in _PUSHERS:
+                return None
             open_.append(_PLAIN)
             depth += 1
             if room is not None and depth > room:
@@ -309,6 +330,9 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
                     return None
                 expect = _AFTER_ITEMS
             pos += 1
+            if op in _BATCHES:  # empty batches after it, on the same target (see _grammar)
+                while pos + 2 <= end and view[pos] == _MARK and view[pos + 1] == op:
+                    pos += 2
         elif op == _NEWOBJ:
             expect, pos = _AFTER_NEWOBJ, pos + 1
         elif op == _STOP:

@@ -576,8 +576,25 @@ class _Dispatch(dict[int, Callable[[Any], None]]):
         raise CorruptPayloadError(f"damaged pickle stream: unknown opcode {bytes([code])!r}")
 
 
+def _append(self: RestrictedUnpickler) -> None:
+    """APPEND as the C unpickler applies it (``pickle.py``'s calls ``append`` even where the C
+    unpickler calls ``extend``): a list appends; anything else is extended by a one-item list
+    if it has ``extend``, else appended to."""
+    stack = self.stack
+    value = stack.pop()
+    target = stack[-1]
+    if type(target) is list:
+        target.append(value)
+        return
+    extend = getattr(target, "extend", None)
+    if extend is not None:
+        extend([value])
+    else:
+        target.append(value)
+
+
 def _guarded(loader: str) -> Callable[[RestrictedUnpickler], None]:
-    original = getattr(pickle._Unpickler, loader)
+    original = _append if loader == "load_append" else getattr(pickle._Unpickler, loader)
 
     def load(self: RestrictedUnpickler) -> None:
         self._refuse_change(loader)
