@@ -14,6 +14,7 @@ import abc
 import dataclasses
 import io
 import pickle
+import pickletools
 import struct
 from collections import OrderedDict
 from pathlib import Path
@@ -315,6 +316,7 @@ def test_a_global_after_plain_data_is_refused(tmp_path: Path) -> None:
 
 # --- one verdict: the fast path and the checked path agree on damaged streams -------------------
 
+
 # What both child scripts below share: the outcome of a restricted load, with the fast path
 # and with the checked path alone (the fast path switched off), for one stream.
 _BOTH = r"""
@@ -547,6 +549,57 @@ def test_an_opcode_on_an_allowed_class_is_refused_and_changes_nothing(body: byte
             _checked(data, allow=HERE)
     assert dict(vars(Plain)) == before
     assert Extendable.called == []
+
+
+def _body(obj: Any) -> tuple[bytes, list[int]]:
+    """``obj`` pickled with protocol 4 without its frame, and where each opcode starts in it."""
+    data = pickle.dumps(obj, 4)
+    assert data[2] == pickle.FRAME[0] and 11 + int.from_bytes(data[3:11], "little") == len(data)
+    body = data[11:]
+    starts = [pos - 2 for _, _, pos in pickletools.genops(b"\x80\x04" + body) if pos is not None]
+    return body, starts[1:]
+
+
+CUT = {
+    "dicts": [{"k": i, "v": [i, "s"], "e": {}, "one": [i]} for i in range(3)],
+    "instances": [Plain(x=1, y=[Plain(z=2)]), Row(1, "r", ["t", "u"]), Plain(only=3), Plain()],
+    "sets": [set(range(3)), {"a"}],
+    "deep": [[[[1, 2], [3, [4, 5]]], [6, 7]], [Plain(a=[[8, 9], {"b": Plain(c=[1, 2])}])]],
+    "full batches": [dict.fromkeys(range(1000)), set(range(1000))],  # then an empty batch
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUT))
+def test_a_frame_may_end_at_any_opcode_and_nowhere_else(name: str) -> None:
+    body, starts = _body(CUT[name])
+    expected = pickle.dumps(CUT[name], 4)
+    for cut in range(1, len(body)):
+        data = b"\x80\x04" + _frame(body[:cut]) + _frame(body[cut:])
+        if cut in starts:
+            # The one cut the fast path leaves to the checked path: one that splits the C
+            # pickler's empty batch (MARK SETITEMS, MARK ADDITEMS) from the batch before it.
+            split = body[cut - 1 : cut + 1] in (b"u(", b"(u", b"\x90(", b"(\x90")
+            assert (datapath.validate(data, default_limits()) is None) is split, cut
+            assert pickle.dumps(restricted_loads(data, allow=HERE), 4) == expected
+        else:
+            assert datapath.validate(data, default_limits()) is None, cut
+            with pytest.raises(pickle.UnpicklingError):
+                restricted_loads(data, allow=HERE)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_benchmark_workloads_take_the_fast_path(protocol: int) -> None:
+    dicts = [
+        {"id": i, "name": f"n{i}", "score": i * 0.5, "tags": ["x", "y"], "ok": True, "none": None}
+        for i in range(20_000)
+    ]
+    rows = [
+        Plain(x=i, y=i * 0.5, label=f"p{i}") if i % 2 else Row(i, f"r{i}") for i in range(20_000)
+    ]
+    for obj in (dicts, rows):
+        data = pickle.dumps(obj, protocol)
+        assert datapath.validate(data, default_limits()) == len(data)
+    assert restricted_loads(pickle.dumps(rows, protocol), allow=HERE) == rows
 
 
 # Streams built from the grammar's own pieces (and a few outside it), at random: most are

@@ -140,8 +140,9 @@ def _token(setitem: bytes, bits: int | None) -> bytes:
         one_byte,
         setitem,
         # NEWOBJ with no state after it (an instance whose __dict__ is empty): one followed by
-        # a new dict is an instance with a state, read as a whole, or by validate().
-        b"\\x81(?!" + memo + b"*+\\})",
+        # a new dict is an instance with a state, read as a whole, or by validate(), which also
+        # reads one that a frame's end follows (the state may be in the next frame).
+        b"\\x81(?!" + memo + b"*+(?:\\}|\\Z))",
         b"K.",  # BININT1
         b"h.",  # BINGET
         b"q.",  # BINPUT
@@ -167,7 +168,7 @@ def _grammar(bits: int | None, pair: bool) -> re.Pattern[bytes]:
     is possessive: the run reads the stream as the C unpickler does, left to right (an
     instance's state is tried as marks first, then as one item, then as empty).
     """
-    token, last = _token(b"s", bits), _token(b"s(?!b)", bits)
+    token, last = _token(b"s", bits), _token(b"s(?!b|\\Z)", bits)
     memo = b"(?:\\x94|q." + _long_binput(bits) + b")"
     # A batch that fills a container may be followed by empty ones (the C pickler writes one
     # after a dict's or a set's last full batch of 1,000): on the same target, which the batch
@@ -218,6 +219,19 @@ def _memo_op(view: memoryview, pos: int, end: int, bits: int | None) -> int:
     if op == _LONG_BINPUT and bits is not None and pos + 5 <= end:
         return pos + 5 if int.from_bytes(view[pos + 1 : pos + 5], "little") >> bits == 0 else -1
     return -1
+
+
+def _next_opcode(view: memoryview, pos: int, end: int) -> int:
+    """The opcode at ``pos``, past the headers of frames that start there (``-1``: none)."""
+    size = view.nbytes
+    while pos == end < size:  # at the end of a frame: another frame, or bytes outside frames
+        if view[pos] != _FRAME:
+            return view[pos]
+        if pos + 9 > size:
+            return -1
+        end = pos + 9 + int.from_bytes(view[pos + 1 : pos + 9], "little")
+        pos += 9
+    return view[pos] if pos < min(end, size) else -1
 
 
 def _room(limits: Limits, size: int) -> int | None:
@@ -288,14 +302,15 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
             after = _memo_op(view, pos, end, bits) if expect != _AFTER_ITEMS else -1
             if after >= 0:
                 pos = after
-            elif expect == _AFTER_NEWOBJ:
-                if op != _EMPTY_DICT:
-                    return None
-                expect, pos = _AFTER_DICT, pos + 1
+            elif expect == _AFTER_NEWOBJ:  # the state's dict, or no state at all
+                if op == _EMPTY_DICT:
+                    expect, pos = _AFTER_DICT, pos + 1
+                else:
+                    expect = 0
             elif op == _BUILD:
                 expect, pos = 0, pos + 1
             elif op == _MARK:
-                if pos + 1 >= end or view[pos + 1] not in _PUSHERS:
+                if _next_opcode(view, pos + 1, end) not in _PUSHERS:
                     return None
                 open_.append(_STATE)
                 depth += 1
@@ -307,13 +322,13 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
                 expect = 0
             else:
                 return None
-        elif op == _SETITEM:  # only where a pair run stops: SETITEM then BUILD
-            if not (open_ and open_[-1] == _PAIR and pos + 2 <= end and view[pos + 1] == _BUILD):
+        elif op == _SETITEM:  # only where a pair run stops: SETITEM, then BUILD
+            if not (open_ and open_[-1] == _PAIR) or _next_opcode(view, pos + 1, end) != _BUILD:
                 return None
             open_.pop()
-            pos += 2
+            expect, pos = _AFTER_ITEMS, pos + 1
         elif op == _MARK:
-            if pos + 1 >= end or view[pos + 1] not in _PUSHERS:
+            if _next_opcode(view, pos + 1, end) not in _PUSHERS:
                 return None
             open_.append(_PLAIN)
             depth += 1
