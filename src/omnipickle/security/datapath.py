@@ -126,8 +126,9 @@ def _long_binput(bits: int | None) -> bytes:
     return b"|r..[\\x00-" + _lit((1 << (bits - 16)) - 1) + b"]\\x00"
 
 
-def _token(setitem: bytes, bits: int | None) -> bytes:
-    """One opcode (with its arguments) of the simple set, SETITEM written as ``setitem``.
+def _tokens(setitem: bytes, bits: int | None) -> bytes:
+    """The opcodes (with their arguments) of the simple set, as alternatives, SETITEM written
+    as ``setitem``.
 
     One-byte opcodes that push a value, change the memo or the stack, fill a container without a
     mark, or name a global from the stack: NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE, EMPTY_DICT,
@@ -136,27 +137,28 @@ def _token(setitem: bytes, bits: int | None) -> bytes:
     """
     one_byte = b"[" + b"".join(_lit(code) for code in b"N\x88\x89)}]\x8f\x942a\x93") + b"]"
     memo = b"(?:\\x94|q." + _long_binput(bits) + b")"
+    # The most frequent first: the regular expression tries them in turn.
     alternatives = [
         one_byte,
+        b"h.",  # BINGET
+        _counted(0x8C, 255),  # SHORT_BINUNICODE
+        b"K.",  # BININT1
+        b"G.{8}",  # BINFLOAT
+        b"M..",  # BININT2
+        b"q.",  # BINPUT
+        _counted(ord("X"), 255, b"\\x00{3}"),  # BINUNICODE, as protocols 1 to 3 write str
+        b"J.{4}",  # BININT
         setitem,
         # NEWOBJ with no state after it (an instance whose __dict__ is empty): one followed by
         # a new dict is an instance with a state, read as a whole, or by validate(), which also
         # reads one that a frame's end follows (the state may be in the next frame).
         b"\\x81(?!" + memo + b"*+(?:\\}|\\Z))",
-        b"K.",  # BININT1
-        b"h.",  # BINGET
-        b"q.",  # BINPUT
-        b"M..",  # BININT2
-        b"J.{4}",  # BININT
         b"j.{4}",  # LONG_BINGET (the C unpickler checks the index)
-        b"G.{8}",  # BINFLOAT
         b"c[^\\n]{1,512}\\n[^\\n]{1,512}\\n",  # GLOBAL (protocols 0 to 3)
-        _counted(0x8C, 255),  # SHORT_BINUNICODE
-        _counted(ord("X"), 255, b"\\x00{3}"),  # BINUNICODE, as protocols 1 to 3 write str
         _counted(ord("C"), 64),  # SHORT_BINBYTES
         _counted(0x8A, 32),  # LONG1
     ]
-    return b"(?:" + b"|".join(alternatives) + _long_binput(bits) + b")"
+    return b"|".join(alternatives) + _long_binput(bits)
 
 
 @functools.cache
@@ -168,7 +170,9 @@ def _grammar(bits: int | None, pair: bool) -> re.Pattern[bytes]:
     is possessive: the run reads the stream as the C unpickler does, left to right (an
     instance's state is tried as marks first, then as one item, then as empty).
     """
-    token, last = _token(b"s", bits), _token(b"s(?!b|\\Z)", bits)
+    # The alternatives of an opcode, and of one inside a one-item state (where a SETITEM that
+    # BUILD follows ends the state).
+    tokens, last = _tokens(b"s", bits), _tokens(b"s(?!b|\\Z)", bits)
     memo = b"(?:\\x94|q." + _long_binput(bits) + b")"
     # A batch that fills a container may be followed by empty ones (the C pickler writes one
     # after a dict's or a set's last full batch of 1,000): on the same target, which the batch
@@ -176,7 +180,7 @@ def _grammar(bits: int | None, pair: bool) -> re.Pattern[bytes]:
     closer = b"(?:[dl1]|e(?:\\(e)*+|u(?:\\(u)*+|\\x90(?:\\(\\x90)*+)"
     # A mark is followed by an opcode that pushes a value (see _PUSHERS).
     mark = b"\\((?=[" + b"".join(_lit(code) for code in sorted(_PUSHERS)) + b"])"
-    atom, pair_atom = token, last
+    atom, pair_atom = b"(?:" + tokens + b")", b"(?:" + last + b")"
     for _ in range(GROUP_DEPTH):
         group = mark + atom + b"*+" + closer
         # NEWOBJ, its state: a new dict, filled by SETITEMS, or by one SETITEM; then BUILD.
@@ -185,7 +189,7 @@ def _grammar(bits: int | None, pair: bool) -> re.Pattern[bytes]:
             b"(?:(?:" + mark + atom + b"*+u(?:\\(u)*+)++|" + pair_atom + b"*+s|)b"
         )
         atom, pair_atom = (
-            b"(?:" + token + b"|" + group + b"|" + instance + b")",
+            b"(?:" + tokens + b"|" + group + b"|" + instance + b")",
             b"(?:" + last + b"|" + group + b"|" + instance + b")",
         )
     return re.compile((pair_atom if pair else atom) + b"++", re.DOTALL)
