@@ -44,3 +44,10 @@ def test_digest_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = _quick("bench_digest.py")
     assert "| (c) 300 closures |" in out
     assert "PROBLEM" not in out
+
+
+def test_restricted_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_restricted.py")
+    assert "| (a) 200k small dicts |" in out
+    assert "| (b) 100k instances |" in out
+    assert "PROBLEM" not in out
