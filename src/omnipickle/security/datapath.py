@@ -11,29 +11,29 @@ little bookkeeping in Python where the expression stops):
   tuple, lists, dicts and sets, and the memo. No tuple is built (so no key can be costly to hash:
   a tuple holding itself twice over 40 levels takes 2**40 steps), nothing is called.
 * **Instances of plain classes**, as pickle writes them: a global (STACK_GLOBAL or GLOBAL), the
-  empty tuple, NEWOBJ, a new dict filled by SETITEMS (or by one SETITEM), BUILD. BUILD stands
-  nowhere else: after SETITEMS batches its target is the object NEWOBJ just made and its state
-  that dict; after a SETITEM its state is the container that SETITEM just filled, so never
-  ``None`` or an empty dict, and a BUILD of that on a global (a class) fails, as a class's
-  ``__dict__`` cannot be written. The global goes
-  through restricted loading's own ``find_class`` (the allow-list, names checked as objects),
-  and then must be a class for which :func:`fast_class` holds: one that runs none of its own
-  code while it is unpickled, hashed or filled (no ``__setstate__``, ``__new__``,
-  ``__setattr__``, ``__getattr__``, ``__setitem__``, ``__del__``, ``append``/``extend``/``add``,
-  data descriptors, custom hashing, metaclass). Any other global is loaded by the checked path.
+  empty tuple, NEWOBJ, then a new dict filled by SETITEMS (or by one SETITEM) and BUILD, or no
+  state at all. BUILD stands nowhere else: after SETITEMS batches its target is the object
+  NEWOBJ just made and its state that dict; after a SETITEM its state is the container that
+  SETITEM just filled, so never ``None`` or an empty dict, and a BUILD of that on a global (a
+  class) fails, as a class's ``__dict__`` cannot be written. The global goes through restricted
+  loading's own ``find_class`` (the allow-list, names checked as objects), and then must be a
+  class for which :func:`fast_class` holds: one that runs none of its own code while it is
+  unpickled, hashed or filled. Any other global sends the stream to the checked path.
 * **Bounds**: LONG_BINPUT indices are below ``2**k``, ``k`` about ``n.bit_length()`` for an
   ``n``-byte stream (the C unpickler grows its memo to twice the index: 7 bytes could make it
   clear gigabytes); frames end on opcode boundaries, no FRAME opens inside a frame, no length
-  runs past its frame or the data; MARKs nest no deeper than the budget's depth; and the limits
-  leave room for everything the checked path would count (one object per opcode, five objects
-  and 16 bytes per NEWOBJ, one object per empty tuple hashed as a key), so no budget can run out.
+  runs past its frame or the data; MARKs nest no deeper than the budget's depth, and each is
+  followed by a value (see ``_PUSHERS``); and the limits leave room for everything the checked
+  path would count (one object per opcode, two per NEWOBJ, one per empty tuple hashed as a key:
+  the limits must allow four objects a byte), so no budget can run out.
 
-Anything else (REDUCE, a tuple, other BUILDs, LONG4, protocol 0 text opcodes, a damaged stream,
-tight limits) is not an error here: :func:`validate` says no, and the checked path loads the
-stream and gives the verdict. When it says yes, the C unpickler reads only the bytes up to the
-STOP it found, with no ``persistent_load``; if it raises anyway (a missing memo entry, an
-unhashable key, a global that is allowed but not a plain class), the checked path loads the
-stream again, from the start, and its result or error is the one returned.
+Anything else (REDUCE, a tuple, other BUILDs, POP, LONG4, protocol 0 text opcodes, a damaged
+stream, tight limits) is not an error here: :func:`validate` says no, and the checked path loads
+the stream and gives the verdict. When it says yes, the C unpickler reads only the bytes up to
+the STOP it found, with a ``persistent_load`` that refuses (no opcode here calls it); if it
+raises anyway (a missing memo entry, an unhashable key, a global that is allowed but not a plain
+class), the checked path loads the stream again, from the start, and its result or error is the
+one returned.
 """
 
 from __future__ import annotations
@@ -242,6 +242,7 @@ def _room(limits: Limits, size: int) -> int | None:
     """How deep :func:`validate` may count marks (``None``: no limit; ``-1``: no fast path)."""
     objects = None if limits.objects is None else limits.objects + limits.objects_per_byte * size
     memory = None if limits.memory is None else limits.memory + limits.memory_per_byte * size
+    # Memory is not charged at all on this path; four bytes a byte is a margin.
     if (objects is not None and objects < 4 * size) or (memory is not None and memory < 4 * size):
         return -1
     return None if limits.depth is None else limits.depth - GROUP_DEPTH
