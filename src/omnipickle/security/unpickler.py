@@ -124,6 +124,12 @@ def _lookup(module: str, name: str) -> Any:
     return found
 
 
+# What most memo entries are: built-in types, never numpy's (checked first, as it is cheaper).
+_BUILTIN_VALUES = frozenset(
+    {str, bytes, bytearray, int, float, complex, bool, type(None), tuple, list, dict, set}
+)
+
+
 class _Memo(dict[Any, Any]):
     """The memo, knowing where numpy objects are kept (a BUILD on one replaces it)."""
 
@@ -132,8 +138,8 @@ class _Memo(dict[Any, Any]):
         self.numpy_keys: dict[int, list[Any]] = {}
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        if numpy_safe.is_numpy_object(value):
+        dict.__setitem__(self, key, value)
+        if type(value) not in _BUILTIN_VALUES and numpy_safe.is_numpy_object(value):
             self.numpy_keys.setdefault(id(value), []).append(key)
 
     def replace(self, old: Any, new: Any) -> None:
@@ -283,10 +289,15 @@ class RestrictedUnpickler(pickle._Unpickler):
         frame_code = pickle.FRAME[0]
         try:
             while True:
-                key = read(1)
-                if not key:
-                    raise EOFError
+                # The opcode's byte straight from the frame, where there is one (a C call);
+                # at its end, pickle's reader leaves the frame for the file.
                 frame = unframer.current_frame
+                key = frame.read(1) if frame is not None else b""
+                if not key:
+                    key = read(1)
+                    if not key:
+                        raise EOFError
+                    frame = unframer.current_frame
                 if frame is not None and key[0] == frame_code:
                     raise CorruptPayloadError("damaged pickle stream: a FRAME inside a frame")
                 budget.objects += 1
@@ -441,7 +452,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             if reason is not None:
                 raise UnsafePayloadError(f"restricted loading refused a call of {name}: {reason}")
         sizes = isinstance(callee, type) and issubclass(callee, (bytes, bytearray))
-        self._budget.walk((args, kwargs), f"calling {shown}", sizes=sizes, skip=self._handed_ids)
+        self._budget.call(args, kwargs, shown, sizes=sizes, skip=self._handed_ids)
 
     def load_reduce(self) -> None:
         """REDUCE, its call checked first."""
