@@ -280,6 +280,26 @@ def _dup_laughs(depth: int = 40) -> bytes:
         ("a list appended to itself", b"\x80\x02]" + b"2a" * 200_000 + b".", "loaded"),
         ("GET fan-out", b"\x80\x04\x8c\x01x\x94](" + b"h\x00" * 400_000 + b"e.", "loaded"),
         ("unhashable key", b"\x80\x04}]Ns.", "UnpicklingError"),
+        (  # a 1 MB stream may put its memo at index 2**20 - 1 (a 16 MB memo), no higher
+            "LONG_BINPUT at the bound",
+            b"\x80\x02]B"
+            + struct.pack("<I", 1 << 20)
+            + bytes(1 << 20)
+            + b"a"
+            + _long_binput((1 << 20) - 1)
+            + b".",
+            "loaded",
+        ),
+        (
+            "LONG_BINPUT past the bound",
+            b"\x80\x02]B"
+            + struct.pack("<I", 1 << 20)
+            + bytes(1 << 20)
+            + b"a"
+            + _long_binput(1 << 20)
+            + b".",
+            "loaded",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
 )
@@ -488,6 +508,8 @@ def test_instances_of_plain_classes_take_the_fast_path(name: str, protocol: int)
         (type("SetItem", (), {"__setitem__": lambda self, k, v: None}), False),
         (type("Del", (), {"__del__": lambda self: None}), False),
         (type("Add", (), {"add": lambda self, x: None}), False),
+        (type("Dict", (), {"__dict__": property(lambda self: {})}), False),
+        (type("Slots", (), {"__slots__": ("a",)}), True),
         (type("Eq", (), {"__eq__": lambda self, o: True, "__hash__": lambda self: 1}), False),
         (abc.ABC, False),  # a metaclass
         (type("Listy", (list,), {}), False),  # a built-in base

@@ -389,6 +389,7 @@ _HOOKS = tuple(
     )
 )
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (or by type())
+_DICT_SLOT = type(vars(type("_Plain", (), {}))["__dict__"])  # the getset descriptor
 
 
 def fast_class(obj: Any) -> bool:
@@ -398,7 +399,8 @@ def fast_class(obj: Any) -> bool:
     last) that has none of the hooks through which it would run its own code while unpickled
     (``__setstate__``, ``__new__``, ``__setattr__``, ``__delattr__``, ``__getattribute__``,
     ``__getattr__``, ``__setitem__``, ``__del__``, ``append``/``extend``/``add``: each must be
-    ``object``'s, or absent), and hashes as ``object`` does or not at all (``__hash__ = None``,
+    ``object``'s, or absent; ``__dict__`` must be the one Python makes), and hashes as ``object``
+    does or not at all (``__hash__ = None``,
     as dataclasses set it). Instances of such a class come out of either unpickler the same, and
     no code of the class runs while they are built (the fast path builds them with a dict state
     only: NEWOBJ, then BUILD on a new dict, which sets ``__dict__`` entries directly).
@@ -410,6 +412,10 @@ def fast_class(obj: Any) -> bool:
         return False
     for klass in mro[:-1]:
         if type(klass) is not type or not klass.__flags__ & _HEAPTYPE:
+            return False
+        # BUILD reads the instance's __dict__: the slot Python makes, or none (slots only).
+        own = vars(klass).get("__dict__")
+        if own is not None and type(own) is not _DICT_SLOT:
             return False
     for name, plain in _HOOKS:
         if getattr(obj, name, None) is not plain:
