@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import dataclasses
+import datetime
+import decimal
 import gc
 import io
 import json
@@ -86,15 +88,30 @@ def workloads(scale: float) -> list[Workload]:
             calls=max(1, int(20_000 * scale)),
         ),
     ]
+    rows.append(
+        Workload(
+            "(e) 100k tuples (checked path)",
+            [(i, f"s{i}", i * 0.5) for i in range(int(100_000 * scale))],
+        )
+    )
+    rows.append(
+        Workload(
+            "(f) 20k dicts of datetimes, Decimals (checked path)",
+            [
+                {"at": datetime.datetime(2020, 1, 1, i % 24), "d": decimal.Decimal(i), "k": i}
+                for i in range(int(20_000 * scale))
+            ],
+        )
+    )
     if np is not None:
         count = max(1, int(1_000 * scale))
         rows.append(
             Workload(
-                "(e) 1k small numpy arrays",
+                "(g) 1k small numpy arrays",
                 [np.arange(i, i + 100, dtype="f8") for i in range(count)],
             )
         )
-        rows.append(Workload("(f) one 80 MB numpy array", np.ones(int(10_000_000 * scale))))
+        rows.append(Workload("(h) one 80 MB numpy array", np.ones(int(10_000_000 * scale))))
     return rows
 
 
@@ -112,6 +129,8 @@ _C_ALLOWED = {
     ("benchtypes", "Point"),
     ("benchtypes", "Record"),
     ("builtins", "set"),
+    ("datetime", "datetime"),
+    ("decimal", "Decimal"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy._core.multiarray", "_reconstruct"),
