@@ -7,6 +7,7 @@ read them beside bench_core.py's timings, not instead of them.
 
     python benchmarks/bench_instructions.py            # (a) dicts and (b) instances, 20k each
     python benchmarks/bench_instructions.py --size 5000
+    python benchmarks/bench_instructions.py --per-call   # one tiny dumps/loads, as bench_calls
 
 Needs valgrind (Debian: apt-get install valgrind). Each measurement runs a fresh interpreter
 twice, once doing the work and once only building the data, and reports the difference.
@@ -73,14 +74,76 @@ def instructions(script: Path, *args: str) -> int:
     return int(found.group(1))
 
 
+PER_CALL_CHILD = """
+import pickle, sys
+sys.path.insert(0, {here!r})
+import cloudpickle
+import omnipickle
+from benchtypes import Record
+
+SCALE = 3
+
+def maker(k):
+    def closure(x):
+        return x * k + SCALE
+    return closure
+
+objects = {{"None": None, "dict": {{"id": 7, "name": "job-7", "ok": True}},
+           "dataclass": Record(7, "job-7", 0.5), "lambda": lambda x: x + 1, "closure": maker(4)}}
+calls, workload, library, op = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+obj = objects[workload]
+dumps, loads = {{
+    "pickle": (lambda o: pickle.dumps(o, 5), pickle.loads),
+    "cloudpickle": (lambda o: cloudpickle.dumps(o, 5), cloudpickle.loads),
+    "omnipickle": (omnipickle.dumps, omnipickle.loads),
+    "omnipickle-raw": (lambda o: omnipickle.dumps(o, raw=True), omnipickle.loads),
+}}[library]
+payload = dumps(obj)
+for _ in range(50):  # warm-up: caches filled, as in a long-running process
+    loads(dumps(obj))
+if op == "dumps":
+    for _ in range(calls):
+        dumps(obj)
+else:
+    for _ in range(calls):
+        loads(payload)
+"""
+
+PER_CALL_LIBRARIES = ("pickle", "cloudpickle", "omnipickle", "omnipickle-raw")
+
+
+def per_call(folder: str, calls: int) -> None:
+    """Instructions per tiny call, by workload, library and operation."""
+    script = Path(folder) / "per_call.py"
+    script.write_text(PER_CALL_CHILD.format(here=str(HERE)))
+    print(f"instructions per call (thousands; {calls:,} calls less none, after a warm-up)")
+    print(f"{'workload':<11}{'op':<7}" + "".join(f"{name:>16}" for name in PER_CALL_LIBRARIES))
+    for workload in ("None", "dict", "dataclass", "lambda", "closure"):
+        for op in ("dumps", "loads"):
+            cells = []
+            for library in PER_CALL_LIBRARIES:
+                if library == "pickle" and workload in ("lambda", "closure"):
+                    cells.append("fails")
+                    continue
+                base = instructions(script, "0", workload, library, op)
+                work = instructions(script, str(calls), workload, library, op)
+                cells.append(f"{(work - base) / calls / 1e3:.1f}")
+            print(f"{workload:<11}{op:<7}" + "".join(f"{cell:>16}" for cell in cells))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=20_000, help="items per workload")
+    parser.add_argument("--per-call", action="store_true", help="tiny payloads, per call")
+    parser.add_argument("--calls", type=int, default=2_000, help="calls per --per-call count")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as folder:
+        if args.per_call:
+            per_call(folder, args.calls)
+            return 0
         script = Path(folder) / "child.py"
         script.write_text(CHILD.format(here=str(HERE)))
         print(f"instructions for 3 calls, {args.size:,} items (millions); ratio omnipickle/pickle")

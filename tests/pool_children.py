@@ -83,9 +83,13 @@ HELD_IN_A_WORKER = [False, False, True]
 """The end of ``Held(n).bump(k)`` run in a worker: unlocked, no ``__dict__``, another pid."""
 
 
-def child_report(code: str, *args: str) -> dict[str, Any]:
+def child_report(
+    code: str, *args: str, env_overrides: dict[str, str | None] | None = None
+) -> dict[str, Any]:
     """Run :data:`PRELUDE` and ``code`` in a fresh interpreter; return its ``report``."""
-    out = check_python(*args, code=PRELUDE + code + "\nprint(json.dumps(report))\n")
+    out = check_python(
+        *args, code=PRELUDE + code + "\nprint(json.dumps(report))\n", env_overrides=env_overrides
+    )
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return report
 
@@ -93,23 +97,31 @@ def child_report(code: str, *args: str) -> dict[str, Any]:
 _BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
 
 
-def examples(page: Path, section: str) -> list[tuple[str, str]]:
-    """The (code, expected output) pairs of the ``## section`` of ``page``: each ```python
-    block followed by a ```text block."""
+def blocks(page: Path, section: str) -> list[tuple[str, str]]:
+    """The ```python and ```text blocks of the ``## section`` of ``page``, in order, as
+    ``(kind, text)``."""
     text = page.read_text(encoding="utf-8")
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
-    blocks = _BLOCK.findall(text[start : end if end >= 0 else len(text)])
+    found: list[tuple[str, str]] = _BLOCK.findall(text[start : end if end >= 0 else len(text)])
+    return found
+
+
+def examples(page: Path, section: str) -> list[tuple[str, str]]:
+    """The (code, expected output) pairs of the ``## section`` of ``page``: each ```python
+    block followed by a ```text block."""
     pairs = [
         (code, out)
-        for (kind, code), (next_kind, out) in itertools.pairwise(blocks)
+        for (kind, code), (next_kind, out) in itertools.pairwise(blocks(page, section))
         if kind == "python" and next_kind == "text"
     ]
     assert pairs, f"no example with its output in {page.name}, section {section!r}"
     return pairs
 
 
-def check_examples(page: Path, section: str) -> None:
+def check_examples(
+    page: Path, section: str, env_overrides: dict[str, str | None] | None = None
+) -> None:
     """Run every example of the section in a fresh interpreter; each must print its output."""
     for code, expected in examples(page, section):
-        assert check_python(code=code) == expected, code
+        assert check_python(code=code, env_overrides=env_overrides) == expected, code

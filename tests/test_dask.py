@@ -73,10 +73,16 @@ def test_a_transient_sqlite_connection_reconnects_on_the_worker(
     assert pid != cluster_report["parent"]
 
 
-def test_dasks_default_cannot_send_that_object(cluster_report: dict[str, Any]) -> None:
-    """The baseline: Dask's own pickling refuses the connection and the lock."""
-    assert cluster_report["dask_default"][0] != "ok"
+def test_dasks_default_cannot_send_a_lock(cluster_report: dict[str, Any]) -> None:
+    """The baseline: Dask's own pickling (cloudpickle) refuses the lock."""
     assert cluster_report["dask_default_lock"][0] != "ok"
+
+
+def test_a_transient_connection_travels_through_dasks_own_pickling_too(
+    cluster_report: dict[str, Any],
+) -> None:
+    """A ``transient`` attribute is left out by any pickler, its ``__main__`` class by value."""
+    assert cluster_report["dask_default"] == ["ok", 3]
 
 
 def test_a_held_lock_is_recreated_and_slots_are_kept(cluster_report: dict[str, Any]) -> None:

@@ -160,3 +160,100 @@ def test_version_comes_from_the_installed_metadata() -> None:
     assert omnipickle.__version__ == metadata.version("omnipickle")
     with pytest.raises(AttributeError):
         omnipickle.no_such_name
+
+
+# What ``import omnipickle`` leaves for first use: the modules that only some calls need (the
+# general reader, the auto backend, the error reports, the drop-in picklers, the mixins...) and
+# the standard-library modules only they import.
+_DEFERRED = (
+    "omnipickle.backends.auto",
+    "omnipickle.codecs.foreign",
+    "omnipickle.diagnostics",
+    "omnipickle.format.reader",
+    "omnipickle.format.sniff",
+    "omnipickle.format.source",
+    "omnipickle.picklers",
+    "omnipickle.resources.mixins",
+    "omnipickle.serializer",
+    "queue",
+    "tempfile",
+)
+
+
+def test_import_leaves_the_general_reader_and_the_auto_backend_for_first_use() -> None:
+    out = check_python(
+        code="import sys\nimport omnipickle\n"
+        f"print(sorted(m for m in {_DEFERRED!r} if m in sys.modules))\n"
+    )
+    assert out.strip() == "[]"
+
+
+def test_the_fast_dumps_and_loads_of_plain_data_import_nothing_more() -> None:
+    """The first ``dumps``/``loads`` of small plain data import no module at all."""
+    out = check_python(
+        code="import sys\nimport omnipickle\nbefore = set(sys.modules)\n"
+        "assert omnipickle.loads(omnipickle.dumps({'a': [1, 2.5, 'x', None]})) == "
+        "{'a': [1, 2.5, 'x', None]}\n"
+        "assert omnipickle.loads(omnipickle.dumps((1, 2), raw=True)) == (1, 2)\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    assert out.strip() == "[]"
+
+
+# Every public name imported on first use, with the module that defines it.
+_LAZY_HOMES = {
+    "Pickler": "omnipickle.picklers",
+    "Unpickler": "omnipickle.picklers",
+    "Serializer": "omnipickle.serializer",
+    "ResourceAwareMixin": "omnipickle.resources.mixins",
+    "ResourceRebuildError": "omnipickle.resources.mixins",
+    "ResourceReopenError": "omnipickle.resources.builtin",
+    "TransientMixin": "omnipickle.resources.mixins",
+    "register_resource": "omnipickle.resources.rules",
+    "transient": "omnipickle.resources.mixins",
+    "unregister_resource": "omnipickle.resources.rules",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LAZY_HOMES))
+def test_a_name_imported_on_first_use_is_the_one_its_module_defines(name: str) -> None:
+    home = _LAZY_HOMES[name]
+    out = check_python(
+        code=f"import importlib, sys\nimport omnipickle\nprint({home!r} in sys.modules)\n"
+        f"from omnipickle import {name}\n"
+        f"print({name} is getattr(importlib.import_module({home!r}), {name!r}))\n"
+    )
+    first, same = out.split()
+    assert same == "True"
+    # The resource rules (and the built-in ones) are what every dump consults.
+    assert first == str(home in ("omnipickle.resources.rules", "omnipickle.resources.builtin"))
+
+
+def test_every_public_name_resolves_in_a_fresh_interpreter() -> None:
+    out = check_python(
+        code="import omnipickle\n"
+        "missing = [n for n in omnipickle.__all__ if getattr(omnipickle, n, None) is None]\n"
+        "ns = {}\nexec('from omnipickle import *', ns)\n"
+        "print(missing, sorted(set(omnipickle.__all__) - set(ns)))\n"
+    )
+    assert out.strip() == "[] []"
+
+
+def test_the_resource_subpackage_gives_the_mixins_on_first_use() -> None:
+    from omnipickle import resources
+    from omnipickle.resources import mixins
+
+    assert resources.TransientMixin is mixins.TransientMixin
+    assert resources.transient_names is mixins.transient_names
+    with pytest.raises(AttributeError, match="no_such_name"):
+        resources.no_such_name
+
+
+def test_the_backend_subpackage_gives_its_base_classes_on_first_use() -> None:
+    from omnipickle.backends import base
+
+    backends_module = sys.modules["omnipickle.backends"]
+    assert backends_module.Backend is base.Backend
+    assert backends_module.Pickled is base.Pickled
+    with pytest.raises(AttributeError, match="no_such_name"):
+        backends_module.no_such_name

@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,11 +18,17 @@ pytest.importorskip("celery")
 from kombu.exceptions import DecodeError, EncodeError  # noqa: E402
 
 import omnipickle.kombu  # noqa: E402
-from conftest import SRC, check_python  # noqa: E402
-
-ROOT = Path(__file__).parent.parent
-KEY = b"celery-key-0123456789"
-OTHER = b"other-key-0123456789"
+from celery_workers import (  # noqa: E402
+    KEY,
+    OTHER,
+    ROOT,
+    docs_example,
+    entry_point_site,
+    run_client,
+    running_worker,
+    worker_env,
+)
+from conftest import check_python  # noqa: E402
 
 
 @pytest.fixture
@@ -203,22 +205,8 @@ def test_pyproject_declares_the_entry_point() -> None:
     assert decoder(encoder(lambda: 5))() == 5
 
 
-def _entry_point_site(tmp_path: Path) -> Path:
-    """A folder holding a distribution whose metadata declares pyproject's entry points, so a
-    child sees them whether or not this checkout was installed since they changed."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    site = tmp_path / "site"
-    dist = site / "omnipickle_entry_points-0.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: omnipickle-entry-points\n")
-    lines = ["[kombu.serializers]"]
-    lines += [f"{k} = {v}" for k, v in project["entry-points"]["kombu.serializers"].items()]
-    (dist / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    return site
-
-
 def test_importing_kombu_registers_omnipickle_through_the_entry_point(tmp_path: Path) -> None:
-    site = _entry_point_site(tmp_path)
+    site = entry_point_site(tmp_path)
     code = (
         f"import sys; sys.path.insert(0, {str(site)!r})\n"
         "from kombu import serialization as s\n"
@@ -236,62 +224,19 @@ def test_importing_omnipickle_does_not_import_kombu() -> None:
 
 # --- a real Celery worker --------------------------------------------------------------------
 
-_BLOCK = re.compile(r"```(python|text)\n(.*?)```", re.S)
-
-
-def _docs_example() -> tuple[str, str, str]:
-    text = (ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
-    start = text.index("\n## Celery / kombu\n")
-    end = text.find("\n## ", start + 1)
-    blocks = _BLOCK.findall(text[start : end if end >= 0 else len(text)])
-    (k1, tasks), (k2, client), (k3, output) = blocks[:3]
-    assert (k1, k2, k3) == ("python", "python", "text")
-    return tasks, client, output
-
 
 @pytest.fixture
-def celery_dirs(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
-    """tmp_path with the docs' tasks.py, and a running ``celery worker --pool=solo`` on it."""
-    tasks, _, _ = _docs_example()
+def celery_dirs(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """tmp_path with the docs' tasks.py, its broker and results folders, and the environment
+    of a worker and a caller there."""
+    tasks, _, _ = docs_example()
     (tmp_path / "tasks.py").write_text(tasks)
     for name in ("broker", "results"):
         (tmp_path / name).mkdir()
-    env = dict(os.environ)
-    env.pop("OMNIPICKLE_KEY", None)
-    env.update(
-        BROKER_DIR=str(tmp_path / "broker"),
-        RESULT_DIR=str(tmp_path / "results"),
-        PYTHONPATH=os.pathsep.join([str(SRC), str(tmp_path), str(_entry_point_site(tmp_path))]),
+    env = worker_env(
+        tmp_path, BROKER_DIR=str(tmp_path / "broker"), RESULT_DIR=str(tmp_path / "results")
     )
-    yield tmp_path, env
-
-
-def _worker(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool=solo", "-l", "info"]
-    cmd += ["--without-heartbeat", "--without-gossip", "--without-mingle"]
-    log = (tmp_path / "worker.log").open("w")
-    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=log, text=True)
-
-
-def _stop(worker: subprocess.Popen[str]) -> None:
-    # Killed, not terminated: a warm (or cold) shutdown of this worker takes 4 s, and there is
-    # nothing in flight to finish once the test has its result.
-    worker.kill()
-    worker.wait()
-
-
-def _client(tmp_path: Path, env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "client.py"
-    script.write_text(code)
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
+    return tmp_path, env
 
 
 @pytest.mark.parametrize("key", [None, KEY.decode()], ids=["unsigned", "signed-from-env"])
@@ -302,14 +247,10 @@ def test_the_docs_example_runs_on_a_real_celery_worker(
     tmp_path, env = celery_dirs
     if key is not None:
         env["OMNIPICKLE_KEY"] = key
-    _, client, output = _docs_example()
-    worker = _worker(tmp_path, env)
-    try:
-        done = _client(tmp_path, env, client)
-    finally:
-        _stop(worker)
-    log = (tmp_path / "worker.log").read_text()
-    assert done.returncode == 0, done.stderr + log
+    _, client, output = docs_example()
+    with running_worker(tmp_path, env) as log:
+        done = run_client(tmp_path, env, client)
+    assert done.returncode == 0, done.stderr + log.read_text()
     assert done.stdout == output
 
 
@@ -317,16 +258,13 @@ def test_a_worker_with_a_key_refuses_a_message_signed_with_another(
     celery_dirs: tuple[Path, dict[str, str]],
 ) -> None:
     tmp_path, env = celery_dirs
-    worker = _worker(tmp_path, {**env, "OMNIPICKLE_KEY": KEY.decode()})
-    try:
+    with running_worker(tmp_path, {**env, "OMNIPICKLE_KEY": KEY.decode()}) as log:
         code = (
             "import celery.exceptions\nfrom tasks import call\n"
             "try:\n    call.delay(lambda: 1).get(timeout=3)\n"
             "except celery.exceptions.TimeoutError:\n    print('no result')\n"
         )
-        done = _client(tmp_path, {**env, "OMNIPICKLE_KEY": OTHER.decode()}, code)
-    finally:
-        _stop(worker)
-    log = (tmp_path / "worker.log").read_text()
+        done = run_client(tmp_path, {**env, "OMNIPICKLE_KEY": OTHER.decode()}, code)
+    text = log.read_text()
     assert done.stdout == "no result\n", done.stderr
-    assert "SignatureError" in log or "signature" in log.lower(), log
+    assert "SignatureError" in text or "signature" in text.lower(), text

@@ -206,3 +206,97 @@ def test_remembered_answers_are_worked_out_again_after_the_registry_changes(
     unnamed = bits_for(frozenset({"pickle", "mine"}))[1]
     unnamed.append("changed by the caller")
     assert bits_for(frozenset({"pickle", "mine"}))[1] == ["mine"]  # callers get copies
+
+
+def _records() -> list[Any]:
+    from omnipickle._registry import Entry
+    from omnipickle.backends.rows import BackendRow
+    from omnipickle.options import DumpOptions, load_options
+    from omnipickle.resources.rules import ResourceRule
+
+    return [
+        Entry("gzip", "omnipickle.codecs.gzip_codec:GZIP", None),
+        BackendRow("x", "x.y:Z", package="x-dist", bit=8),
+        ResourceRule("socket.socket", "drop"),
+        # A backend's name where the backend goes: its instances compare by identity.
+        DumpOptions(5, True, None, "pickle", None, None, b"k" * 16, False, False),
+        load_options(
+            fix_imports=True,
+            encoding="ASCII",
+            errors="strict",
+            buffers=None,
+            key=None,
+            resources=None,
+            restricted=False,
+            allow=None,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("record", _records(), ids=lambda r: type(r).__name__)
+def test_table_rows_and_options_are_frozen_records(record: Any) -> None:
+    """What a frozen dataclass gave them: equality and hash by fields, a repr naming the
+    fields, assignment refused, and copies (and pickles) equal to the original."""
+    import copy
+
+    fields = type(record).__slots__
+    assert copy.copy(record) == record
+    assert copy.copy(record) is not record
+    assert hash(copy.copy(record)) == hash(record)
+    assert pickle.loads(pickle.dumps(record)) == record
+    assert repr(record) == (
+        f"{type(record).__qualname__}("
+        + ", ".join(f"{name}={getattr(record, name)!r}" for name in fields)
+        + ")"
+    )
+    with pytest.raises(AttributeError, match="cannot assign to field"):
+        setattr(record, fields[0], None)
+    with pytest.raises(AttributeError, match="cannot delete field"):
+        delattr(record, fields[0])
+    assert record != type(record)(*[None] * len(fields))
+    assert record.__eq__(tuple(getattr(record, name) for name in fields)) is NotImplemented
+
+
+def test_a_backend_row_takes_its_fields_by_keyword_with_the_defaults() -> None:
+    from omnipickle.backends.rows import BackendRow
+
+    row = BackendRow("x", "x.y:Z", loader_id=9)
+    assert (row.package, row.bit, row.loader_id, row.streams, row.supports_drop) == (
+        None,
+        None,
+        9,
+        False,
+        False,
+    )
+    assert row.global_prefixes == ()
+
+
+def test_put_all_stores_in_order_with_one_change_notice_and_stops_at_a_refusal() -> None:
+    from omnipickle._registry import Table
+
+    notices: list[int] = []
+    table: Table[str, int] = Table("thing", KeyError, on_change=lambda: notices.append(1))
+    table.put_all([("a", 1), ("b", 2)])
+    assert dict(table.view()) == {"a": 1, "b": 2}
+    assert (notices, table.generation) == ([1], 1)
+    with pytest.raises(ValueError, match="already registered"):
+        table.put_all([("c", 3), ("a", 9), ("d", 4)])
+    assert dict(table.view()) == {"a": 1, "b": 2, "c": 3}
+    assert notices == [1, 1]
+    table.put_all([])
+    assert notices == [1, 1]  # nothing stored, nothing to notice
+
+
+def test_what_the_reader_found_is_a_mutable_unhashable_row_of_fields() -> None:
+    """What a plain dataclass gave it: equality by fields, a repr naming them, assignment
+    allowed, no hash."""
+    from omnipickle.format.reader import PLAIN, Payload
+
+    payload = Payload(PLAIN, size=3)
+    assert payload == Payload(PLAIN, size=3)
+    assert payload != Payload(PLAIN, size=4)
+    assert repr(payload).startswith("Payload(kind='pickle', header=None, stream=None, ")
+    payload.size = 4
+    assert payload == Payload(PLAIN, size=4)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(payload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import pickle
 import socket
 import sqlite3
 import subprocess
@@ -253,6 +254,75 @@ def test_failing_factory_names_class_and_attribute_and_retries() -> None:
         svc.conn
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
     assert svc.conn == "connected"
+
+
+def test_plain_pickle_leaves_a_transient_attribute_out_too(tmp_path: Path) -> None:
+    path = str(tmp_path / "db.sqlite")
+    Repository(path).add("fig")
+    lazy = LazyRepository(path)
+    assert lazy.names() == ["fig"]  # the connection is open here
+    out = pickle.loads(pickle.dumps(lazy))
+    assert "conn" not in out.__dict__
+    assert out.names() == ["fig"]
+
+
+def test_a_main_class_with_a_transient_attribute_travels_by_value_through_cloudpickle(
+    tmp_path: Path,
+) -> None:
+    """cloudpickle (what Ray and loky use by default) carries a ``__main__`` class by value,
+    its ``transient`` descriptor included: the descriptor's own locks stay behind."""
+    from conftest import check_python
+
+    db, payload = tmp_path / "db.sqlite", tmp_path / "store.pkl"
+    dump = f"""
+import sqlite3, cloudpickle, omnipickle
+class Store:
+    conn = omnipickle.transient(lambda self: sqlite3.connect(self.path))
+    def __init__(self, path):
+        self.path = path
+store = Store({str(db)!r})
+store.conn.execute("create table t (x)")
+store.conn.execute("insert into t values (7)")
+store.conn.commit()
+with open({str(payload)!r}, "wb") as f:
+    cloudpickle.dump(store, f)
+"""
+    check_python(code=dump)
+    load = f"""
+import pickle
+with open({str(payload)!r}, "rb") as f:
+    store = pickle.load(f)  # Store is defined nowhere here: it came by value
+left_out = "conn" not in vars(store)
+rows = store.conn.execute("select x from t").fetchall()  # reopened here
+print(type(store).__module__, left_out, rows)
+"""
+    assert check_python(code=load).split() == ["__main__", "True", "[(7,)]"]
+
+
+def test_a_transient_descriptor_pickled_with_its_locks_by_an_earlier_release_loads() -> None:
+    """Earlier releases pickled the descriptor's whole ``__dict__``, its locks included (as
+    ``object.__reduce_ex__`` does): such a payload still gives a working descriptor."""
+    import copyreg
+
+    class OldStylePickler(omnipickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if type(obj) is omnipickle.transient:
+                return copyreg.__newobj__, (omnipickle.transient,), dict(vars(obj))
+            return super().reducer_override(obj)
+
+    class Holder:
+        value = omnipickle.transient(lambda self: [self.n])
+
+        def __init__(self) -> None:
+            self.n = 4
+
+    descriptor = Holder.__dict__["value"]
+    assert isinstance(descriptor, omnipickle.transient)
+    buffer = io.BytesIO()
+    OldStylePickler(buffer).dump(descriptor)
+    loaded = omnipickle.loads(buffer.getvalue())
+    assert (loaded.name, loaded.owner) == ("value", descriptor.owner)
+    assert loaded.__get__(Holder()) == [4]
 
 
 def test_transient_needs_a_callable() -> None:

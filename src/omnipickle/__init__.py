@@ -22,7 +22,8 @@ from .api import (
     load,
     loads,
 )
-from .backends import Backend, backends, register_backend, unregister_backend
+from .backends import backends, register_backend, unregister_backend
+from .backends.base import Backend
 from .codecs import Codec, codecs, register_codec, unregister_codec
 from .errors import (
     BackendNotInstalledError,
@@ -43,29 +44,39 @@ from .errors import (
     UnpicklingError,
     UnsafePayloadError,
 )
-from .picklers import Pickler, Unpickler
-from .resources import (
-    ResourceAwareMixin,
-    ResourceRebuildError,
-    ResourceReopenError,
-    TransientMixin,
-    register_resource,
-    transient,
-    unregister_resource,
-)
-from .serializer import Serializer
 
 if TYPE_CHECKING:  # what __getattr__ below imports on first use, for type checkers
     from .backends.canonical import DeterminismError
     from .explain import Explanation, explain
     from .format.describe import Info
     from .hashing import digest
+    from .picklers import Pickler, Unpickler
+    from .resources.builtin import ResourceReopenError
+    from .resources.mixins import (
+        ResourceAwareMixin,
+        ResourceRebuildError,
+        TransientMixin,
+        transient,
+    )
+    from .resources.rules import register_resource, unregister_resource
     from .security import ScanReport, scan
+    from .serializer import Serializer
     from .session import NotASessionError, SessionReport, dump_session, load_session
 
 # Names whose modules the default dumps/loads never need: imported on first use, so that
-# ``import omnipickle`` stays as cheap as the functions most programs call.
+# ``import omnipickle`` stays as cheap as the functions most programs call (``Pickler`` brings
+# in the auto backend and the diagnostics, the resource names the built-in resource rules).
 _LAZY = {
+    "Pickler": "picklers",
+    "Unpickler": "picklers",
+    "Serializer": "serializer",
+    "ResourceAwareMixin": "resources",
+    "ResourceRebuildError": "resources",
+    "ResourceReopenError": "resources",
+    "TransientMixin": "resources",
+    "register_resource": "resources",
+    "transient": "resources",
+    "unregister_resource": "resources",
     "Info": "format.describe",
     "Explanation": "explain",
     "explain": "explain",

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -23,6 +22,59 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 Snapshot = tuple[dict[Any, Any], ...]
+
+
+class Fields:
+    """A row of named fields: what ``@dataclass`` gives (``repr`` and ``==`` over the fields,
+    no hash), for the rows the package makes at import and on every call.
+
+    Not a dataclass because the :mod:`dataclasses` module imports :mod:`inspect` (and with it
+    ``ast``, ``dis`` and ``tokenize``), and builds each class by compiling code: together that
+    cost more than the rest of the package's import. A subclass names its fields in
+    ``__slots__`` and sets them in its ``__init__``.
+    """
+
+    __slots__: tuple[str, ...] = ()
+    __hash__ = None  # type: ignore[assignment]  # mutable, as an eq=True dataclass
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Fields)
+        return self._values() == other._values()
+
+
+class Record(Fields):
+    """Frozen :class:`Fields`: what ``@dataclass(frozen=True)`` gives (assignment refused, a
+    hash over the fields). The fields are in ``__slots__`` in the order ``__init__`` takes
+    them, which sets them with :meth:`_set`."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _set(self, *values: Any) -> None:
+        """Set the fields, in ``__slots__`` order (``__init__`` only)."""
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __hash__(self) -> int:  # type: ignore[override]  # frozen: hashable again
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Slots without __dict__ would be restored by setattr, which is refused.
+        return (type(self), self._values())
 
 
 class Table(Generic[K, V]):
@@ -60,12 +112,24 @@ class Table(Generic[K, V]):
 
     def put(self, key: K, value: V, *, replace: bool = False) -> None:
         """Store ``value`` under ``key``; ``ValueError`` if it is taken and not ``replace``."""
+        self.put_all(((key, value),), replace=replace)
+
+    def put_all(self, items: Iterable[tuple[K, V]], *, replace: bool = False) -> None:
+        """:meth:`put` each ``(key, value)`` in turn, with one change notice for them all (a
+        table of built-ins filled at import); a refused item stops there, the ones before it
+        stay."""
         with self._lock:
-            self._admit(key, value, replace=replace)
-            previous = self._entries.get(key)
-            self._entries[key] = value
-            self._stored(key, value, previous)
-            self._changed()
+            stored = False
+            try:
+                for key, value in items:
+                    self._admit(key, value, replace=replace)
+                    previous = self._entries.get(key)
+                    self._entries[key] = value
+                    self._stored(key, value, previous)
+                    stored = True
+            finally:
+                if stored:
+                    self._changed()
 
     def remove(self, key: K) -> V:
         """Remove and return the entry for ``key``; the unknown-key error if there is none."""
@@ -131,14 +195,22 @@ class Table(Generic[K, V]):
             self._on_change()
 
 
-@dataclass(frozen=True)
-class Entry(Generic[T]):
-    """One registered name: either a loaded implementation or where to import it from."""
+class Entry(Record, Generic[T]):
+    """One registered name: either a loaded implementation or where to import it from.
 
+    Attributes:
+        name: the registered name.
+        target: the implementation, or its ``"package.module:Name"`` path.
+        requires: the pip distribution the implementation needs, for the install hint.
+    """
+
+    __slots__ = ("name", "target", "requires")  # noqa: RUF023
     name: str
     target: str | T
     requires: str | None
-    """The pip distribution the implementation needs, for the install hint."""
+
+    def __init__(self, name: str, target: str | T, requires: str | None) -> None:
+        self._set(name, target, requires)
 
 
 class Registry(Table[str, Entry[T]]):

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from ._reconstruct import LOAD_HOOKS, REATTACH
-from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, Pickled, check_installed
+from ._registry import Remembered
+from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, check_installed
 from .backends import REGISTRY as BACKENDS
 from .backends.base import BufferRecorder
 from .backends.small import plain_dumps
@@ -28,7 +29,7 @@ from .errors import (
     load_failure,
 )
 from .files import atomic_writer, check_binary_file, is_path, readable, seekable
-from .format import reader
+from .format import ENVELOPE, as_view
 from .format.header import (
     FLAG_OUT_OF_BAND,
     FLAG_SECTIONS,
@@ -36,10 +37,7 @@ from .format.header import (
     is_plain_payload,
     plain_payload,
 )
-from .format.reader import ENVELOPE, Payload
 from .format.signing import KeyArgument
-from .format.source import PrefixedReader, as_view
-from .format.versions import note_version_change
 from .format.writer import FileWriter, Part, encode, write_parts
 from .options import (
     DEFAULT_PROTOCOL,
@@ -53,7 +51,9 @@ from .options import (
 from .urls import check_storage_options, is_url, open_url, url_writer
 
 if TYPE_CHECKING:
+    from .backends import Pickled
     from .format.describe import Info
+    from .format.reader import Payload
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -217,6 +217,13 @@ def dumps(
             stream = plain_dumps(obj, proto)
             if stream is not None:
                 return stream if raw else plain_payload(stream, proto, PICKLE_LOADER_ID, PICKLE_BIT)
+            # Not plain data: the backend straight away, with the options checked once.
+            pickled = _DEFAULT_DUMPS((proto, raw)).backend.dumps(
+                obj, protocol=proto, fix_imports=True, buffer_callback=None
+            )
+            return _joined(
+                pickled.chunks if raw else encode(pickled, proto, None, None, None, False)
+            )
     opts = dump_options(
         protocol,
         fix_imports=fix_imports,
@@ -233,10 +240,34 @@ def dumps(
     return dumps_with(obj, opts)
 
 
+def _default_dump_options(key: tuple[int, bool]) -> DumpOptions:
+    protocol, raw = key
+    return dump_options(
+        protocol,
+        fix_imports=True,
+        buffer_callback=None,
+        backend="auto",
+        compression=None,
+        level=None,
+        key=None,
+        on_unpicklable="raise",
+        raw=raw,
+    )
+
+
+# The options of a dumps given none but the protocol and raw, checked once per backend registry.
+_DEFAULT_DUMPS: Remembered[tuple[int, bool], DumpOptions] = Remembered(
+    BACKENDS, _default_dump_options
+)
+
+
 def dumps_with(obj: Any, opts: DumpOptions) -> bytes:
     """:func:`dumps` with options already checked (``Serializer`` checks its own once)."""
-    parts = _encode(obj, opts)
-    if len(parts) == 1 and isinstance(parts[0], bytes):
+    return _joined(_encode(obj, opts))
+
+
+def _joined(parts: list[Part]) -> bytes:
+    if len(parts) == 1 and type(parts[0]) is bytes:
         return parts[0]
     return b"".join(parts)
 
@@ -443,6 +474,8 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
                 buffers=buffers,
             )
         except (TypeError, AttributeError, ImportError) as exc:
+            from .format.versions import note_version_change
+
             note_version_change(exc, header)  # a backend's reconstructors may have changed
             raise
     finally:
@@ -516,6 +549,8 @@ def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
                 exc, size=len(stream), ended=bytes(stream[-1:]) != b".", head=bytes(stream[:8])
             )
         else:
+            from .format.source import PrefixedReader
+
             assert isinstance(source, PrefixedReader)
             error = load_failure(
                 exc, size=source.consumed, ended=source.exhausted, head=source.head
@@ -650,6 +685,10 @@ def loads(
 
 def loads_with(data: bytes | bytearray | memoryview, opts: LoadOptions) -> Any:
     """:func:`loads` with options already checked (``Serializer`` checks its own once)."""
+    # The reader waits for the first load off the fast path. Absolute: a relative import
+    # statement costs more on every call (it resolves the name each time).
+    from omnipickle.format import reader
+
     return unpickle(reader.read_view(as_view(data), keys=opts.keys), opts)
 
 
@@ -685,6 +724,8 @@ def load(
             ``://``, read through fsspec): passed to its file system.
         The others: as for :func:`loads`, which lists what is raised.
     """
+    from .format import reader
+
     check_storage_options(file, storage_options)
     opts = load_options(
         fix_imports=fix_imports,

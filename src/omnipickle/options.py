@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ._registry import Record
 from .backends import REGISTRY as BACKENDS
-from .backends import Backend
 from .codecs import REGISTRY as CODECS
 from .codecs import Codec
 from .format.signing import Keys, check_keys, signing_key
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = [
     "DEFAULT_PROTOCOL",
@@ -43,10 +45,25 @@ BufferCallback = Callable[[pickle.PickleBuffer], Any] | None
 NO_COMPRESSION = "none"
 
 
-@dataclass(frozen=True)
-class DumpOptions:
-    """Validated options of :func:`omnipickle.dumps` and :func:`omnipickle.dump`."""
+class DumpOptions(Record):
+    """Validated options of :func:`omnipickle.dumps` and :func:`omnipickle.dump`.
 
+    ``deterministic=True``: equal objects give equal bytes (backends/deterministic.py).
+    """
+
+    __slots__ = (  # noqa: RUF023 - the fields, in order
+        "protocol",
+        "fix_imports",
+        "buffer_callback",
+        "backend",
+        "codec",
+        "level",
+        "key",
+        "drop",
+        "raw",
+        "deterministic",
+        "strip_source_info",
+    )
     protocol: int
     fix_imports: bool
     buffer_callback: BufferCallback
@@ -56,15 +73,51 @@ class DumpOptions:
     key: bytes | None
     drop: bool
     raw: bool
-    # deterministic=True: equal objects give equal bytes (backends/deterministic.py).
-    deterministic: bool = False
-    strip_source_info: bool = False
+    deterministic: bool
+    strip_source_info: bool
+
+    def __init__(
+        self,
+        protocol: int,
+        fix_imports: bool,
+        buffer_callback: BufferCallback,
+        backend: Backend,
+        codec: Codec | None,
+        level: int | None,
+        key: bytes | None,
+        drop: bool,
+        raw: bool,
+        deterministic: bool = False,
+        strip_source_info: bool = False,
+    ) -> None:
+        # One call per field, not Record._set's loop: made on every dump off the fast path.
+        set_field = object.__setattr__
+        set_field(self, "protocol", protocol)
+        set_field(self, "fix_imports", fix_imports)
+        set_field(self, "buffer_callback", buffer_callback)
+        set_field(self, "backend", backend)
+        set_field(self, "codec", codec)
+        set_field(self, "level", level)
+        set_field(self, "key", key)
+        set_field(self, "drop", drop)
+        set_field(self, "raw", raw)
+        set_field(self, "deterministic", deterministic)
+        set_field(self, "strip_source_info", strip_source_info)
 
 
-@dataclass(frozen=True)
-class LoadOptions:
+class LoadOptions(Record):
     """Validated options of :func:`omnipickle.loads` and :func:`omnipickle.load`."""
 
+    __slots__ = (  # noqa: RUF023 - the fields, in order
+        "fix_imports",
+        "encoding",
+        "errors",
+        "buffers",
+        "keys",
+        "resources",
+        "restricted",
+        "allow",
+    )
     fix_imports: bool
     encoding: str
     errors: str
@@ -73,6 +126,19 @@ class LoadOptions:
     resources: Mapping[Any, Any] | None
     restricted: bool
     allow: tuple[str, ...] | None
+
+    def __init__(
+        self,
+        fix_imports: bool,
+        encoding: str,
+        errors: str,
+        buffers: Any,
+        keys: Keys | None,
+        resources: Mapping[Any, Any] | None,
+        restricted: bool,
+        allow: tuple[str, ...] | None,
+    ) -> None:
+        self._set(fix_imports, encoding, errors, buffers, keys, resources, restricted, allow)
 
 
 def check_protocol(protocol: Any) -> int:

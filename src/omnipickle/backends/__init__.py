@@ -14,11 +14,14 @@ import sys
 import threading
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from .._registry import Entry, Registry, Remembered
 from ..errors import BackendNotInstalledError, IncompatiblePayloadError, UnknownBackendError
-from .base import Backend, Pickled
 from .rows import BUILTIN_ROWS, BackendRow, builtin_row
+
+if TYPE_CHECKING:
+    from .base import Backend, Pickled
 
 __all__ = [
     "BUILTIN_ROWS",
@@ -42,12 +45,30 @@ __all__ = [
 ]
 
 
-def _check(impl: object) -> None:
+def __getattr__(name: str) -> Any:
+    # The Backend base class (and Pickled) live in .base, imported with the first backend that
+    # is used (or registered): the registry itself needs only the rows.
+    if name in ("Backend", "Pickled"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _checked(impl: object) -> Backend:
+    """``impl``, if it is a :class:`Backend`; ``TypeError`` naming its type if not."""
+    from .base import Backend
+
     if not isinstance(impl, Backend):
         raise TypeError(
             f"a backend must be an instance of omnipickle.backends.Backend, "
             f"not {type(impl).__name__}"
         )
+    return impl
+
+
+def _check(impl: object) -> None:
+    _checked(impl)
 
 
 class _Defaults:
@@ -132,9 +153,8 @@ def register_row(row: BackendRow, *, replace: bool = False) -> None:
     if row.loader_id is not None and not 0 <= row.loader_id < 255:  # 255: named
         raise ValueError(f"a loader id is 0 to 254, got {row.loader_id!r}")
     target = row.target
-    if not isinstance(target, str | Backend):
-        _check(target)  # raises TypeError naming the type
-    assert isinstance(target, str | Backend)
+    if not isinstance(target, str):
+        target = _checked(target)
     with _LOCK:
         for other in _live_rows():
             if other.name == row.name:
@@ -165,6 +185,8 @@ def register_backend(name: str, backend: Backend | str, *, replace: bool = False
         ValueError: the name is taken (and ``replace`` is false) or is not an identifier.
         TypeError: ``backend`` is not a :class:`Backend`.
     """
+    from .base import Backend
+
     if isinstance(backend, Backend):
         package, streams, drop = backend.requires, backend.streams, backend.supports_drop
     else:  # facts unknown until it is imported; the Backend instance has them then

@@ -36,15 +36,16 @@ import copyreg
 import functools
 import operator
 import pickle
+import threading
 import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .._reconstruct import import_dill
-from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
+from ..checksums import SMALL
 from ..errors import PICKLING_FAILURES, PicklingError
-from ..resources import has_user_rules, refuse, resource_rule
+from ..resources import has_user_rules, refuse, resource_rule, rules_generation
 from . import builtin_types
 from .base import (
     Backend,
@@ -426,21 +427,37 @@ class AutoPickler(pickle.Pickler):
             self.by_value = True
             return NotImplemented
         if issubclass(t, type):
-            if importable(obj, self._by_value_modules) or (
-                t is not type and _has_reducer(self._lookup, t)
-            ):
-                # By name, or by the reducer registered for its metaclass (copyreg.pickle).
-                return NotImplemented
-            builtin = builtin_types.reduce_builtin_type(obj)  # type({}.keys())...
-            if builtin is not None:
-                return builtin
-            rv = class_reduce(obj)
-            if rv is not NotImplemented:
+            if t is type and not obj.__flags__ & _HEAP_TYPE:
+                # A type defined in C (CodeType, dict views...): it cannot change, nor can how
+                # it is written, so that is decided once.
+                static = _STATIC_TYPES.get(obj)
+                if static is None:
+                    static = _STATIC_TYPES[obj] = self._reduce_class(obj)
+                rv, cloudpickle_used = static
+                if cloudpickle_used:
+                    _note("cloudpickle")
+                return rv
+            rv, cloudpickle_used = self._reduce_class(obj)
+            if cloudpickle_used:
                 _note("cloudpickle")
                 if rv[0] in by_value_class_constructors():
                     self.by_value = True
             return rv
         return NotImplemented
+
+    def _reduce_class(self, cls: type) -> tuple[Any, bool]:
+        """How to write the class ``cls``: by name (``NotImplemented``), a reduce tuple, and
+        whether cloudpickle's reducer gave it."""
+        if importable(cls, self._by_value_modules) or (
+            type(cls) is not type and _has_reducer(self._lookup, type(cls))
+        ):
+            # By name, or by the reducer registered for its metaclass (copyreg.pickle).
+            return NotImplemented, False
+        builtin = builtin_types.reduce_builtin_type(cls)  # type({}.keys())...
+        if builtin is not None:
+            return builtin, False
+        rv = class_reduce(cls)
+        return rv, rv is not NotImplemented
 
     # cloudpickle's function reducer calls these on the pickler it is given.
     def _dynamic_function_reduce(self, func: Any) -> Any:
@@ -452,6 +469,9 @@ class AutoPickler(pickle.Pickler):
 
 _FunctionType = types.FunctionType
 _CodeType = types.CodeType
+_HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes made by a class statement or type()
+# How each type defined in C is written (there are a few hundred at most).
+_STATIC_TYPES: dict[type, tuple[Any, bool]] = {}
 
 
 def _subclass_defines(cls: type, name: str, stop: type) -> bool:
@@ -556,7 +576,7 @@ def _cannot_drop(
 ) -> Any:
     """The error for a part the drop policy could not leave out: the caller's own message
     type (from ``describe_failure``), with a message that does not advise the policy in use."""
-    from ..diagnostics import failure_reason  # the error path only
+    from ..diagnostics import describe_failure, failure_reason, type_name  # the error path only
 
     error = describe_failure(obj, exc, locate)
     reason = failure_reason(culprit, cause)
@@ -621,6 +641,69 @@ def _dump_plain(
     return None
 
 
+# --- one pickler per thread, reused ------------------------------------------------------------
+# Building an AutoPickler (its dispatch table, copied from copyreg's and filled type by type
+# as the dumps go) costs more than pickling a small lambda. A thread keeps the last one it
+# built, with what the table was built from; it is taken only while none of that has changed.
+
+
+class _Kept:
+    """A thread's reusable pickler, its sink, and what its table was built from."""
+
+    __slots__ = ("copyreg_table", "fix_imports", "pickler", "protocol", "rules", "sink")
+
+    def __init__(self, protocol: int, fix_imports: bool) -> None:
+        self.protocol = protocol
+        self.fix_imports = fix_imports
+        self.copyreg_table = dict(copyreg.dispatch_table)
+        self.rules = rules_generation()
+        self.sink = ChunkSink()
+        self.pickler = AutoPickler(self.sink, protocol, fix_imports=fix_imports)
+
+    def current(self, protocol: int, fix_imports: bool) -> bool:
+        return (
+            protocol == self.protocol
+            and fix_imports is self.fix_imports
+            and self.rules == rules_generation()
+            and copyreg.dispatch_table == self.copyreg_table
+        )
+
+
+_KEPT = threading.local()
+
+
+def _reused_pickler(
+    obj: Any, protocol: int, fix_imports: bool, registered: frozenset[str]
+) -> tuple[list[Any], int, int | None, bool] | None:
+    """Dump ``obj`` with this thread's kept pickler: the chunks, length, checksum and whether
+    code went by value; ``None`` if it failed (the caller redoes it with a new pickler, which
+    reports the failure where it is)."""
+    kept: _Kept | None = getattr(_KEPT, "kept", None)
+    _KEPT.kept = None  # taken: a dumps nested in this one (a reducer's) builds its own
+    if kept is None or not kept.current(protocol, fix_imports):
+        kept = _Kept(protocol, fix_imports)
+    pickler, sink = kept.pickler, kept.sink
+    pickler.globals_ref = {}
+    pickler.by_value = False
+    pickler._by_value_modules = registered
+    try:
+        pickler.dump(obj)
+    except Exception:  # noqa: BLE001 - redone by the caller; this pickler is not kept
+        sink.close()
+        return None
+    except BaseException:  # KeyboardInterrupt, SystemExit...: not redone, not kept
+        sink.close()
+        raise
+    finally:
+        pickler.clear_memo()  # let go of what was dumped
+    # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
+    crc = sink.crc if sink.length >= SMALL else None
+    result = sink.chunks, sink.length, crc, pickler.by_value
+    sink.reset()
+    _KEPT.kept = kept
+    return result
+
+
 class AutoBackend(Backend):
     """Per object: the C pickler, code by value, dill, or a recreated primitive."""
 
@@ -640,6 +723,7 @@ class AutoBackend(Backend):
         sink: Any = None,
     ) -> Pickled:
         callback = _ReplayingCallback(buffer_callback) if buffer_callback is not None else None
+        fresh_sink = sink is None
         if sink is None:
             sink = ChunkSink()
         registered = by_value_modules()
@@ -650,13 +734,23 @@ class AutoBackend(Backend):
                 return self._dump_dropping(obj, protocol, fix_imports, callback, state, sink)
             # User-registered resource rules may cover types pickle handles natively: then
             # every object must go through the dispatch table.
-            kind = CODE if has_user_rules() else probe(obj, registered)
+            # (A function at the root goes to AutoPickler whatever the probe would say.)
+            kind = (
+                CODE if type(obj) is _FunctionType or has_user_rules() else probe(obj, registered)
+            )
             if kind in (INSTANCES, METHODS):
                 plain = _dump_plain(
                     obj, protocol, fix_imports, callback, state, sink, registered, kind
                 )
                 if plain is not None:
                     return plain
+            if callback is None and fresh_sink:
+                reused = _reused_pickler(obj, protocol, fix_imports, registered)
+                if reused is not None:
+                    chunks, length, crc, by_value = reused
+                    uses = frozenset({"pickle", *state.uses})
+                    return Pickled(chunks, length, crc, uses, by_value=state.by_value or by_value)
+                state.clear()
             sink, pickler = run_pickler(
                 obj,
                 auto_pickler,
@@ -680,6 +774,8 @@ class AutoBackend(Backend):
         state: _DumpState,
         sink: Any,
     ) -> Pickled:
+        from ..diagnostics import describe_failure, find_paths, locate_failure, type_name
+
         drop_ids: set[int] = set()
         for _ in range(_MAX_DROP_ROUNDS):
             state.clear()

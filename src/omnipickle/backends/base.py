@@ -6,7 +6,6 @@ import functools
 import io
 import os
 import pickle
-import queue
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -14,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._reconstruct import LOAD_HOOKS, deferring
-from ..checksums import Running, running
-from ..diagnostics import describe_failure
+from ..checksums import Running, checksum, preferred, running
 from ..errors import LOAD_FAILURES, PICKLING_FAILURES, PicklingError, load_failure
 from .rows import BackendRow
 
@@ -194,6 +192,8 @@ class CrcWorker:
     """Computes a running checksum of the chunks it is given, in order, on its own thread."""
 
     def __init__(self, state: Running) -> None:
+        import queue  # only payloads large enough for a checksum thread need it
+
         self.state = state
         self._queue: queue.SimpleQueue[bytes | bytearray | memoryview | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="omnipickle-crc", daemon=True)
@@ -247,7 +247,7 @@ class ChunkSink:
 
     def __init__(self, watch: tuple[bytes, ...] = ()) -> None:
         self.chunks: list[bytes | bytearray | memoryview] = []
-        self._sum = running()
+        self._sum: Running | None = None  # made at the second chunk (see write)
         self._worker: CrcWorker | None = None
         self.length = 0
         self.watch = watch
@@ -258,7 +258,11 @@ class ChunkSink:
         self.chunks.append(chunk)
         if self._worker is not None:
             self._worker.put(chunk)
-        else:
+        elif len(self.chunks) > 1:
+            # The first chunk waits: a small stream (one chunk) may never need this checksum.
+            if self._sum is None:
+                self._sum = running()
+                self._sum.update(self.chunks[0])
             self._sum.update(chunk)
             if self.length > PARALLEL_CRC_AFTER and _CORES > 1:
                 self._worker = CrcWorker(self._sum)
@@ -269,6 +273,8 @@ class ChunkSink:
     def crc(self) -> int:
         """The checksum of everything written (waits for the checksum thread, if any)."""
         self.close()
+        if self._sum is None:  # one chunk, or none
+            return checksum(self.chunks[0] if self.chunks else b"", preferred())
         return self._sum.value()
 
     def close(self) -> None:
@@ -281,7 +287,7 @@ class ChunkSink:
         """Forget everything written (a dump is about to be redone)."""
         self.close()
         self.chunks = []
-        self._sum = running()
+        self._sum = None
         self.length = 0
 
 
@@ -296,6 +302,8 @@ def fail(
     obj: Any, exc: BaseException, make_pickler: Callable[[Any], pickle.Pickler]
 ) -> PicklingError:
     """Build the :class:`PicklingError` for a failed dump of ``obj``, with the failing path."""
+    from ..diagnostics import describe_failure  # the error path only
+
     return describe_failure(obj, exc, make_pickler)
 
 

@@ -15,11 +15,13 @@ import operator
 import pickle
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import BufferCallback
 from .builtin_types import REDUCERS
 from .by_value import NAME_CHECKED, importable
+
+if TYPE_CHECKING:
+    from .base import BufferCallback
 
 __all__ = [
     "BUILTIN",

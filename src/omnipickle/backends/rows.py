@@ -7,13 +7,12 @@ payload written by any release names its backends by these numbers, so they neve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .._registry import Record
 
 __all__ = ["BUILTIN_ROWS", "BackendRow", "builtin_row"]
 
 
-@dataclass(frozen=True)
-class BackendRow:
+class BackendRow(Record):
     """Everything about one backend.
 
     Attributes:
@@ -32,14 +31,37 @@ class BackendRow:
             restricted loader or a scan must know to tell the backend's machinery from the data.
     """
 
+    __slots__ = (  # noqa: RUF023 - the fields, in order
+        "name",
+        "target",
+        "package",
+        "bit",
+        "loader_id",
+        "streams",
+        "supports_drop",
+        "global_prefixes",
+    )
     name: str
     target: object
-    package: str | None = None
-    bit: int | None = None
-    loader_id: int | None = None
-    streams: bool = False
-    supports_drop: bool = False
-    global_prefixes: tuple[str, ...] = ()
+    package: str | None
+    bit: int | None
+    loader_id: int | None
+    streams: bool
+    supports_drop: bool
+    global_prefixes: tuple[str, ...]
+
+    def __init__(
+        self,
+        name: str,
+        target: object,
+        package: str | None = None,
+        bit: int | None = None,
+        loader_id: int | None = None,
+        streams: bool = False,
+        supports_drop: bool = False,
+        global_prefixes: tuple[str, ...] = (),
+    ) -> None:
+        self._set(name, target, package, bit, loader_id, streams, supports_drop, global_prefixes)
 
 
 # Found by dumping a lambda, a class, a code object and a weak reference with each backend and

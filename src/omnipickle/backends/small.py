@@ -20,6 +20,7 @@ general path, which is as fast as pickle in bulk.
 
 from __future__ import annotations
 
+import copyreg
 import pickle
 import types
 from typing import Any
@@ -54,7 +55,7 @@ _FunctionType = types.FunctionType
 def _graph_classes(obj: Any) -> set[type] | None:
     """The classes of the instances in ``obj`` (an empty set: none, all plain data), when it is
     built, to the bottom, of at most :data:`MAX_NODES` exact built-in atoms, containers and
-    instances of classes with a ``__dict__`` (looked into); else ``None``."""
+    instances of classes with a ``__dict__`` (looked into, keys included); else ``None``."""
     stack = [obj]
     budget = MAX_NODES
     classes: set[type] = set()
@@ -66,28 +67,67 @@ def _graph_classes(obj: Any) -> set[type] | None:
                 continue
         except TypeError:  # its metaclass makes the type unhashable
             return None
-        if t is dict:
-            budget -= 1 + len(item)
-            stack.extend(item)
-            stack.extend(item.values())
-        elif t in _SEQUENCES:
-            budget -= 1 + len(item)
-            stack.extend(item)
-        elif t is _FunctionType or issubclass(t, type):
-            return None  # code: by name or by value, auto decides
-        else:
-            try:
-                state = getattr(item, "__dict__", None)
-            except Exception:  # noqa: BLE001 - the object's own attribute hooks failed: the
-                return None  # general path meets it again and says where
-            if type(state) is not dict:
-                return None  # slots, C types: the general path decides
+        if t is dict or t not in _SEQUENCES:
+            if t is dict:
+                state = item
+            elif t is _FunctionType or issubclass(t, type):
+                return None  # code: by name or by value, auto decides
+            else:
+                try:
+                    state = getattr(item, "__dict__", None)
+                except Exception:  # noqa: BLE001 - the object's own attribute hooks failed:
+                    return None  # the general path meets it again and says where
+                if type(state) is not dict:
+                    return None  # slots, C types: the general path decides
+                classes.add(t)
             budget -= 1 + len(state)
-            stack.extend(state.values())
-            classes.add(t)
+            # Keys and values that are all atoms (the usual case) are checked in C.
+            if not _flat(state):
+                stack.extend(state)
+            values = state.values()
+            if not _flat(values):
+                stack.extend(values)
+        else:
+            budget -= 1 + len(item)
+            if not _flat(item):
+                stack.extend(item)
         if budget < 0:
             return None
     return classes
+
+
+# Classes whose instances pickle writes as the class (by name) and the instance's __dict__,
+# nothing else: importable, a plain metaclass, no __slots__, no copyreg entry, and object's own
+# __reduce_ex__, __reduce__ and __getstate__, no __getnewargs__. A graph whose instances are all
+# of such classes is written from what _graph_classes saw, so its stream needs no second look.
+_DEFAULT_REDUCTION: dict[type, bool] = {}
+_OBJECT_HOOKS = (
+    ("__reduce_ex__", object.__reduce_ex__),
+    ("__reduce__", object.__reduce__),
+    ("__getstate__", getattr(object, "__getstate__", None)),  # Python 3.11+
+    ("__getnewargs_ex__", None),
+    ("__getnewargs__", None),
+)
+
+
+def _default_reduction(cls: type) -> bool:
+    """Whether pickle writes instances of ``cls`` (importable, with no modules registered to go
+    by value) as its name and their ``__dict__``: see :data:`_DEFAULT_REDUCTION`."""
+    known = _DEFAULT_REDUCTION.get(cls)
+    if known is not None:
+        return known
+    answer = (
+        type(cls) is type
+        and cls not in copyreg.dispatch_table
+        and all(getattr(cls, name, None) is hook for name, hook in _OBJECT_HOOKS)
+        and not any("__slots__" in klass.__dict__ for klass in cls.__mro__)
+        and importable(cls)
+    )
+    if answer:  # only importable classes are kept: they live as long as their module anyway
+        if len(_DEFAULT_REDUCTION) >= 4096:
+            _DEFAULT_REDUCTION.clear()
+        _DEFAULT_REDUCTION[cls] = True
+    return answer
 
 
 def plain_dumps(obj: Any, protocol: int) -> bytes | None:
@@ -98,27 +138,39 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
         atom = t in _ATOMS
     except TypeError:
         return None  # its metaclass makes the type unhashable: the general path reports it
-    if atom or (
-        # A flat dict or sequence of atoms, the commonest message, checked in C.
-        (t is dict and len(obj) <= MAX_NODES and _flat(obj) and _flat(obj.values()))
-        or (t in _SEQUENCES and len(obj) <= MAX_NODES and _flat(obj))
-    ):
-        classes: set[type] | None = set()
-    else:
-        classes = _graph_classes(obj)
-        if classes is None:
-            return None
-    if has_user_rules():  # a user's resource rule may cover a type pickle handles
+    if atom:
+        return None if has_user_rules() else pickle.dumps(obj, protocol)
+    if t is _FunctionType:
+        return None  # by name or by value: auto decides
+    # A flat dict or sequence of atoms, the commonest message, checked in C.
+    try:
+        if t is dict:
+            flat = len(obj) <= MAX_NODES and _ATOMS.issuperset(map(type, obj))
+            flat = flat and _ATOMS.issuperset(map(type, obj.values()))
+        else:
+            flat = t in _SEQUENCES and len(obj) <= MAX_NODES and _ATOMS.issuperset(map(type, obj))
+    except TypeError:  # an item whose type cannot be hashed (its metaclass says so)
+        return None
+    if flat:
+        return None if has_user_rules() else pickle.dumps(obj, protocol)
+    classes = _graph_classes(obj)
+    if classes is None or has_user_rules():  # a user's resource rule may cover any type
         return None
     if not classes:
         return pickle.dumps(obj, protocol)
     registered = by_value_modules()
+    if not registered and all(_default_reduction(cls) for cls in classes):
+        try:
+            return pickle.dumps(obj, protocol)
+        except PICKLING_FAILURES:
+            return None  # e.g. changed while being written: the general path says what
     if not all(importable(cls, registered) for cls in classes):
         return None
     try:
         stream = pickle.dumps(obj, protocol)
     except PICKLING_FAILURES:
         return None  # the general path says where, or carries it another way
+    # A class's own reducer may have written anything: look at the stream.
     if MAIN_MARKER in stream or GETATTR_MARKER in stream:
         return None
     if registered and any(name.encode() in stream for name in registered):

@@ -32,7 +32,6 @@ from .base import (
     unregister_codec,
 )
 from .bz2_codec import Bz2Codec
-from .foreign import decompress_foreign, is_foreign
 from .gzip_codec import GzipCodec
 from .lz4_codec import Lz4Codec
 from .lzma_codec import LzmaCodec
@@ -55,10 +54,8 @@ __all__ = [
     "codec_for_magic",
     "codec_for_suffix",
     "codecs",
-    "decompress_foreign",
     "decompression_limit",
     "get_codec",
-    "is_foreign",
     "register_codec",
     "unregister_codec",
 ]

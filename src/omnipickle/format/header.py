@@ -46,6 +46,8 @@ SIGNED flag is set, the HMAC-SHA256 of every byte of the payload before it (32 b
 
 from __future__ import annotations
 
+import itertools
+import pickle
 import struct
 import sys
 import zlib
@@ -196,6 +198,12 @@ def _strings_copy(extra: dict[Any, Any]) -> dict[str, Any] | None:
         else:
             return None
     return copied
+
+
+def extra_field(extra: dict[str, Any]) -> bytes:
+    """The extra field holding ``extra``, encoded as :func:`build_header` encodes it (the same
+    bytes for the same mapping)."""
+    return _json_bytes(extra)
 
 
 def _json_bytes(extra: dict[str, Any]) -> bytes:
@@ -628,108 +636,141 @@ _PLAIN_SIZE = _LEAD + _WRAP_BEFORE + HEADER_SIZE + _WRAP_AFTER
 _PYTHON = sys.version_info[:2]
 
 
-def plain_payload(stream: bytes, protocol: int, loader: int, backend_bits: int) -> bytes:
+def plain_payload(
+    stream: bytes, protocol: int, loader: int, backend_bits: int, flags: int = 0, extra: bytes = b""
+) -> bytes:
     """The format-2 envelope of ``stream`` (a pickle stream of protocol 2 or later, which starts
-    with its PROTO opcode), uncompressed, unsigned, with no flags and no extra field: what
+    with its PROTO opcode), uncompressed and unsigned, with ``flags`` (none, or
+    ``FLAG_BY_VALUE``) and ``extra`` (an encoded extra field, or none): what
     :func:`build_header` and the writer produce for it."""
     stored = len(stream) - _LEAD
     small = stored < SMALL
-    algorithm = algorithm_for(stored)
-    key = (protocol, loader, backend_bits, algorithm)
-    known = _PLAIN_PREFIXES.get(key)
-    if known is None:  # the fields that are the same for every such payload, packed once
-        prefix = _FIXED.pack(
-            MAGIC,
-            FORMAT_VERSION,
-            0,
-            protocol,
-            *_PYTHON,
-            loader,
-            backend_bits,
-            0,
-            algorithm,
-            0,
-            0,
-            0,
-            0,
-        )[:_PLAIN_PREFIX_SIZE]
-        known = _PLAIN_PREFIXES[key] = (prefix, zlib.crc32(prefix))
-    prefix, prefix_crc = known
+    algorithm = CRC32 if small else algorithm_for(stored)
+    # One small integer stands for the fields (each a byte), the extra field apart.
+    key = protocol | loader << 8 | backend_bits << 16 | algorithm << 24 | flags << 32
+    known = _PLAIN_PREFIXES.get((key, extra) if extra else key)
+    if known is None:  # the bytes that are the same for every such payload, packed once
+        known = _PLAIN_PREFIXES[(key, extra) if extra else key] = _plain_prefix(
+            protocol, loader, backend_bits, algorithm, flags, len(extra)
+        )
+    lead, prefix_crc = known
     numbers = _PLAIN_LENGTHS.pack(
         stored,
         len(stream),
         zlib.crc32(stream) if small else compute_checksum(stream, algorithm),
     )
     header_crc = zlib.crc32(numbers, prefix_crc)
+    if extra:
+        header_crc = zlib.crc32(extra, header_crc)
     # Slicing bytes copies them: past a few pages, a view costs less than the copy.
     rest = stream[_LEAD:] if small else memoryview(stream)[_LEAD:]
-    return b"".join(
-        (
-            stream[:_LEAD],
-            b"B0\x00\x00\x00",  # BINBYTES, and the header's length: 48
-            prefix,
-            numbers,
-            header_crc.to_bytes(4, "little"),
-            b"0",  # POP
-            rest,
-        )
-    )
+    return b"".join((lead, numbers, header_crc.to_bytes(4, "little"), extra, _POP, rest))
 
 
-_PLAIN_PREFIX_SIZE = 24  # magic to the extra field's length (0): the fixed part before the lengths
+def _plain_prefix(
+    protocol: int, loader: int, bits: int, algorithm: int, flags: int, extra_size: int
+) -> tuple[bytes, int]:
+    """The bytes of a plain payload before its lengths (PROTO, BINBYTES and its length, the
+    header's constant fields and the extra field's length), and the CRC of the header's part
+    of them."""
+    fields = _FIXED.pack(
+        MAGIC, FORMAT_VERSION, flags, protocol, *_PYTHON, loader, bits, 0, algorithm, 0, 0, 0, 0
+    )[:_PLAIN_PREFIX_SIZE] + _EXTRA_SIZE.pack(extra_size)
+    wrap = bytes((_PROTO, protocol, _BINBYTES)) + (HEADER_SIZE + extra_size).to_bytes(4, "little")
+    return wrap + fields, zlib.crc32(fields)
+
+
+_PLAIN_PREFIX_SIZE = 20  # magic to the reserved bytes: the fixed part before the lengths
+_PLAIN_FIELDS = slice(_LEAD + _WRAP_BEFORE, _LEAD + _WRAP_BEFORE + _PLAIN_PREFIX_SIZE)
 _PLAIN_LENGTHS = struct.Struct("<QQI")
-_PLAIN_PREFIXES: dict[tuple[int, int, int, int], tuple[bytes, int]] = {}
-"""The constant fields of a plain header by (protocol, loader, bits, algorithm), with their CRC."""
+_PLAIN_PREFIXES: dict[int | tuple[int, bytes], tuple[bytes, int]] = {}
+"""The constant bytes of a plain payload by its protocol, loader, bits, algorithm and flags (one
+byte each of an integer) and its extra field (when it has one, the key is a pair), with the CRC
+of their header part."""
+
+_Accepted = dict[bytes, tuple[bytes, int, int, int]]
+_ACCEPTED: dict[tuple[int, frozenset[int]], _Accepted] = {}
+_LAST_ACCEPTED: tuple[int, frozenset[int], _Accepted] = (-1, frozenset(), {})
+
+
+def _accepted(loader: int, backend_bits: frozenset[int]) -> _Accepted:
+    """Every constant header part :func:`is_plain_payload` accepts for ``loader`` and
+    ``backend_bits``, with what goes with it: the wrapping before it (PROTO, BINBYTES and the
+    length of a header with no extra field), its CRC, the CRC of the PROTO opcode, the
+    checksum algorithm."""
+    global _LAST_ACCEPTED
+    table = _ACCEPTED.get((loader, backend_bits))
+    if table is None:
+        table = {}
+        for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+            lead_crc = zlib.crc32(bytes((_PROTO, protocol)))
+            for flags, bits, algorithm in itertools.product(
+                (0, FLAG_BY_VALUE), backend_bits, NAMES
+            ):
+                wrapped = _plain_prefix(protocol, loader, bits, algorithm, flags, 0)[0]
+                fields = wrapped[_PLAIN_FIELDS]
+                table[fields] = (
+                    wrapped[: _LEAD + _WRAP_BEFORE],
+                    zlib.crc32(fields),
+                    lead_crc,
+                    algorithm,
+                )
+        if len(_ACCEPTED) >= 64:  # backend sets come and go with registrations: keep a few
+            _ACCEPTED.clear()
+        _ACCEPTED[(loader, backend_bits)] = table
+    _LAST_ACCEPTED = (loader, backend_bits, table)  # the callers pass one set until it changes
+    return table
 
 
 def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
     """Whether ``data`` is, whole and intact, an envelope of the shape :func:`plain_payload`
-    writes (or the same with the BY_VALUE flag, written by this Python's minor version, and an
-    extra field that only names the backends' versions), read by ``loader`` and needing one of
-    ``backend_bits``, for pickle to read as it is. ``False`` also for anything damaged: the
-    general reader then says what is wrong."""
-    # This runs on every small loads: the bytes that are the same in every such payload are
-    # compared at once, the numbers unpacked with one struct call.
-    if len(data) < _PLAIN_SIZE or data[_PLAIN_MAGIC] != _PLAIN_MAGIC_BYTES or data[0] != _PROTO:
+    writes (with no flags, or the BY_VALUE flag written by this Python's minor version, and an
+    extra field only if it names nothing but the backends' versions), read by ``loader`` and
+    needing one of ``backend_bits``, for pickle to read as it is. ``False`` also for anything
+    damaged: the general reader then says what is wrong."""
+    # This runs on every small loads. The 20 bytes from the magic to the reserved ones take a
+    # few values only (by protocol, flags, backends and checksum algorithm): one dictionary
+    # lookup checks them all, and gives their CRC, so only the lengths are hashed again.
+    last_loader, last_bits, table = _LAST_ACCEPTED
+    if last_bits is not backend_bits or last_loader != loader:
+        table = _accepted(loader, backend_bits)
+    if len(data) < _PLAIN_SIZE:
         return False
-    flags, protocol, major, minor, ldr, bits, codec_id, algorithm = data[16:24]
-    if (
-        codec_id
-        or data[_PLAIN_RESERVED] != _PLAIN_ZEROS
-        or data[2] != _BINBYTES
-        or protocol != data[1]
-        or ldr != loader
-        or bits not in backend_bits
-        or (flags and (flags != FLAG_BY_VALUE or major != _PYTHON[0] or minor != _PYTHON[1]))
-        or algorithm not in NAMES
-    ):
+    known = table.get(data[_PLAIN_FIELDS])
+    if known is None:
         return False
-    numbers: tuple[int, int, int, int, int] = _PLAIN_NUMBERS.unpack_from(data, 27)
+    wrap, fields_crc, lead_crc, algorithm = known
+    numbers: tuple[int, int, int, int, int] = _PLAIN_NUMBERS.unpack_from(data, _PLAIN_AFTER_FIELDS)
     extra_size, stored_length, raw_length, stored_checksum, header_crc = numbers
     start = _PLAIN_SIZE + extra_size  # where the stored payload starts
     if (
-        int.from_bytes(data[3:7], "little") != HEADER_SIZE + extra_size
-        or stored_length + start != len(data)
+        stored_length + start != len(data)
         or raw_length != stored_length + _LEAD
-        or data[start - 1] != _POP[0]
+        or data[start - 1] != _POP_BYTE
     ):
         return False
-    fixed = data[_LEAD + _WRAP_BEFORE : _LEAD + _WRAP_BEFORE + _FIXED.size]
+    crc = zlib.crc32(data[_PLAIN_AFTER_FIELDS:_PLAIN_HEADER_END], fields_crc)
     if extra_size:
         extra = data[_PLAIN_SIZE - 1 : start - 1]
-        if extra not in _PLAIN_EXTRAS or zlib.crc32(extra, zlib.crc32(fixed)) != header_crc:
+        if (
+            data[: _LEAD + 1] != wrap[: _LEAD + 1]
+            or int.from_bytes(data[_LEAD + 1 : _LEAD + _WRAP_BEFORE], "little")
+            != HEADER_SIZE + extra_size
+            or extra not in _PLAIN_EXTRAS
+        ):
             return False
-    elif zlib.crc32(fixed) != header_crc:
+        crc = zlib.crc32(extra, crc)
+    elif data[: _LEAD + _WRAP_BEFORE] != wrap:
         return False
-    if algorithm == CRC32:
-        stored = data[start:] if stored_length < SMALL else memoryview(data)[start:]
-        return zlib.crc32(stored, zlib.crc32(data[:_LEAD])) == stored_checksum
+    if crc != header_crc:
+        return False
+    if algorithm == CRC32 and stored_length < SMALL:
+        return zlib.crc32(data[start:], lead_crc) == stored_checksum
     return compute_checksum(memoryview(data)[start:], algorithm, data[:_LEAD]) == stored_checksum
 
 
 # Where is_plain_payload looks (offsets from the payload's first byte; docs/format.md).
-_PLAIN_MAGIC = slice(7, 16)  # the magic and the format version
-_PLAIN_MAGIC_BYTES = MAGIC + bytes([FORMAT_VERSION])
-_PLAIN_RESERVED = slice(24, 27)
-_PLAIN_ZEROS = bytes(3)
+_PLAIN_AFTER_FIELDS = _LEAD + _WRAP_BEFORE + _PLAIN_PREFIX_SIZE  # the lengths: 27
+_PLAIN_HEADER_END = _LEAD + _WRAP_BEFORE + _FIXED.size  # what the header CRC covers ends: 51
 _PLAIN_NUMBERS = struct.Struct("<IQQII")
+_POP_BYTE = _POP[0]

@@ -14,13 +14,14 @@ runs, and no byte that was verified is read from the file a second time.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import IO, Any
 
+from .._registry import Fields
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, loader_name, names_for_bits
 from ..checksums import checksum
 from ..codecs import REGISTRY as CODECS
-from ..codecs import Codec, codec_by_id, codec_for_magic, decompress_foreign, is_foreign
+from ..codecs import Codec, codec_by_id, codec_for_magic
+from ..codecs.foreign import decompress_foreign, is_foreign
 from ..errors import (
     CorruptPayloadError,
     IncompatiblePayloadError,
@@ -29,6 +30,7 @@ from ..errors import (
     UnknownCodecError,
 )
 from ..files import check_binary_file, is_path
+from . import COMPRESSED, ENVELOPE, PLAIN
 from . import header as layout
 from .header import HEADER_SIZE, MAGIC, NAMED, PROBE_SIZE, SIGNATURE_SIZE, Header, Section
 from .signing import Keys, Verifier
@@ -46,16 +48,11 @@ __all__ = [
     "read_view",
 ]
 
-ENVELOPE = "omnipickle"
-PLAIN = "pickle"
-COMPRESSED = "compressed pickle"
-
 MMAP_MODES = ("r", "c")
 _PICKLE_NAMES = ("pickle",)
 
 
-@dataclass
-class Payload:
+class Payload(Fields):
     """What :func:`read` found.
 
     Attributes:
@@ -74,22 +71,68 @@ class Payload:
         loader: the backend whose ``loads`` reads the stream.
     """
 
+    __slots__ = (  # noqa: RUF023 - the fields, in order
+        "kind",
+        "header",
+        "stream",
+        "file",
+        "buffers",
+        "codec",
+        "size",
+        "verified",
+        "backends",
+        "loader",
+    )
     kind: str
-    header: Header | None = None
-    stream: memoryview | None = None
-    file: Any = None
-    buffers: list[Any] | None = None
-    codec: Codec | None = None
-    size: int = 0
-    verified: bool = False
-    backends: tuple[str, ...] = ()
-    loader: str = "pickle"
+    header: Header | None
+    stream: memoryview | None
+    file: Any
+    buffers: list[Any] | None
+    codec: Codec | None
+    size: int
+    verified: bool
+    backends: tuple[str, ...]
+    loader: str
+
+    def __init__(
+        self,
+        kind: str,
+        header: Header | None = None,
+        stream: memoryview | None = None,
+        file: Any = None,
+        buffers: list[Any] | None = None,
+        codec: Codec | None = None,
+        size: int = 0,
+        verified: bool = False,
+        backends: tuple[str, ...] = (),
+        loader: str = "pickle",
+    ) -> None:
+        self.kind = kind
+        self.header = header
+        self.stream = stream
+        self.file = file
+        self.buffers = buffers
+        self.codec = codec
+        self.size = size
+        self.verified = verified
+        self.backends = backends
+        self.loader = loader
 
 
-@dataclass
-class Inspection:
+class Inspection(Fields):
     """What :func:`inspect` found: the header and the stream's checksum, nothing unpickled."""
 
+    __slots__ = (  # noqa: RUF023 - the fields, in order
+        "kind",
+        "header",
+        "codec",
+        "backends",
+        "loader",
+        "checksum_ok",
+        "stored_size",
+        "raw_size",
+        "protocol",
+    )
     kind: str
     header: Header | None
     codec: Codec | None
@@ -99,6 +142,28 @@ class Inspection:
     stored_size: int
     raw_size: int | None
     protocol: int | None
+
+    def __init__(
+        self,
+        kind: str,
+        header: Header | None,
+        codec: Codec | None,
+        backends: tuple[str, ...],
+        loader: str,
+        checksum_ok: bool | None,
+        stored_size: int,
+        raw_size: int | None,
+        protocol: int | None,
+    ) -> None:
+        self.kind = kind
+        self.header = header
+        self.codec = codec
+        self.backends = backends
+        self.loader = loader
+        self.checksum_ok = checksum_ok
+        self.stored_size = stored_size
+        self.raw_size = raw_size
+        self.protocol = protocol
 
 
 # --- what a header names ------------------------------------------------------------------------
@@ -166,15 +231,29 @@ def header_loader(header: Header) -> str:
     return loader_name(header.loader)
 
 
-@dataclass
-class _Plan:
+class _Plan(Fields):
     """A parsed header and everything it names, checked."""
 
+    __slots__ = ("header", "codec", "backends", "loader", "sections")  # noqa: RUF023 - in order
     header: Header
     codec: Codec | None
     backends: tuple[str, ...]
     loader: str
     sections: list[Section]
+
+    def __init__(
+        self,
+        header: Header,
+        codec: Codec | None,
+        backends: tuple[str, ...],
+        loader: str,
+        sections: list[Section],
+    ) -> None:
+        self.header = header
+        self.codec = codec
+        self.backends = backends
+        self.loader = loader
+        self.sections = sections
 
 
 def _plan(header: Header) -> _Plan:

@@ -12,6 +12,7 @@ from typing import IO, Any
 from ..checksums import Running, checksum
 from ..codecs import Codec
 from ..errors import CorruptPayloadError, TruncatedPayloadError
+from . import as_view
 from .signing import Verifier
 
 __all__ = ["Input", "PrefixedReader", "as_view", "file_size", "take", "truncated_body"]
@@ -21,23 +22,6 @@ __all__ = ["Input", "PrefixedReader", "as_view", "file_size", "take", "truncated
 SLICE = 8 << 20
 # Past this many times its stored size, a decompressed part is not allocated up front.
 _EAGER_RATIO = 64
-
-
-def as_view(data: Any) -> memoryview:
-    """``data`` as a flat byte view (no copy).
-
-    Raises:
-        TypeError: ``data`` is not bytes-like.
-    """
-    if isinstance(data, str):
-        raise TypeError("data must be bytes-like, not str (payloads are binary)")
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"data must be bytes-like, not {type(data).__name__}") from None
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    return view
 
 
 def truncated_body(total: int, available: int) -> TruncatedPayloadError:

@@ -12,19 +12,23 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from .._registry import Remembered
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, Pickled, bits_for, loader_id
+from ..backends import REGISTRY as BACKENDS
 from ..backends.base import BufferRecorder, CrcWorker, accept_chunk
-from ..checksums import algorithm_for, preferred, running
+from ..checksums import SMALL, algorithm_for, preferred, running
 from ..codecs import Codec
 from . import header as layout
 from .header import FLAG_BY_VALUE, FLAG_OUT_OF_BAND, FLAG_SECTIONS, FLAG_SIGNED, NAMED
 from .signing import key_id, sign
 from .versions import backend_versions
+
+if TYPE_CHECKING:
+    import queue
 
 __all__ = ["FileSink", "FileWriter", "encode", "write_parts"]
 
@@ -140,6 +144,10 @@ def encode(
     out_of_band: bool,
 ) -> list[Part]:
     """The payload for ``pickled``, as parts to be written (or joined) in order."""
+    if codec is None and key is None and not out_of_band:
+        small = _small_payload(pickled, protocol)
+        if small is not None:
+            return [small]
     lead = b""
     if codec is None:
         stored: list[Part] = pickled.chunks
@@ -173,6 +181,45 @@ def encode(
     if key is not None:
         parts.append(sign(key, parts))
     return parts
+
+
+def _small_payload(pickled: Pickled, protocol: int) -> bytes | None:
+    """The envelope of a small stream in one chunk, uncompressed and unsigned, whose header
+    needs no more than flags and the backends' versions, built from its constant parts
+    (``header.plain_payload``): the same bytes as the general path's. ``None`` otherwise."""
+    chunks = pickled.chunks
+    if len(chunks) != 1 or pickled.extra or pickled.loader != "pickle" or protocol < 2:
+        return None
+    stream = chunks[0]
+    if type(stream) is not bytes or len(stream) >= SMALL or stream[:2] != _PROTO_LEADS[protocol]:
+        return None
+    if pickled.uses == _PICKLE_ONLY:
+        bits, extra = PICKLE_BIT, b""
+    else:
+        known = _SMALL_HEADERS(pickled.uses)
+        if known is None:
+            return None
+        bits, extra = known
+    flags = FLAG_BY_VALUE if pickled.by_value else 0
+    return layout.plain_payload(stream, protocol, PICKLE_LOADER_ID, bits, flags, extra)
+
+
+def _small_header(uses: frozenset[str]) -> tuple[int, bytes] | None:
+    """The backend bits and the extra field (the backends' versions) of a small payload whose
+    stream used ``uses``; ``None`` if the header must name a backend (no wire bit)."""
+    bits, named = bits_for(uses)
+    if named:
+        return None
+    versions = backend_versions(uses)
+    return bits, layout.extra_field({"versions": versions}) if versions else b""
+
+
+_SMALL_HEADERS: Remembered[frozenset[str], tuple[int, bytes] | None] = Remembered(
+    BACKENDS, _small_header
+)
+
+
+_PROTO_LEADS = {proto: bytes((0x80, proto)) for proto in range(pickle.HIGHEST_PROTOCOL + 1)}
 
 
 class FileSink:
@@ -239,6 +286,8 @@ class FileSink:
                 pending[0] = memoryview(pending[0])[len(self.lead) :]
                 self._sum.update(self.lead)
         if (os.cpu_count() or 1) > 1:
+            import queue  # only a dump large enough to spill to a file needs the writer thread
+
             self._queue = queue.Queue(maxsize=_QUEUE_FRAMES)
             self._thread = threading.Thread(target=self._run, name="omnipickle-writer", daemon=True)
             self._thread.start()

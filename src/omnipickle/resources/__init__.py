@@ -2,20 +2,15 @@
 
 * :mod:`.rules`: what each resource type becomes when pickled (:func:`register_resource`).
 * :mod:`.builtin`: omnipickle's own rules, one table (installed on import of this package).
-* :mod:`.mixins`: :class:`TransientMixin`, :class:`ResourceAwareMixin`, :class:`transient`.
+* :mod:`.mixins`: :class:`TransientMixin`, :class:`ResourceAwareMixin`, :class:`transient`
+  (imported when one of them is first named).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .builtin import BUILTIN_RULES, ResourceReopenError
-from .mixins import (
-    ResourceAwareMixin,
-    ResourceRebuildError,
-    TransientMixin,
-    reduce_without,
-    transient,
-    transient_names,
-)
 from .rules import (
     ACTIONS,
     ResourceRule,
@@ -24,10 +19,41 @@ from .rules import (
     refuse,
     register_resource,
     resource_rule,
+    rules_generation,
     unregister_resource,
 )
 
-# The old private name, until backends/auto.py imports ``refuse``.
+if TYPE_CHECKING:
+    from .mixins import (
+        ResourceAwareMixin,
+        ResourceRebuildError,
+        TransientMixin,
+        reduce_without,
+        transient,
+        transient_names,
+    )
+
+# The mixins are imported when one of their names is first used: pickling needs only the rules
+# (the built-in ones are installed by importing .builtin, above).
+_MIXINS = frozenset(
+    {
+        "ResourceAwareMixin",
+        "ResourceRebuildError",
+        "TransientMixin",
+        "reduce_without",
+        "transient",
+        "transient_names",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MIXINS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import mixins
+
+    return getattr(mixins, name)
+
 
 __all__ = [
     "ACTIONS",
@@ -43,6 +69,7 @@ __all__ = [
     "refuse",
     "register_resource",
     "resource_rule",
+    "rules_generation",
     "transient",
     "transient_names",
     "unregister_resource",

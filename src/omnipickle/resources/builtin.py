@@ -33,7 +33,6 @@ from .._reconstruct import (
     std_stream,
 )
 from ..errors import DroppedResourceWarning, UnpicklingError
-from .mixins import mixin_state
 from .rules import Reducer, Target, install_builtin_rules, refuse
 
 __all__ = ["BUILTIN_RULES", "ResourceReopenError"]
@@ -156,6 +155,8 @@ def _reduce_thread(obj: threading.Thread) -> tuple[Any, ...]:
         obj.name,
         obj.daemon,
     )
+    from .mixins import mixin_state  # a thread is rarely pickled: not imported with omnipickle
+
     edited = mixin_state(obj, state)
     if edited is not None:
         return (make_thread, args, edited, None, None, restore_state)

@@ -14,7 +14,6 @@ the resource lives in this process only. Three ways to say what to do:
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import types
 from collections.abc import Callable, Iterator
@@ -67,6 +66,8 @@ def _edit_attributes(
         return tuple(_edit_attributes(part, cls, names, values) if part else part for part in state)
     if isinstance(state, list) and hasattr(cls, "__dataclass_fields__"):
         # dataclass(frozen=True, slots=True) pickles a list of field values, in field order.
+        import dataclasses  # a dataclass exists, so the module is imported already
+
         fields = [f.name for f in dataclasses.fields(cls)]
         if len(fields) == len(state):
             return [
@@ -394,6 +395,20 @@ class transient:
             with self._guard:
                 self._building.pop(id(obj), None)
         return value
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The descriptor travels with its class when the class goes by value (a class of
+        # __main__ through cloudpickle, Ray, loky's default pickler): the locks stay behind, as
+        # any pickler but omnipickle's refuses a lock, and a lock held here means nothing there.
+        return {"factory": self.factory, "name": self.name, "owner": self.owner}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Earlier releases pickled the whole __dict__, locks included: those keys are ignored.
+        self.factory = state["factory"]
+        self.name = state["name"]
+        self.owner = state["owner"]
+        self._guard = threading.Lock()
+        self._building = {}
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__[self.name] = value

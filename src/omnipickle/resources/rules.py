@@ -15,10 +15,9 @@ import pickle
 import sys
 import types
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from .._registry import Table
+from .._registry import Record, Table
 
 __all__ = [
     "ACTIONS",
@@ -30,6 +29,7 @@ __all__ = [
     "refuse",
     "register_resource",
     "resource_rule",
+    "rules_generation",
     "unregister_resource",
 ]
 
@@ -38,8 +38,7 @@ Reducer = Callable[[Any], Any]
 Target = type | str
 
 
-@dataclass(frozen=True)
-class ResourceRule:
+class ResourceRule(Record):
     """What a resource type becomes when pickled.
 
     Attributes:
@@ -50,10 +49,16 @@ class ResourceRule:
         builtin: registered by omnipickle itself.
     """
 
+    __slots__ = ("target", "action", "reducer", "builtin")  # noqa: RUF023
     target: Target
     action: str
-    reducer: Reducer | None = None
-    builtin: bool = False
+    reducer: Reducer | None
+    builtin: bool
+
+    def __init__(
+        self, target: Target, action: str, reducer: Reducer | None = None, builtin: bool = False
+    ) -> None:
+        self._set(target, action, reducer, builtin)
 
 
 def _dotted(cls: type) -> str:
@@ -177,8 +182,16 @@ def unregister_resource(target: Target) -> None:
 
 def install_builtin_rules(rows: Iterable[tuple[Target, str, Reducer | None]]) -> None:
     """Register omnipickle's own rules, one ``(target, action, reducer)`` row each."""
-    for target, action, reducer in rows:
-        RULES.put(target, make_rule(target, action, reducer, builtin=True))
+    RULES.put_all(
+        (target, make_rule(target, action, reducer, builtin=True))
+        for target, action, reducer in rows
+    )
+
+
+def rules_generation() -> int:
+    """A number that changes whenever a rule is registered or removed (for caches of what the
+    rules decided)."""
+    return RULES.generation
 
 
 def has_user_rules() -> bool:
