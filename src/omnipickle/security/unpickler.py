@@ -694,17 +694,21 @@ def restricted_loads(
     if not isinstance(stream, (bytes, bytearray, memoryview)):
         raise TypeError(f"stream must be bytes-like, not {type(stream).__name__}")
     file = io.BytesIO(stream)
+
+    def unpickler_of_this_load() -> RestrictedUnpickler:
+        return RestrictedUnpickler(
+            file,
+            allow=allow,
+            trusted=trusted,
+            fix_imports=fix_imports,
+            encoding=encoding,
+            errors=errors,
+            buffers=buffers,
+            limits=limits,
+        )
+
     # Built first, so that a malformed allow-list raises whatever the stream holds.
-    unpickler = RestrictedUnpickler(
-        file,
-        allow=allow,
-        trusted=trusted,
-        fix_imports=fix_imports,
-        encoding=encoding,
-        errors=errors,
-        buffers=buffers,
-        limits=limits,
-    )
+    unpickler = unpickler_of_this_load()
     size = memoryview(stream).nbytes
     if size == 0:
         raise TruncatedPayloadError("empty pickle stream: 0 bytes")
@@ -727,16 +731,7 @@ def restricted_loads(
     if loaded is not datapath.NOT_SIMPLE:
         return loaded
     if resolved:  # what find_class handed out to the C unpickler is not this load's
-        unpickler = RestrictedUnpickler(
-            file,
-            allow=allow,
-            trusted=trusted,
-            fix_imports=fix_imports,
-            encoding=encoding,
-            errors=errors,
-            buffers=buffers,
-            limits=limits,
-        )
+        unpickler = unpickler_of_this_load()
     try:
         return unpickler.load()
     except UnpicklingError:
