@@ -50,3 +50,11 @@ def test_small_files_benchmark_quick_mode_runs_and_checks_results() -> None:
     out = _quick("bench_small_files.py")
     assert "| omnipickle.dump durable=False |" in out
     assert "PROBLEM" not in out
+
+
+def test_restricted_benchmark_quick_mode_runs_and_checks_results() -> None:
+    out = _quick("bench_restricted.py")
+    assert "| (a) 200k small dicts |" in out
+    assert "| (b) 100k instances |" in out
+    assert "| (e) 100k tuples (checked path) |" in out
+    assert "PROBLEM" not in out

@@ -156,6 +156,54 @@ class Budget:
         if self.max_depth is not None and depth > self.max_depth:
             raise self.exceeded(what, f"{depth} levels of nesting", self.max_depth)
 
+    def call(
+        self,
+        args: Any,
+        kwargs: Any,
+        callee: object,
+        *,
+        sizes: bool = False,
+        skip: Container[int] = frozenset(),
+    ) -> None:
+        """Charge the arguments of a call of ``callee``: what :meth:`walk` of ``(args, kwargs)``
+        charges, counted without walking when they are a flat tuple (no keywords, no item with
+        items of its own) that fits the budget.
+
+        Raises:
+            BudgetExceededError: the expansion exceeds a limit, or nests too deep.
+        """
+        if (
+            type(args) is tuple
+            and kwargs is None
+            and not sizes
+            and (self.max_depth is None or self.max_depth > 1)
+            and id(args) not in skip
+        ):
+            # walk() counts the tuple (1 + len objects, 8 bytes an item), None, and each item.
+            objects, memory = 2 + len(args), 8 * len(args)
+            for item in args:
+                kind = type(item)
+                if kind is str or kind is bytes:
+                    objects += 1
+                    memory += len(item)
+                    continue
+                if kind is int or kind in _LEAVES:
+                    objects += 1
+                    continue
+                n, nbytes, children = _measure(item, False)
+                if children is not None:
+                    break
+                objects += n
+                memory += nbytes
+            else:
+                if (self.max_objects is None or self.objects + objects <= self.max_objects) and (
+                    self.max_memory is None or self.memory + memory <= self.max_memory
+                ):
+                    self.objects += objects
+                    self.memory += memory
+                    return
+        self.walk((args, kwargs), f"calling {callee}", sizes=sizes, skip=skip)
+
     def walk(
         self,
         roots: Iterable[Any],

@@ -316,6 +316,17 @@ def _under(full: str, prefixes: Iterable[str]) -> str | None:
 
 # --- the policy --------------------------------------------------------------------------------
 
+_TRUSTED_EXACT = frozenset(e for e in TRUSTED_ALLOW if not e.endswith(".*"))
+# Parsed allow= arguments, by (allow, trusted); bounded, so that a caller building many
+# different allow-lists keeps no more than this many.
+_Parsed = tuple[tuple[str, ...], frozenset[str], frozenset[str], tuple[str, ...]]
+_PARSED: dict[tuple[tuple[str, ...], bool], _Parsed] = {}
+_PARSED_MAX = 256
+
+
+def _plain_strs(entries: tuple[Any, ...]) -> bool:
+    return all(type(entry) is str for entry in entries)
+
 
 class Policy:
     """One set of rules: what a restricted load may import, and how it is checked.
@@ -342,15 +353,28 @@ class Policy:
     def __init__(self, allow: Iterable[str] | None = (), trusted: bool = False) -> None:
         if not isinstance(trusted, bool):
             raise TypeError(f"trusted must be a bool, not {type(trusted).__name__}")
-        user_exact, user_prefixes = parse_allow(allow)
-        self.allow: tuple[str, ...] = (*sorted(user_exact), *(f"{p}.*" for p in user_prefixes))
+        # A restricted load builds one Policy per call: the same allow= (a tuple of plain str,
+        # as callers write it) is parsed once.
+        key = (allow, trusted) if type(allow) is tuple and _plain_strs(allow) else None
+        parts: _Parsed | None = _PARSED.get(key) if key is not None else None
+        if parts is None:
+            parts = self._parse(allow, trusted)
+            if key is not None and len(_PARSED) < _PARSED_MAX:
+                _PARSED[key] = parts
+        self.allow: tuple[str, ...] = parts[0]
+        self.user_exact: frozenset[str] = parts[1]
+        self.exact: frozenset[str] = parts[2]
+        self.prefixes: tuple[str, ...] = parts[3]
         self.trusted = trusted
-        self.user_exact = user_exact
+
+    @staticmethod
+    def _parse(allow: Iterable[str] | None, trusted: bool) -> _Parsed:
+        user_exact, user_prefixes = parse_allow(allow)
+        normalized = (*sorted(user_exact), *(f"{p}.*" for p in user_prefixes))
         exact = DEFAULT_ALLOW | user_exact
         if trusted:
-            exact |= {e for e in TRUSTED_ALLOW if not e.endswith(".*")}
-        self.exact = exact
-        self.prefixes = user_prefixes
+            exact |= _TRUSTED_EXACT
+        return normalized, user_exact, exact, user_prefixes
 
     def check(self, module: str, name: str) -> tuple[str | None, str | None]:
         """``(reason, prefix)``: why ``module.name`` is refused (``None``: accepted).
