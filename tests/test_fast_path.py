@@ -533,3 +533,45 @@ def test_instances_of_plain_classes_are_written_as_pickle_writes_them() -> None:
     assert plain_dumps(obj, 5) == pickle.dumps(obj, 5)
     assert omnipickle.dumps(obj) == _general(obj, 5)
     assert omnipickle.loads(omnipickle.dumps(obj)) == obj
+
+
+# Restricted loads of a small plain envelope skip the general reader: same results, same errors.
+def _restricted_outcome(data: Any, **options: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", omnipickle.loads(data, restricted=True, **options))
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def _both_restricted(data: bytes, **options: Any) -> tuple[Any, Any]:
+    return _restricted_outcome(data, **options), _restricted_outcome(bytearray(data), **options)
+
+
+@pytest.mark.parametrize("obj", PLAIN, ids=lambda o: type(o).__name__)
+def test_restricted_loads_of_a_plain_envelope_are_the_general_paths(obj: Any) -> None:
+    data = omnipickle.dumps(obj)
+    fast = _outcome(lambda: omnipickle.loads(data, restricted=True))
+    general = _outcome(lambda: omnipickle.loads(bytearray(data), restricted=True))
+    assert fast == general  # compared by repr: a graph with a cycle cannot be compared by ==
+    assert fast[0] == "ok"
+
+
+def test_restricted_loads_of_instances_and_refused_globals_are_the_general_paths() -> None:
+    allowed = omnipickle.dumps(Plain(1, [2, "x"]))
+    for options in ({}, {"allow": "helpers.*"}, {"allow": ["helpers.Plain"]}, {"allow": [1]}):
+        fast, general = _both_restricted(allowed, **options)
+        assert fast == general, options
+    assert _both_restricted(allowed)[0][0] == "UnsafePayloadError"
+    assert _both_restricted(allowed, allow="helpers.*")[0][0] == "ok"
+    refused = omnipickle.dumps(pickle.PickleBuffer, raw=False)
+    fast, general = _both_restricted(refused)
+    assert fast == general and fast[0] == "UnsafePayloadError"
+
+
+def test_every_damaged_byte_of_a_restricted_fast_payload_gets_the_general_paths_error() -> None:
+    data = omnipickle.dumps({"id": 7, "name": "job-7", "ok": True})
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x01
+        fast, general = _both_restricted(bytes(damaged))
+        assert fast == general, i

@@ -36,6 +36,7 @@ from .format.header import (
     Header,
     is_plain_payload,
     plain_payload,
+    plain_stream,
 )
 from .format.signing import KeyArgument
 from .format.writer import FileWriter, Part, encode, write_parts
@@ -695,6 +696,26 @@ def loads(
                 if error is None:
                     raise
                 raise error from exc
+    elif (
+        restricted is True
+        and type(data) is bytes
+        and key is None
+        and resources is None
+        and buffers is None
+        and fix_imports is True
+        and encoding == "ASCII"
+        and errors == "strict"
+        and DEFAULTS.builtin
+        and LOAD_HOOKS.get() is None
+        and is_plain_payload(data, PICKLE_LOADER_ID, DEFAULTS.pickle_only)
+    ):
+        # A small restricted load: the intact plain envelope's stream, without the general
+        # reader (what the general path hands the restricted unpickler, byte for byte).
+        stream = plain_stream(data)
+        if stream is not None:
+            from .security.unpickler import restricted_loads  # only restricted loads need it
+
+            return restricted_loads(stream, allow=(allow,) if isinstance(allow, str) else allow)
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,

@@ -74,6 +74,7 @@ __all__ = [
     "maybe_envelope",
     "parse_header",
     "plain_payload",
+    "plain_stream",
     "sections",
     "sniff_size",
     "starts_envelope",
@@ -821,6 +822,19 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
     if algorithm == CRC32 and stored_length < SMALL:
         return zlib.crc32(data[start:], lead_crc) == stored_checksum
     return compute_checksum(memoryview(data)[start:], algorithm, data[:_LEAD]) == stored_checksum
+
+
+def plain_stream(data: bytes) -> bytes | None:
+    """The bare pickle stream inside ``data``, a payload :func:`is_plain_payload` accepted,
+    when it has no flags and no extra field (else ``None``): its PROTO opcode and what follows
+    the header (a copy)."""
+    if data[_PLAIN_FLAGS] or data[_PLAIN_AFTER_FIELDS : _PLAIN_AFTER_FIELDS + 4] != _NO_EXTRA:
+        return None
+    return data[:_LEAD] + data[_PLAIN_SIZE:]
+
+
+_PLAIN_FLAGS = _LEAD + _WRAP_BEFORE + len(MAGIC) + 1  # after the magic and the version: 16
+_NO_EXTRA = bytes(4)
 
 
 # Where is_plain_payload looks (offsets from the payload's first byte; docs/format.md).
