@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import pickle
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import omnipickle
 from conftest import check_python
-from omnipickle.backends import DEFAULTS, Backend, Pickled, register_backend
+from omnipickle.backends import (
+    DEFAULTS,
+    PICKLE_BIT,
+    PICKLE_LOADER_ID,
+    Backend,
+    Pickled,
+    register_backend,
+)
 from omnipickle.backends.small import MAX_NODES, plain_dumps
 from omnipickle.codecs import MAGICS, GzipCodec, register_codec, unregister_codec
+from omnipickle.format.header import plain_payload
+from payloads import HOSTILE, REFUSED_NAME
 
 _shared = [1, 2]
 _loop: list[Any] = []
@@ -73,6 +83,7 @@ def test_loads_of_the_fast_payload_gives_back_the_object(obj: Any) -> None:
 def test_the_fast_path_takes_small_plain_graphs_and_leaves_the_rest() -> None:
     assert plain_dumps({"a": [1, (2, 3)]}, 5) == pickle.dumps({"a": [1, (2, 3)]}, 5)
     assert plain_dumps(list(range(MAX_NODES + 1)), 5) is None
+    assert plain_dumps([[i] for i in range(MAX_NODES)], 5) is None  # past it, nested
     assert plain_dumps(_loop, 5) is None
     # A key, a value or an item anywhere that is not plain data: the general path.
     assert plain_dumps({lambda: 1: 2}, 5) is None
@@ -575,3 +586,20 @@ def test_every_damaged_byte_of_a_restricted_fast_payload_gets_the_general_paths_
         damaged[i] ^= 0x01
         fast, general = _both_restricted(bytes(damaged))
         assert fast == general, i
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_stream_in_a_crafted_plain_envelope_is_refused_on_both_paths(
+    tmp_path: Path, name: str
+) -> None:
+    # An attacker wraps a hostile stream in a well-formed plain envelope (valid checksums), the
+    # kind the restricted fast path takes: it refuses it exactly as the general path does.
+    marker = tmp_path / "marker"
+    stream = pickle.dumps(HOSTILE[name](marker), 5)
+    data = plain_payload(stream, 5, PICKLE_LOADER_ID, PICKLE_BIT)
+    assert omnipickle.info(data).checksum_ok  # well formed: it reaches the unpickler
+    fast, general = _both_restricted(data)
+    assert fast == general
+    assert fast[0] == "UnsafePayloadError"
+    assert REFUSED_NAME[name] in fast[1]
+    assert not marker.exists()

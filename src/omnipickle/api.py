@@ -46,6 +46,7 @@ from .options import (
     DumpOptions,
     LoadOptions,
     OnUnpicklable,
+    check_allow,
     dump_options,
     load_options,
 )
@@ -365,13 +366,13 @@ def dump(
     )
     if path:
         # A failure at any point removes the temporary file and leaves the target as it was.
-        small = _small_plain(obj, opts)
-        if small is not None and not is_url(file):
-            atomic_write(file, small, durable=durable)  # type: ignore[arg-type]
-            return
         if is_url(file):
             writer = url_writer(file, storage_options, durable=durable)  # type: ignore[arg-type]
         else:
+            small = _small_plain(obj, opts)
+            if small is not None:
+                atomic_write(file, small, durable=durable)  # type: ignore[arg-type]
+                return
             writer = atomic_writer(file, durable=durable)  # type: ignore[arg-type]
         with writer as f:
             _dump_to_file(obj, f, opts)
@@ -715,7 +716,7 @@ def loads(
         if stream is not None:
             from .security.unpickler import restricted_loads  # only restricted loads need it
 
-            return restricted_loads(stream, allow=(allow,) if isinstance(allow, str) else allow)
+            return restricted_loads(stream, allow=check_allow(True, allow)[1])
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,

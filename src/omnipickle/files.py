@@ -84,27 +84,9 @@ def atomic_writer(path: PathLike, *, durable: bool = True) -> Iterator[IO[bytes]
     Raises:
         OSError: the file cannot be written; the error names ``path``'s target.
     """
-    target = _target(path)
-    folder = os.path.dirname(os.path.abspath(target))
-    base = os.path.basename(target)
-    _sweep(folder)
-    try:
-        fd, tmp = _create_temporary(folder, base)
-    except OSError as exc:
-        raise _named(exc, target) from exc
-    try:
-        _lock(fd)
-        # Readable too: a signed payload is read back to compute its signature.
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-            f.flush()
-            _install(fd, tmp, target, durable)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        _fsync_dir(folder)
+    # Readable too: a signed payload is read back to compute its signature.
+    with _replacing(path, durable) as (fd, _), os.fdopen(fd, "w+b", closefd=False) as f:
+        yield f
 
 
 def atomic_write(path: PathLike, data: bytes, *, durable: bool = True) -> None:
@@ -114,6 +96,20 @@ def atomic_write(path: PathLike, data: bytes, *, durable: bool = True) -> None:
     Raises:
         OSError: the file cannot be written; the error names ``path``'s target.
     """
+    with _replacing(path, durable) as (fd, target):
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise _named(exc, target) from exc
+
+
+@contextlib.contextmanager
+def _replacing(path: PathLike, durable: bool) -> Iterator[tuple[int, str]]:
+    """A new temporary file beside ``path``'s target, open (its descriptor, and the target);
+    once the body has written it, it replaces the target (see :func:`atomic_writer`). If the
+    body raises, it is removed and the target is left as it was."""
     target = _target(path)
     folder = os.path.dirname(os.path.abspath(target))
     _sweep(folder)
@@ -122,14 +118,15 @@ def atomic_write(path: PathLike, data: bytes, *, durable: bool = True) -> None:
     except OSError as exc:
         raise _named(exc, target) from exc
     try:
+        _lock(fd)
+        yield fd, target
+        if durable:
+            os.fsync(fd)
         try:
-            _lock(fd)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _keep_mode(target, fd, tmp)
+            os.replace(tmp, target)
         except OSError as exc:
             raise _named(exc, target) from exc
-        _install(fd, tmp, target, durable)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -138,17 +135,6 @@ def atomic_write(path: PathLike, data: bytes, *, durable: bool = True) -> None:
         os.close(fd)
     if durable:
         _fsync_dir(folder)
-
-
-def _install(fd: int, tmp: str, target: str, durable: bool) -> None:
-    """Put the written temporary file ``tmp`` (open as ``fd``) in place of ``target``."""
-    if durable:
-        os.fsync(fd)
-    try:
-        _keep_mode(target, fd, tmp)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise _named(exc, target) from exc
 
 
 def _lock(fd: int) -> None:

@@ -251,7 +251,9 @@ def _check_deterministic(
         )
 
 
-def _check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | None]:
+def check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | None]:
+    """``restricted`` and ``allow`` as a load keeps them (``allow`` a tuple, or ``None``), once
+    checked: the errors :func:`omnipickle.loads` documents for them."""
     if not isinstance(restricted, bool):
         raise TypeError(f"restricted must be True or False, not {restricted!r}")
     if allow is None:
@@ -300,7 +302,7 @@ def load_options(
         TypeError, ValueError: an option is of the wrong type, or ``allow`` is malformed or
             given without ``restricted``.
     """
-    restricted, allowed = _check_allow(restricted, allow)
+    restricted, allowed = check_allow(restricted, allow)
     return LoadOptions(
         fix_imports,
         encoding,

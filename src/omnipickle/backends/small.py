@@ -59,7 +59,7 @@ def _graph_classes(obj: Any) -> set[type] | None:
     stack = [obj]
     budget = MAX_NODES
     classes: set[type] = set()
-    while stack:
+    while stack and budget >= 0:
         item = stack.pop()
         t = type(item)
         try:
@@ -67,33 +67,30 @@ def _graph_classes(obj: Any) -> set[type] | None:
                 continue
         except TypeError:  # its metaclass makes the type unhashable
             return None
-        if t is dict or t not in _SEQUENCES:
-            if t is dict:
-                state = item
-            elif t is _FunctionType or issubclass(t, type):
-                return None  # code: by name or by value, auto decides
-            else:
-                try:
-                    state = getattr(item, "__dict__", None)
-                except Exception:  # noqa: BLE001 - the object's own attribute hooks failed:
-                    return None  # the general path meets it again and says where
-                if type(state) is not dict:
-                    return None  # slots, C types: the general path decides
-                classes.add(t)
-            budget -= 1 + len(state)
-            # Keys and values that are all atoms (the usual case) are checked in C.
-            if not _flat(state):
-                stack.extend(state)
-            values = state.values()
-            if not _flat(values):
-                stack.extend(values)
-        else:
+        # Items that are all atoms (the usual case) are checked in C and not stacked.
+        if t in _SEQUENCES:
             budget -= 1 + len(item)
             if not _flat(item):
                 stack.extend(item)
-        if budget < 0:
-            return None
-    return classes
+            continue
+        if t is dict:
+            state = item
+        elif t is _FunctionType or issubclass(t, type):
+            return None  # code: by name or by value, auto decides
+        else:
+            try:
+                state = getattr(item, "__dict__", None)
+            except Exception:  # noqa: BLE001 - the object's own attribute hooks failed: the
+                return None  # general path meets it again and says where
+            if type(state) is not dict:
+                return None  # slots, C types: the general path decides
+            classes.add(t)
+        budget -= 1 + len(state)  # a dict, or an instance's __dict__: keys and values
+        if not _flat(state):
+            stack.extend(state)
+        if not _flat(state.values()):
+            stack.extend(state.values())
+    return classes if budget >= 0 else None
 
 
 # Classes whose instances pickle writes as the class (by name) and the instance's __dict__,
@@ -116,17 +113,18 @@ def _default_reduction(cls: type) -> bool:
     known = _DEFAULT_REDUCTION.get(cls)
     if known is not None:
         return known
+    if not importable(cls):
+        return False  # not kept: it may be a class made at run time, which the table would pin
     answer = (
         type(cls) is type
         and cls not in copyreg.dispatch_table
         and all(getattr(cls, name, None) is hook for name, hook in _OBJECT_HOOKS)
         and not any("__slots__" in klass.__dict__ for klass in cls.__mro__)
-        and importable(cls)
     )
-    if answer:  # only importable classes are kept: they live as long as their module anyway
-        if len(_DEFAULT_REDUCTION) >= 4096:
-            _DEFAULT_REDUCTION.clear()
-        _DEFAULT_REDUCTION[cls] = True
+    # Importable classes live as long as their module: the answer, yes or no, is kept.
+    if len(_DEFAULT_REDUCTION) >= 4096:
+        _DEFAULT_REDUCTION.clear()
+    _DEFAULT_REDUCTION[cls] = answer
     return answer
 
 
