@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import io
+import marshal
 import pickle
+import pickletools
 import threading
+import types
 import weakref
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 import omnipickle
@@ -290,6 +295,82 @@ def test_a_code_object_alone_is_code_by_value() -> None:
     data = omnipickle.dumps(code)
     assert omnipickle.info(data).by_value is True
     assert eval(omnipickle.loads(data)) == 42
+
+
+_CODE_FIELDS = (
+    "co_code",
+    "co_consts",
+    "co_names",
+    "co_varnames",
+    "co_freevars",
+    "co_cellvars",
+    "co_filename",
+    "co_name",
+    "co_qualname",
+    "co_firstlineno",
+    "co_linetable",
+    "co_exceptiontable",
+    "co_flags",
+    "co_argcount",
+    "co_kwonlyargcount",
+    "co_posonlyargcount",
+    "co_stacksize",
+)
+
+
+def _make_adder(k: int) -> Any:
+    def add(x: int) -> int:
+        return x + k + sum(i for i in range(3))  # a nested code object: the generator
+
+    return add
+
+
+def test_code_by_value_is_marshal_bytes_and_comes_back_field_for_field() -> None:
+    fn = _make_adder(2)
+    stream = omnipickle.dumps(fn, raw=True)
+    names = {(op.name, arg) for op, arg, _ in pickletools.genops(stream) if "UNICODE" in op.name}
+    assert ("SHORT_BINUNICODE", "marshal") in names and ("SHORT_BINUNICODE", "loads") in names
+    assert ("SHORT_BINUNICODE", "CodeType") not in names  # no field-by-field rebuild
+    back = omnipickle.loads(omnipickle.dumps(fn))
+    assert back(1) == 6
+    for field in _CODE_FIELDS:
+        assert getattr(back.__code__, field) == getattr(fn.__code__, field), field
+    nested = next(c for c in back.__code__.co_consts if isinstance(c, types.CodeType))
+    assert nested.co_name == "<genexpr>"
+    assert cloudpickle.loads(stream)(1) == 6  # what cloudpickle itself loads
+
+
+def test_functions_sharing_a_code_object_write_it_once() -> None:
+    adders = [_make_adder(k) for k in range(5)]
+    blob = marshal.dumps(adders[0].__code__)
+    stream = omnipickle.dumps(adders, raw=True)
+    assert stream.count(blob) == 1
+    back = omnipickle.loads(omnipickle.dumps(adders))
+    assert [f(0) for f in back] == [3, 4, 5, 6, 7]
+    assert len({id(f.__code__) for f in back}) == 1
+
+
+def test_a_code_object_marshal_cannot_write_goes_by_cloudpickles_reducer() -> None:
+    # A constant no compiler makes (an instance), set by hand: marshal refuses it.
+    code = (lambda: "placeholder").__code__
+    fn = types.FunctionType(code.replace(co_consts=(None, Fraction(1, 3))), {})
+    with pytest.raises(ValueError):
+        marshal.dumps(fn.__code__)
+    data = omnipickle.dumps(fn)
+    assert omnipickle.info(data).by_value is True
+    assert omnipickle.loads(data)() == Fraction(1, 3)
+
+
+def test_deterministic_dumps_write_code_field_by_field() -> None:
+    # marshal's bytes depend on reference counts (the docs' reason)...
+    held = ("".join(["ab", "cd"]),)
+    alone = marshal.dumps(held)
+    also_here = held[0]
+    assert marshal.dumps(held) != alone and also_here
+    # ...so deterministic payloads do not use it.
+    stream = omnipickle.dumps(_make_adder(2), raw=True, deterministic=True)
+    assert b"marshal" not in stream
+    assert omnipickle.loads(omnipickle.dumps(_make_adder(2), deterministic=True))(1) == 6
 
 
 def test_builtin_oddities_saved_by_cloudpickles_class_reducer_are_not_code_by_value() -> None:

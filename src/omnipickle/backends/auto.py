@@ -34,6 +34,7 @@ import contextlib
 import contextvars
 import copyreg
 import functools
+import marshal
 import operator
 import pickle
 import threading
@@ -425,7 +426,7 @@ class AutoPickler(pickle.Pickler):
             return cloudpickle_module().Pickler._dynamic_function_reduce(self, obj)
         if t is _CodeType:
             self.by_value = True
-            return NotImplemented
+            return _reduce_code(obj)
         if issubclass(t, type):
             if t is type and not obj.__flags__ & _HEAP_TYPE:
                 # A type defined in C (CodeType, dict views...): it cannot change, nor can how
@@ -469,6 +470,22 @@ class AutoPickler(pickle.Pickler):
 
 _FunctionType = types.FunctionType
 _CodeType = types.CodeType
+
+
+def _reduce_code(code: types.CodeType) -> Any:
+    """A code object as ``marshal.loads`` of its bytes: the format Python itself stores code in,
+    written and read in C (cloudpickle's reducer passes each of its ~20 fields through the
+    pickler). Code by value loads only under the Python minor version that wrote it, as marshal
+    requires. A code object marshal cannot write (a constant set by hand that is not of a type
+    the compiler makes) goes to cloudpickle's reducer."""
+    try:
+        return _marshal_loads, (_marshal_dumps(code),)
+    except ValueError:
+        return NotImplemented
+
+
+_marshal_loads = marshal.loads
+_marshal_dumps = marshal.dumps
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes made by a class statement or type()
 # How each type defined in C is written (there are a few hundred at most).
 _STATIC_TYPES: dict[type, tuple[Any, bool]] = {}

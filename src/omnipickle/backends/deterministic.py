@@ -113,7 +113,7 @@ class DeterministicPickler(AutoPickler):
                 return rv  # by name
             return self._mirror_rv(self._function_rv(rv))
         if t is _CodeType:
-            super().reducer_override(obj)  # records that code goes by value
+            self.by_value = True  # as AutoPickler records it; the bytes are written here
             if self._dump.strip_source_info:
                 obj = _without_locations(obj)
             reducer = self.reducer_for(_CodeType)
