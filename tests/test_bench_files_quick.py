@@ -37,6 +37,7 @@ def test_files_benchmark_quick_mode_runs_and_prints_its_tables(tmp_path: Path) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for heading in (
         "1. large arrays",
+        "atomic write by hand",
         "omnipickle.load mmap_mode=r",
         "peak RSS",
         "2. codecs",
