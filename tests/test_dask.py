@@ -16,6 +16,7 @@ from distributed.protocol import deserialize, serialize
 import omnipickle
 import omnipickle.dask
 from conftest import check_python
+from omnipickle.codecs import ZstdCodec
 from pool_children import HELD_IN_A_WORKER, check_examples, child_report
 
 HELD_IN_A_WORKER_BUMPED = [3, *HELD_IN_A_WORKER]
@@ -51,6 +52,16 @@ if __name__ == "__main__":
         report["error"] = outcome(lambda: submit(client, fail, 3).result())
         report["dask_default"] = outcome(lambda: client.submit(lambda s: s.count(), store).result())
         report["dask_default_lock"] = outcome(lambda: client.submit(Held(2).bump, 1).result())
+        # Options set once: omnipickle's (drop, zstd) and Dask's (pinned to one worker).
+        pids = client.run(os.getpid)
+        first = report["addresses"][0]
+        shipper = omnipickle.dask.Shipper(client, on_unpicklable="drop", compression="zstd",
+                                          workers=[first], retries=1)
+        report["shipper_pids"] = sorted({f.result() for f in shipper.map(lambda _: os.getpid(),
+                                                                         range(6))})
+        report["shipper_first_pid"] = pids[first]
+        report["shipper_dropped"] = shipper.submit(
+            lambda: {"conn": sqlite3.connect(":memory:"), "n": 1}).result()
 """
 
 
@@ -101,6 +112,14 @@ def test_results_carry_code_and_futures_chain(cluster_report: dict[str, Any]) ->
 
 def test_an_exception_in_the_task_is_raised_by_result(cluster_report: dict[str, Any]) -> None:
     assert cluster_report["error"][:2] == ["MainError", "bad 3"]
+
+
+def test_a_shipper_passes_dasks_options_and_omnipickles_to_every_task(
+    cluster_report: dict[str, Any],
+) -> None:
+    assert cluster_report["shipper_pids"] == [cluster_report["shipper_first_pid"]]
+    # A live connection in the result, dropped on the worker (it raises without the option).
+    assert cluster_report["shipper_dropped"] == {"conn": None, "n": 1}
 
 
 def test_the_docs_example_runs() -> None:
@@ -166,3 +185,75 @@ def test_every_keyword_goes_to_fn_and_every_task_is_impure() -> None:
         assert slots == ()
     first_payload = client.calls[0][0][1]
     assert omnipickle.dask.call_payload(first_payload, ()).value == ["w", 2]
+
+
+def test_a_shipper_sends_its_options_with_every_task() -> None:
+    client = _Recording()
+    shipper = omnipickle.dask.Shipper(client, compression="zstd", workers=["w"], retries=2)
+    shipper.submit(lambda x: [x], 1)
+    shipper.map(lambda x: [x], [1, 2])
+    assert len(client.calls) == 3
+    for (runner, options, payload, slots), kwargs in client.calls:
+        assert runner is omnipickle.dask.call_payload_with
+        assert options == (("compression", "zstd"),)
+        assert omnipickle.info(payload).codec == "zstd"
+        assert slots == ()
+        assert kwargs == {"workers": ["w"], "retries": 2, "pure": False}
+    # The worker's side: the result is written with the same options.
+    options, payload = client.calls[0][0][1:3]
+    shipped = omnipickle.dask.call_payload_with(options, payload, ())
+    loader, (result_payload,) = shipped.__reduce__()
+    assert loader is omnipickle.dask.load_shipped
+    assert omnipickle.info(result_payload).codec == "zstd"
+    assert pickle_round_trip(shipped) == [1]
+
+
+def test_a_shipper_without_options_sends_what_submit_sends() -> None:
+    client = _Recording()
+    omnipickle.dask.Shipper(client).submit(len, "abc")
+    (runner, _payload, _slots), kwargs = client.calls[0]
+    assert runner is omnipickle.dask.call_payload
+    assert kwargs == {"pure": False}
+
+
+def test_a_shipper_drops_what_cannot_travel_in_the_call_and_in_the_result() -> None:
+    client = _Recording()
+    shipper = omnipickle.dask.Shipper(client, on_unpicklable="drop")
+    with socket.socket() as sock, pytest.warns(omnipickle.DroppedResourceWarning):
+        shipper.submit(lambda s, n: [s, n], sock, 2)
+    (runner, options, payload, slots), _ = client.calls[0]
+    shipped = runner(options, payload, slots)
+    assert shipped.value == [None, 2]
+    with socket.socket() as sock:
+        result = omnipickle.dask.Shipped({"sock": sock}, options)
+        with pytest.warns(omnipickle.DroppedResourceWarning):
+            assert pickle_round_trip(result) == {"sock": None}
+        with pytest.raises(omnipickle.PicklingError):
+            pickle_round_trip(omnipickle.dask.Shipped({"sock": sock}))
+
+
+def pickle_round_trip(obj: Any) -> Any:
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"key": "k"}, TypeError, "not key"),
+        ({"pure": True}, TypeError, "not pure"),
+        ({"actor": True}, TypeError, "not actor"),
+        ({"wrokers": ["w"]}, TypeError, "not wrokers"),
+        ({"compression": ZstdCodec()}, TypeError, "codec's name"),
+        ({"compression": "nope"}, omnipickle.UnknownCodecError, "nope"),
+        ({"on_unpicklable": "ignore"}, ValueError, "ignore"),
+    ],
+)
+def test_a_shipper_refuses_options_it_cannot_honour(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    client = _Recording()
+    with pytest.raises(error, match=match):
+        omnipickle.dask.Shipper(client, **options)
+    assert client.calls == []

@@ -26,7 +26,16 @@ from distributed.protocol.serialize import register_serialization_family
 
 from .api import dumps, loads
 
-__all__ = ["FAMILY", "Shipped", "call_payload", "load_shipped", "map", "submit"]
+__all__ = [
+    "FAMILY",
+    "Shipped",
+    "Shipper",
+    "call_payload",
+    "call_payload_with",
+    "load_shipped",
+    "map",
+    "submit",
+]
 
 FAMILY = "omnipickle"
 """The serialization family's name."""
@@ -45,15 +54,17 @@ register_serialization_family(FAMILY, _family_dumps, _family_loads)  # type: ign
 
 class Shipped:
     """A task's result, as the worker holds it: pickled, it is an omnipickle payload of
-    ``value``, and it unpickles as ``value`` itself (not as a ``Shipped``)."""
+    ``value`` (written with ``options``, :func:`omnipickle.dumps` keywords), and it unpickles as
+    ``value`` itself (not as a ``Shipped``)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("options", "value")
 
-    def __init__(self, value: Any) -> None:
+    def __init__(self, value: Any, options: tuple[tuple[str, Any], ...] = ()) -> None:
         self.value = value
+        self.options = options
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (load_shipped, (dumps(self.value),))
+        return (load_shipped, (dumps(self.value, **_keywords(self.options)),))
 
     def __repr__(self) -> str:
         return f"omnipickle.dask.Shipped({self.value!r})"
@@ -84,6 +95,14 @@ def call_payload(payload: bytes, slots: tuple[int, ...], *futures: Any) -> Any:
         The result, as a :class:`Shipped` (or as itself, if it is a number, a string, bytes
         or ``None``).
     """
+    return call_payload_with((), payload, slots, *futures)
+
+
+def call_payload_with(
+    options: tuple[tuple[str, Any], ...], payload: bytes, slots: tuple[int, ...], *futures: Any
+) -> Any:
+    """:func:`call_payload`, whose result is written with ``options`` (the
+    :func:`omnipickle.dumps` keywords a :class:`Shipper` holds, as ``(name, value)`` pairs)."""
     fn, args, kwargs = loads(payload)
     args = list(args)
     for slot, value in zip(slots, futures, strict=True):
@@ -91,7 +110,7 @@ def call_payload(payload: bytes, slots: tuple[int, ...], *futures: Any) -> Any:
     result = fn(*args, **kwargs)
     # Scalars and strings travel as they are: Dask's own pickling of them is what omnipickle
     # would write, without a second envelope around them.
-    return result if type(result) in _AS_IS else Shipped(result)
+    return result if type(result) in _AS_IS else Shipped(result, options)
 
 
 def _split(args: tuple[Any, ...]) -> tuple[list[Any], tuple[int, ...], list[Future[Any]]]:
@@ -101,15 +120,108 @@ def _split(args: tuple[Any, ...]) -> tuple[list[Any], tuple[int, ...], list[Futu
     return plain, slots, [args[i] for i in slots]
 
 
+def _keywords(options: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return dict(options)
+
+
+_SUBMIT_OPTIONS = (
+    "workers",
+    "resources",
+    "retries",
+    "priority",
+    "fifo_timeout",
+    "allow_other_workers",
+)
+"""The keywords of ``Client.submit`` a :class:`Shipper` passes on to Dask."""
+
+
+class Shipper:
+    """:func:`submit` and :func:`map` with options set once: omnipickle's for the payloads,
+    Dask's for the tasks.
+
+    Args:
+        client: a ``distributed.Client``.
+        on_unpicklable: ``"raise"`` (default) or ``"drop"``, as for :func:`omnipickle.dumps`:
+            applies to the call in the caller and to its result on the worker.
+        compression, level: compress every payload (the call and its result) with this codec,
+            given by name (``"zstd"``, ``"lz4"``...: the workers look it up by that name).
+        **dask_options: passed to every ``client.submit``: ``workers``, ``resources``,
+            ``retries``, ``priority``, ``fifo_timeout``, ``allow_other_workers``.
+
+    Raises:
+        TypeError: an option Dask's ``submit`` has that a Shipper does not pass on (``key``:
+            Dask names the tasks; ``pure``: every task runs; ``actor``), or one it does not
+            have; ``compression`` is not a name.
+        ValueError, omnipickle.UnknownCodecError: an omnipickle option is not valid.
+    """
+
+    __slots__ = ("_client", "_dask_options", "_options", "_runner")
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        on_unpicklable: str = "raise",
+        compression: str | None = None,
+        level: int | None = None,
+        **dask_options: Any,
+    ) -> None:
+        unknown = sorted(set(dask_options).difference(_SUBMIT_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"Shipper passes on only {', '.join(_SUBMIT_OPTIONS)} to Dask, not "
+                f"{', '.join(unknown)} (Dask names the tasks itself, and every task runs)"
+            )
+        if compression is not None and not isinstance(compression, str):
+            raise TypeError(
+                f"compression must be a codec's name (the workers look it up by name), not "
+                f"{type(compression).__name__}"
+            )
+        given: tuple[tuple[str, Any, Any], ...] = (
+            ("on_unpicklable", on_unpicklable, "raise"),
+            ("compression", compression, None),
+            ("level", level, None),
+        )
+        options = tuple((name, value) for name, value, default in given if value != default)
+        dumps(None, **_keywords(options))  # every option checked now, not at the first task
+        self._client = client
+        self._options = options
+        self._dask_options = {**dask_options, "pure": False}
+        # A Shipper with no options sends the same tasks as the module's functions.
+        self._runner: tuple[Any, ...] = (call_payload_with, options) if options else (call_payload,)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """As :func:`submit`, with this Shipper's options."""
+        plain, slots, futures = _split(args)
+        payload = dumps((fn, tuple(plain), kwargs), **_keywords(self._options))
+        future: Future[Any] = self._client.submit(
+            *self._runner, payload, slots, *futures, **self._dask_options
+        )
+        return future
+
+    def map(self, fn: Callable[..., Any], /, *iterables: Iterable[Any]) -> list[Future[Any]]:
+        """As :func:`map`, with this Shipper's options."""
+        options = _keywords(self._options)
+        shared = _Loaded(dumps(fn, **options))
+        futures = []
+        for args in zip(*iterables, strict=False):
+            plain, slots, inputs = _split(tuple(args))
+            payload = dumps((shared, tuple(plain), {}), **options)
+            futures.append(
+                self._client.submit(*self._runner, payload, slots, *inputs, **self._dask_options)
+            )
+        return futures
+
+
 def submit(client: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
     """``client.submit(fn, *args, **kwargs)``, with ``fn`` and the arguments sent as an
     omnipickle payload and the result brought back as one.
 
     Positional arguments that are Dask futures (of this function or of ``client.submit``) are
     passed to Dask, which resolves them on the worker; futures nested inside other arguments
-    are not. Dask's own options (``key=``, ``pure=``, ``workers=``, ``resources=``,
-    ``retries=``, ``priority=``) cannot be given here: ``kwargs`` all go to ``fn``. The task is
-    never pure (each call runs).
+    are not. Every keyword goes to ``fn``: for Dask's own options (``workers=``,
+    ``retries=``...) and omnipickle's, use a :class:`Shipper`. The task is never pure (each
+    call runs).
 
     Args:
         client: a ``distributed.Client``.
@@ -123,10 +235,7 @@ def submit(client: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) ->
         omnipickle.PicklingError: ``fn`` or an argument cannot be serialized (raised here, in
             the caller, with its path).
     """
-    plain, slots, futures = _split(args)
-    payload = dumps((fn, tuple(plain), kwargs))
-    future: Future[Any] = client.submit(call_payload, payload, slots, *futures, pure=False)
-    return future
+    return Shipper(client).submit(fn, *args, **kwargs)
 
 
 def map(client: Any, fn: Callable[..., Any], /, *iterables: Iterable[Any]) -> list[Future[Any]]:
@@ -135,13 +244,7 @@ def map(client: Any, fn: Callable[..., Any], /, *iterables: Iterable[Any]) -> li
     ``fn`` is serialized once for the whole call (each task's payload holds the same bytes of
     it, and the arguments of that task).
     """
-    shared = _Loaded(dumps(fn))
-    futures = []
-    for args in zip(*iterables, strict=False):
-        plain, slots, inputs = _split(tuple(args))
-        payload = dumps((shared, tuple(plain), {}))
-        futures.append(client.submit(call_payload, payload, slots, *inputs, pure=False))
-    return futures
+    return Shipper(client).map(fn, *iterables)
 
 
 class _Loaded:
