@@ -295,6 +295,49 @@ def test_billion_laughs_in_a_frozenset_is_refused_quickly(tmp_path: Path) -> Non
     run_hostile(tmp_path, data, expect="BudgetExceededError")
 
 
+def _planted(name: str, callee: bytes, then: bytes) -> bytes:
+    """An OrderedDict (memo 0) whose instance ``__dict__`` holds ``callee`` under ``name``, then
+    ``then`` (the opcodes that look ``name`` up on it)."""
+    key = name.encode()
+    return (
+        b"\x80\x02"
+        + _global("collections", "OrderedDict")
+        + b")Rq\x00}\x8c"
+        + bytes([len(key)])
+        + key
+        + callee
+        + b"sb0h\x00"
+        + then
+    )
+
+
+_BYTEARRAY = _global("builtins", "bytearray")
+_GIGA = b"J" + struct.pack("<i", 1_500_000_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("__setstate__ = bytearray", _planted("__setstate__", _BYTEARRAY, _GIGA + b"b.")),
+        ("append = bytearray", _planted("append", _BYTEARRAY, b"(" + _GIGA + b"e.")),
+        (
+            "__setstate__ = Fraction",
+            _planted(
+                "__setstate__", _global("fractions", "Fraction"), _short("1e30000000") + b"b."
+            ),
+        ),
+    ],
+)
+def test_a_callable_stored_in_an_instances_state_is_never_called(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    """BUILD, APPEND(S) and ADDITEMS look their method up as an attribute of the target: an
+    allowed callable an earlier BUILD stored in the instance's __dict__ would be called there,
+    past the policy's argument rules and the budget (1.5 GB, or minutes of CPU, from 80 bytes).
+    """
+    run_hostile(tmp_path, data, expect="UnsafePayloadError", mib=60)
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [

@@ -345,6 +345,7 @@ from omnipickle.security import datapath, restricted_loads, unpickler
 from omnipickle.security.budget import default_limits
 import re
 ALLOW = ("argparse.Namespace", "string.Template")
+ALLOW = ("__main__.Plain", "__main__.Touch", "__main__.Slotted")
 def outcome(data):
     try:
         loaded = restricted_loads(data, allow=ALLOW)
@@ -704,3 +705,81 @@ def test_append_calls_extend_where_the_c_unpickler_does(protocol: int) -> None:
     loaded = restricted_loads(data, allow=HERE)
     assert type(loaded) is Extendable and Extendable.called == [[7]]
     assert pickle.loads(data) is not None and Extendable.called == [[7], [7]]
+
+
+# --- a method stored in an instance's own state ---------------------------------------------------
+
+# Both unpicklers look BUILD's __setstate__, APPEND's extend/append and ADDITEMS' add up as
+# attributes of their target: an earlier BUILD that stored an allowed class under one of those
+# names in an instance's __dict__ would have it called (here Touch, whose __init__ leaves a mark).
+_PLANTED = r"""
+import json, re, sys
+from omnipickle.security import datapath, restricted_loads, unpickler
+from omnipickle.security.budget import default_limits
+class Plain:
+    pass
+class Touch:
+    def __init__(self, *args):
+        open(sys.argv[2], "a").write("ran")
+class Slotted:
+    __slots__ = ("append",)
+ALLOW = ("__main__.Plain", "__main__.Touch", "__main__.Slotted")
+def outcome(data):
+    try:
+        return "loaded " + type(restricted_loads(data, allow=ALLOW)).__name__
+    except Exception as exc:
+        return type(exc).__name__
+data = bytes.fromhex(sys.argv[1])
+simple = datapath.validate(data, default_limits()) is not None
+fast = outcome(data)
+unpickler.datapath.load = lambda *args: datapath.NOT_SIMPLE
+print(json.dumps({"simple": simple, "fast": fast, "checked": outcome(data)}))
+"""
+
+
+def _planting(name: str) -> bytes:
+    """A Plain instance (memo 0) whose state holds Touch under ``name``."""
+    key = name.encode()
+    return (
+        b"\x80\x02c__main__\nPlain\n)\x81q\x00}\x8c"
+        + bytes([len(key)])
+        + key
+        + b"c__main__\nTouch\nsb"
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # A second instance's one-item state whose SETITEM fills a dict above the first
+        # instance: that BUILD's target is the first instance.
+        _planting("__setstate__") + b"c__main__\nPlain\n)\x81}h\x00}K\x01K\x02sb.",
+        _planting("extend") + b"K\x01a.",
+        _planting("append") + b"(K\x01e.",
+        _planting("add") + b"(K\x01\x90.",
+        # A slot set by a BUILD's slot state (a tuple: never the fast path).
+        b"\x80\x02c__main__\nSlotted\n)\x81N}\x8c\x06appendc__main__\nTouch\ns\x86b(K\x01e.",
+    ],
+    ids=["setstate", "extend", "append", "add", "slot"],
+)
+def test_a_method_stored_in_an_instances_state_is_never_called(tmp_path: Path, data: bytes) -> None:
+    import json
+
+    marker = tmp_path / "ran"
+    proc = run_python(data.hex(), str(marker), code=_PLANTED, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not marker.exists(), report
+    assert report["simple"] is False
+    assert report["fast"] == report["checked"] == "UnsafePayloadError"
+
+
+def test_plain_data_holding_the_names_of_those_methods_keeps_the_fast_path() -> None:
+    obj = {"add": ["append", "extend"], "x": "__setstate__"}
+    for protocol in PROTOCOLS:
+        data = pickle.dumps(obj, protocol)
+        assert datapath.validate(data, default_limits()) is not None  # no instance is built
+        assert restricted_loads(data) == obj
+    with_instance = pickle.dumps([obj, Plain()], 4)
+    assert datapath.validate(with_instance, default_limits()) is None
+    assert restricted_loads(with_instance, allow=HERE) == [obj, Plain()]

@@ -26,6 +26,9 @@ little bookkeeping in Python where the expression stops):
   followed by a value (see ``_PUSHERS``); and the limits leave room for everything the checked
   path would count (one object per opcode, two per NEWOBJ, one per empty tuple hashed as a key:
   the limits must allow four objects a byte), so no budget can run out.
+* **No planted methods**: a stream that builds an instance (NEWOBJ) and holds ``__setstate__``,
+  ``extend``, ``append`` or ``add`` as a string is not simple: a BUILD could store one of them in
+  an instance's ``__dict__``, where the C unpickler's lookup would find and call it.
 
 Anything else (REDUCE, a tuple, other BUILDs, POP, LONG4, protocol 0 text opcodes, a damaged
 stream, tight limits) is not an error here: :func:`validate` says no, and the checked path loads
@@ -108,10 +111,27 @@ def _lit(value: int) -> bytes:
     return re.escape(bytes([value]))
 
 
-def _counted(opcode: int, longest: int, pad: bytes = b"") -> bytes:
+# The methods both unpicklers look up by name on the object an opcode fills (BUILD's
+# ``__setstate__``, APPEND's ``extend`` or ``append``, ADDITEMS' ``add``). A fast class has none
+# of them, but an earlier BUILD can store one in an instance's ``__dict__``, where the lookup
+# finds it and calls it: a stream in which one of these names is a string and an instance is
+# built (NEWOBJ) goes to the checked path, which refuses such a call.
+_LOOKED_UP = frozenset({b"__setstate__", b"extend", b"append", b"add"})
+_TEXT = frozenset({0x8C, ord("X"), 0x8D})  # SHORT_BINUNICODE, BINUNICODE, BINUNICODE8
+_ANY_NEWOBJ = re.compile(re.escape(bytes([_NEWOBJ])))
+
+
+def _counted(opcode: int, longest: int, pad: bytes = b"", text: bool = False) -> bytes:
     """An opcode with a one-byte length (then ``pad``, the length's zero high bytes) of at most
-    ``longest``, then that many bytes: one alternative per length."""
-    lengths = (_lit(size) + pad + (b".{%d}" % size if size else b"") for size in range(longest + 1))
+    ``longest``, then that many bytes: one alternative per length. With ``text``, not the
+    strings in :data:`_LOOKED_UP` (:func:`validate` reads those)."""
+
+    def argument(size: int) -> bytes:
+        words = [word for word in _LOOKED_UP if len(word) == size] if text else []
+        avoid = b"(?!" + b"|".join(re.escape(word) for word in words) + b")" if words else b""
+        return _lit(size) + pad + avoid + (b".{%d}" % size if size else b"")
+
+    lengths = (argument(size) for size in range(longest + 1))
     return _lit(opcode) + b"(?:" + b"|".join(lengths) + b")"
 
 
@@ -141,12 +161,13 @@ def _tokens(setitem: bytes, bits: int | None) -> bytes:
     alternatives = [
         one_byte,
         b"h.",  # BINGET
-        _counted(0x8C, 255),  # SHORT_BINUNICODE
+        _counted(0x8C, 255, text=True),  # SHORT_BINUNICODE
         b"K.",  # BININT1
         b"G.{8}",  # BINFLOAT
         b"M..",  # BININT2
         b"q.",  # BINPUT
-        _counted(ord("X"), 255, b"\\x00{3}"),  # BINUNICODE, as protocols 1 to 3 write str
+        # BINUNICODE, as protocols 1 to 3 write str
+        _counted(ord("X"), 255, b"\\x00{3}", text=True),
         b"J.{4}",  # BININT
         setitem,
         # NEWOBJ with no state after it (an instance whose __dict__ is empty): one followed by
@@ -279,6 +300,7 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
     expect = 0  # inside a by-hand instance: what comes next
     frame_end = -1  # inside no frame
     end = size
+    looked_up = False  # a string of _LOOKED_UP was read
     while True:
         if pos == frame_end:
             frame_end, end = -1, size
@@ -356,6 +378,8 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
         elif op == _NEWOBJ:
             expect, pos = _AFTER_NEWOBJ, pos + 1
         elif op == _STOP:
+            if looked_up and _ANY_NEWOBJ.search(view, 0, pos) is not None:
+                return None
             return pos + 1
         elif op in _SIZED:
             width = _SIZED[op]
@@ -365,6 +389,8 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
             pos += 1 + width
             if length > end - pos:
                 return None
+            if op in _TEXT and length <= 12 and bytes(view[pos : pos + length]) in _LOOKED_UP:
+                looked_up = True
             pos += length
         else:
             return None

@@ -170,6 +170,38 @@ _MUTATORS = {
 }
 # Where each of them finds its target, counted from the top of the stack (or at the mark).
 _TARGETS = {"load_build": -2, "load_append": -2, "load_setitem": -3}
+# The methods each of them looks up on its target by name (as both unpicklers do, through the
+# target's attributes), and the built-in types on which it looks none up.
+_LOOKUPS: dict[str, tuple[tuple[str, ...], type | None]] = {
+    "load_build": (("__setstate__",), None),
+    "load_append": (("extend", "append"), list),
+    "load_appends": (("extend", "append"), list),
+    "load_additems": (("add",), set),
+}
+
+
+def _planted_method(target: Any, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that ``target`` holds as *data* (``None``: none does).
+
+    The unpicklers call ``target.__setstate__(state)``, ``target.extend(items)``,
+    ``target.append(item)`` and ``target.add(item)`` by attribute lookup, so an entry of the
+    instance's ``__dict__`` or a slot (both set by an earlier BUILD) is called as readily as a
+    method of its class: a payload that stores ``bytearray`` as an instance's ``__setstate__``
+    and BUILDs it again calls ``bytearray(10**10)`` past every policy rule and the budget.
+    Methods come from classes; a name held in the instance's own state is refused.
+    """
+    state = getattr(target, "__dict__", None)
+    klass = type(target)
+    for name in names:
+        if isinstance(state, dict) and name in state:
+            return name
+        for base in klass.__mro__:
+            found = vars(base).get(name)
+            if found is not None:
+                if isinstance(found, types.MemberDescriptorType):  # a slot
+                    return name
+                break
+    return None
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -497,6 +529,15 @@ class RestrictedUnpickler(pickle._Unpickler):
             target = stack[at] if len(stack) >= -at else None
         if target is not None and id(target) in self._handed_ids:
             self._refuse_target(target, loader.removeprefix("load_"))
+        lookups = _LOOKUPS.get(loader)
+        if lookups is not None and type(target) is not lookups[1]:
+            planted = _planted_method(target, lookups[0])
+            if planted is not None:
+                raise UnsafePayloadError(
+                    f"restricted loading refused the payload: {loader.removeprefix('load_')} "
+                    f"would call {type(target).__qualname__}'s {planted!r}, which an earlier "
+                    f"opcode stored in the instance itself (methods come from classes)"
+                )
         if loader == "load_setitem":
             self._guard_keys(stack[-2:-1], "SETITEM")
         elif loader == "load_setitems":
