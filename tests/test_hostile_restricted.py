@@ -10,6 +10,7 @@ payload tries to create does not exist, and that the refusal stayed within time 
 from __future__ import annotations
 
 import copyreg
+import io
 import json
 import pickle
 import struct
@@ -475,3 +476,78 @@ def test_a_recursion_error_in_an_allowed_constructor_is_a_budget_error() -> None
     with pytest.raises(BudgetExceededError) as info:
         restricted_loads(data)
     assert isinstance(info.value.__cause__, RecursionError)
+
+
+# --- keys whose insertion costs more than their bytes --------------------------------------------
+
+
+def _long4(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8b" + struct.pack("<i", len(raw)) + raw
+
+
+def _long1(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+_HUGE = _long4(7**300_000)  # 105 KB: an int caches no hash, so each insertion hashes it again
+_COLLIDING = [_long1(k * (2**61 - 1)) for k in range(1, 20_001)]  # one hash (value mod 2**61-1)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("a huge int as 20,000 dict keys", _HUGE + b"q\x00](" + b"}h\x00Ns" * 20_000 + b"e."),
+        ("a huge int as 40,000 set items", _HUGE + b"q\x00\x8f(" + b"h\x00" * 40_000 + b"\x90."),
+        ("in a frozenset", _HUGE + b"q\x00(" + b"h\x00" * 40_000 + b"\x91."),
+        ("in a tuple key", _HUGE + b"q\x00h\x00\x85q\x01](" + b"}h\x01Ns" * 20_000 + b"e."),
+        (
+            "two equal huge ints side by side",
+            _HUGE + b"q\x00" + _HUGE + b"q\x01\x8f(h\x00" + b"h\x01" * 40_000 + b"\x90.",
+        ),
+        (
+            "as keys of instance states",
+            _HUGE
+            + b"q\x00]("
+            + (_global("collections", "OrderedDict") + b")R}(h\x00Nub") * 5_000
+            + b"e.",
+        ),
+        ("colliding dict keys", b"}(" + b"N".join(_COLLIDING) + b"Nu."),
+        ("colliding tuple keys", b"}(" + b"\x85N".join(_COLLIDING) + b"\x85Nu."),
+        (
+            "colliding, through set()",
+            _global("builtins", "set") + b"](" + b"".join(_COLLIDING) + b"e\x85R.",
+        ),
+        (
+            "colliding, through dict()",
+            _global("builtins", "dict") + b"](" + b"N\x86".join(_COLLIDING) + b"N\x86e\x85R.",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
+)
+def test_hashing_keys_is_counted_by_the_budget(tmp_path: Path, name: str, data: bytes) -> None:
+    """Hashing and comparing keys is charged as it is done: these took seconds, uncounted."""
+    run_hostile(tmp_path, b"\x80\x02" + data, expect="BudgetExceededError", seconds=2.0, mib=60)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_keys_that_legitimate_data_has_load(protocol: int) -> None:
+    from omnipickle.security import datapath, restricted_loads
+    from omnipickle.security.budget import default_limits
+    from omnipickle.security.unpickler import RestrictedUnpickler
+
+    big = 7**3000
+    obj = {
+        "ints": dict.fromkeys(range(-100_000, 100_000), 1),
+        "wide ints": {k * 2**64 + 5: k for k in range(5_000)},  # distinct hashes
+        "a few huge": {big: 1, -big: 2, big + 1: 3},
+        "tuples": {(i, i + 1, "x"): i for i in range(20_000)},
+        "long str keys": [{"k" * 300: i, "j" * 400: i} for i in range(20_000)],
+        "set": set(range(0, 3_000_000, 7)),
+    }
+    data = pickle.dumps(obj, protocol)
+    assert restricted_loads(data) == obj
+    assert RestrictedUnpickler(io.BytesIO(data)).load() == obj
+    ints = pickle.dumps(obj["ints"], protocol)
+    assert (datapath.validate(ints, default_limits()) is not None) is (protocol > 0)

@@ -40,7 +40,7 @@ PLAIN: dict[str, Any] = {
         {"id": i, "name": f"n{i}", "score": i * 0.5, "tags": ["x", "y"], "ok": True, "none": None}
         for i in range(3000)
     ],
-    "scalars": [None, True, False, 0, -1, 255, 65535, -(2**31), 2**31, 2**70, -(2**200), 1.5],
+    "scalars": [None, True, False, 0, -1, 255, 65535, -(2**31), 2**31, 2**63 - 1, -(2**63), 1.5],
     "strings": ["", "a", "é" * 300, "x" * 70_000, "\ud800 lone surrogate"],
     "containers": [[], {}, (), [[[[[[1]]]]]], {"a": {"b": {"c": [1, 2]}}}],
     "empty tuple keys": {(): [()], "k": ()},
@@ -480,7 +480,7 @@ INSTANCES: dict[str, Any] = {
     "nested deep": _nested_plain(8),
     "as keys": {Hashed(): 1, "x": [Hashed()]},
     "classes as values": {"cls": Plain, "rows": [Row]},
-    "many (frames cut instances)": [Row(i, "n" * (i % 300), ["t"]) for i in range(5000)],
+    "many (frames cut instances)": [Row(i, f"{i}" + "n" * (i % 300), ["t"]) for i in range(5000)],
 }
 
 
@@ -783,3 +783,64 @@ def test_plain_data_holding_the_names_of_those_methods_keeps_the_fast_path() -> 
     with_instance = pickle.dumps([obj, Plain()], 4)
     assert datapath.validate(with_instance, default_limits()) is None
     assert restricted_loads(with_instance, allow=HERE) == [obj, Plain()]
+
+
+# --- keys that cost more than their bytes to insert -----------------------------------------
+
+_P61 = 2**61 - 1  # an int's hash is its value modulo this prime
+
+
+def _long1(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw
+
+
+def _binunicode(text: str) -> bytes:
+    raw = text.encode()
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+_TEXT = _binunicode("x" * 1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        (  # 20,000 ints that share one hash: each insertion compares with every earlier one
+            "colliding int keys",
+            b"\x80\x02}(" + b"".join(_long1(k * _P61) + b"N" for k in range(1, 20_001)) + b"u.",
+        ),
+        (
+            "colliding set items",
+            b"\x80\x04\x8f(" + b"".join(_long1(k * _P61) for k in range(1, 20_001)) + b"\x90.",
+        ),
+        (  # two equal 1 MB strings, inserted side by side: every insertion compares 1 MB
+            "equal long str keys",
+            b"\x80\x04"
+            + _TEXT
+            + b"\x94"
+            + _TEXT
+            + b"\x94\x8f(h\x00"
+            + b"h\x01" * 100_000
+            + b"\x90.",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
+)
+def test_keys_costly_to_insert_are_left_to_the_checked_path_and_refused(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    assert datapath.validate(data, default_limits()) is None
+    run_hostile(tmp_path, data, expect="BudgetExceededError", seconds=2.0, mib=60)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_wide_ints_and_equal_long_strings_load_through_the_checked_path(protocol: int) -> None:
+    text = "é" * 300
+    obj = [2**64, -(2**200), {2**70: 1, 3: 2}, text, "".join(list(text))]
+    data = pickle.dumps(obj, protocol)
+    assert datapath.validate(data, default_limits()) is None
+    assert restricted_loads(data) == obj
+    eight = [2**63 - 1, -(2**63), {2**62: 1}]  # LONG1 of 8 bytes: the fast path
+    assert datapath.validate(pickle.dumps(eight, protocol), default_limits()) is not None
+    assert restricted_loads(pickle.dumps(eight, protocol)) == eight

@@ -10,7 +10,12 @@ used as a dict key (hashing it recurses in C). So a restricted load counts:
 * before an allowed callable runs, or a tuple is hashed as a dict or set key, the *expanded*
   size of what it will walk: every element, each time it is reached (shared references count
   every time, as the callable would visit them), and the bytes of the strings and buffers in it;
-* the nesting depth of marks and of anything walked.
+* the nesting depth of marks and of anything walked;
+* the work of hashing and comparing each dict key and set item inserted (:meth:`Budget.keys`):
+  a big int is hashed again at every insertion (ints and tuples cache no hash), equal but
+  distinct keys are compared in full, and keys whose hash the payload chooses (ints beyond 60
+  bits, tuples, frozensets) can all collide in one container, where each insertion compares
+  with every earlier one.
 
 Limits scale with the payload's size (:class:`Limits`): a legitimate payload's parse stays far
 inside them, and an amplifying one is stopped before the callable runs, with a
@@ -105,6 +110,25 @@ def _cap(base: int | None, per_byte: int, size: int) -> int | None:
 _MAX_DECIMAL_EXPONENT = 10_000
 
 
+# Keys and set items: an int of more bits than this hashes in more than one step (and is charged
+# its bytes); distinct ints of at most _DISTINCT_BITS bits never hash alike (their hash is their
+# value modulo 2**61 - 1), so only wider ones, tuples and frozensets can be made to collide.
+_WIDE_INT_BITS = 64
+_DISTINCT_BITS = 60
+# A str or bytes key is charged its length when longer than this (its hash is cached, but
+# inserting it next to an equal, distinct one compares every byte).
+_LONG_TEXT = 256
+# Collisions are counted in containers of more entries than this (in smaller ones they cost
+# at most that many comparisons an insertion).
+_FEW_KEYS = 64
+
+
+def _int_bytes(value: int) -> int:
+    """What hashing ``value`` costs, in bytes: nothing for an int of at most 64 bits."""
+    bits = value.bit_length()
+    return bits >> 3 if bits > _WIDE_INT_BITS else 0
+
+
 class Budget:
     """What one restricted load has used, against its limits.
 
@@ -118,7 +142,16 @@ class Budget:
         max_objects, max_memory, max_depth: the limits for this payload (``None``: no limit).
     """
 
-    __slots__ = ("max_depth", "max_memory", "max_objects", "memory", "objects")
+    __slots__ = (
+        "_hashes",
+        "_targets",
+        "_texts",
+        "max_depth",
+        "max_memory",
+        "max_objects",
+        "memory",
+        "objects",
+    )
 
     def __init__(self, limits: Limits, size: int) -> None:
         self.max_objects = _cap(limits.objects, limits.objects_per_byte, size)
@@ -126,6 +159,12 @@ class Budget:
         self.max_depth = limits.depth
         self.objects = 0
         self.memory = 0
+        # Chosen hashes inserted so far, by (container, hash): how many; and the containers
+        # (kept alive, so that their ids stay theirs).
+        self._hashes: dict[tuple[int, int], int] = {}
+        self._targets: dict[int, object] = {}
+        # Long str and bytes keys met so far, by their type, length and ends.
+        self._texts: dict[tuple[type, int, Any, Any], Any] = {}
 
     def exceeded(self, what: str, used: str, limit: int | None) -> BudgetExceededError:
         """The error for ``what`` needing ``used`` of a resource limited to ``limit``."""
@@ -187,7 +226,11 @@ class Budget:
                     objects += 1
                     memory += len(item)
                     continue
-                if kind is int or kind in _LEAVES:
+                if kind is int:
+                    objects += 1
+                    memory += _int_bytes(item)
+                    continue
+                if kind in _LEAVES:
                     objects += 1
                     continue
                 n, nbytes, children = _measure(item, False)
@@ -203,6 +246,71 @@ class Budget:
                     self.memory += memory
                     return
         self.walk((args, kwargs), f"calling {callee}", sizes=sizes, skip=skip)
+
+    def keys(self, keys: list[Any], target: object, what: str) -> None:
+        """Charge inserting ``keys`` into ``target`` (a dict, a set, or ``None``: a new one).
+
+        Each key is charged what hashing and comparing it costs: the bytes of an int beyond 64
+        bits (hashed anew each time); the length of a str or bytes over 256 characters
+        (compared in full beside an equal one; not again for the very object met before); the
+        expanded size of a tuple or frozenset (as :meth:`walk`); and, in a container of more
+        than 64 entries, for a key whose hash the payload chooses, one comparison with each
+        earlier key of the same hash in the same container (``k`` such keys cost ``k**2 / 2``,
+        as the container's probing does).
+
+        Raises:
+            BudgetExceededError: the work exceeds a limit.
+        """
+        walked = [key for key in keys if type(key) is tuple or type(key) is frozenset]
+        if walked:  # before they are hashed here
+            self.walk(walked, what)
+        size = len(target) if isinstance(target, (dict, set, frozenset)) else 0
+        track = size + len(keys) > _FEW_KEYS
+        hashes = self._hashes if target is not None else {}
+        where = id(target)
+        objects = memory = 0
+        room = None if self.max_memory is None else self.max_memory - self.memory
+        for key in keys:
+            kind = type(key)
+            if kind is str or kind is bytes:
+                if len(key) > _LONG_TEXT and self._new_text(key):
+                    memory += len(key)
+                continue
+            if kind is int:
+                cost = _int_bytes(key)
+                memory += cost
+                if key.bit_length() <= _DISTINCT_BITS:
+                    continue
+            elif kind is tuple or kind is frozenset:
+                cost = 1 + len(key)
+            else:
+                continue
+            if room is not None and memory > room:
+                break  # charged below: raises before anything else is hashed
+            if track:
+                try:
+                    slot = (where, hash(key))
+                except TypeError:  # unhashable: the insertion fails
+                    continue
+                seen = hashes.get(slot, 0)
+                hashes[slot] = seen + 1
+                objects += seen
+                memory += seen * cost
+        if track and target is not None:
+            self._targets[where] = target
+        if objects or memory:
+            self.charge(objects, memory, what)
+
+    def _new_text(self, key: str | bytes) -> bool:
+        """Whether a long ``key`` may be compared in full on insertion: not the very object of
+        that length and those ends met before (that one compares by identity)."""
+        sign = (type(key), len(key), key[:32], key[-32:])
+        known = self._texts.get(sign)
+        if known is key:
+            return False
+        if known is None:
+            self._texts[sign] = key
+        return True
 
     def walk(
         self,
@@ -262,7 +370,9 @@ _LEAVES = frozenset({type(None), bool, float, complex})
 def _measure(obj: Any, sizes: bool) -> tuple[int, int, Iterable[Any] | None]:
     """``(objects, bytes, children)`` of one object met in a walk."""
     kind = type(obj)
-    if kind in _LEAVES or (kind is int and not sizes):
+    if kind is int and not sizes:
+        return 1, _int_bytes(obj), None
+    if kind in _LEAVES:
         return 1, 0, None
     if kind is tuple or kind is list:
         return 1 + len(obj), 8 * len(obj), obj

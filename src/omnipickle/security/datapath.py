@@ -7,7 +7,7 @@ does nothing those checks could refuse, so the C unpickler may load it, given th
 it (a regular expression over opcodes and their arguments, matched in C by :mod:`re`, with a
 little bookkeeping in Python where the expression stops):
 
-* **Plain data**: ``None``, booleans, ints (not LONG4), floats, str, bytes, bytearray, the empty
+* **Plain data**: ``None``, booleans, ints (up to 8 bytes), floats, str, bytes, bytearray, the empty
   tuple, lists, dicts and sets, and the memo. No tuple is built (so no key can be costly to hash:
   a tuple holding itself twice over 40 levels takes 2**40 steps), nothing is called.
 * **Instances of plain classes**, as pickle writes them: a global (STACK_GLOBAL or GLOBAL), the
@@ -26,6 +26,9 @@ little bookkeeping in Python where the expression stops):
   followed by a value (see ``_PUSHERS``); and the limits leave room for everything the checked
   path would count (one object per opcode, two per NEWOBJ, one per empty tuple hashed as a key:
   the limits must allow four objects a byte), so no budget can run out.
+* **Keys cheap to insert**: ints fit in 8 bytes (wider ones can be made to share one hash), and
+  no two long str or bytes (over 255 bytes) have the same length and ends (two equal ones could
+  be inserted side by side as keys, each insertion comparing every byte).
 * **No planted methods**: a stream that builds an instance (NEWOBJ) and holds ``__setstate__``,
   ``extend``, ``append`` or ``add`` as a string is not simple: a BUILD could store one of them in
   an instance's ``__dict__``, where the C unpickler's lookup would find and call it.
@@ -121,6 +124,16 @@ _TEXT = frozenset({0x8C, ord("X"), 0x8D})  # SHORT_BINUNICODE, BINUNICODE, BINUN
 _ANY_NEWOBJ = re.compile(re.escape(bytes([_NEWOBJ])))
 
 
+# LONG1 of at most 8 bytes: distinct ints below 2**63 in size hash alike at most a few at a
+# time (an int's hash is its value modulo 2**61 - 1); wider ones can all collide in one dict,
+# where each insertion compares with every earlier one (20,000 such keys take seconds).
+_LONG1_BYTES = 8
+# str and bytes longer than the expression reads: two equal ones (by length and ends) could be
+# inserted next to each other again and again as keys, each insertion comparing every byte.
+_LONG_TEXT = 255
+_BYTES = frozenset({ord("B"), 0x8E})  # BINBYTES, BINBYTES8
+
+
 def _counted(opcode: int, longest: int, pad: bytes = b"", text: bool = False) -> bytes:
     """An opcode with a one-byte length (then ``pad``, the length's zero high bytes) of at most
     ``longest``, then that many bytes: one alternative per length. With ``text``, not the
@@ -177,7 +190,7 @@ def _tokens(setitem: bytes, bits: int | None) -> bytes:
         b"j.{4}",  # LONG_BINGET (the C unpickler checks the index)
         b"c[^\\n]{1,512}\\n[^\\n]{1,512}\\n",  # GLOBAL (protocols 0 to 3)
         _counted(ord("C"), 64),  # SHORT_BINBYTES
-        _counted(0x8A, 32),  # LONG1
+        _counted(0x8A, _LONG1_BYTES),  # LONG1
     ]
     return b"|".join(alternatives) + _long_binput(bits)
 
@@ -301,6 +314,7 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
     frame_end = -1  # inside no frame
     end = size
     looked_up = False  # a string of _LOOKED_UP was read
+    long_texts: set[tuple[bool, int, bytes, bytes]] = set()  # the long str and bytes read
     while True:
         if pos == frame_end:
             frame_end, end = -1, size
@@ -391,6 +405,18 @@ def validate(data: bytes | bytearray | memoryview, limits: Limits) -> int | None
                 return None
             if op in _TEXT and length <= 12 and bytes(view[pos : pos + length]) in _LOOKED_UP:
                 looked_up = True
+            elif op == 0x8A and length > _LONG1_BYTES:
+                return None
+            elif length > _LONG_TEXT and (op in _TEXT or op in _BYTES):
+                sign = (
+                    op in _TEXT,
+                    length,
+                    bytes(view[pos : pos + 32]),
+                    bytes(view[pos + length - 32 : pos + length]),
+                )
+                if sign in long_texts:
+                    return None
+                long_texts.add(sign)
             pos += length
         else:
             return None

@@ -11,6 +11,7 @@ is. A few allowed names are answered by safe stand-ins (below) instead of the re
 
 from __future__ import annotations
 
+import collections
 import copyreg
 import importlib
 import io
@@ -168,6 +169,11 @@ _MUTATORS = {
     pickle.SETITEMS[0]: "load_setitems",
     pickle.ADDITEMS[0]: "load_additems",
 }
+# Allowed constructors that hash the items of their first argument, and those of them that take
+# (key, value) pairs.
+_PAIRS: frozenset[Any] = frozenset({dict, collections.OrderedDict})
+_HASHING = _PAIRS | {set, frozenset, collections.Counter}
+
 # Where each of them finds its target, counted from the top of the stack (or at the mark).
 _TARGETS = {"load_build": -2, "load_append": -2, "load_setitem": -3}
 # The methods each of them looks up on its target by name (as both unpicklers do, through the
@@ -485,6 +491,13 @@ class RestrictedUnpickler(pickle._Unpickler):
                 raise UnsafePayloadError(f"restricted loading refused a call of {name}: {reason}")
         sizes = isinstance(callee, type) and issubclass(callee, (bytes, bytearray))
         self._budget.call(args, kwargs, shown, sizes=sizes, skip=self._handed_ids)
+        # The allowed constructors that hash what they are given: its keys, counted as keys.
+        first: Any = call_args[0] if type(call_args) is tuple and call_args else None
+        if callee in _HASHING and type(first) in (list, tuple):
+            keys = list(first)
+            if callee in _PAIRS:
+                keys = [pair[0] for pair in keys if type(pair) in (list, tuple) and pair]
+            self._guard_keys(keys, f"calling {shown}")
 
     def load_reduce(self) -> None:
         """REDUCE, its call checked first."""
@@ -512,11 +525,11 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._guard_call(klass, tuple(args))
         super()._instantiate(klass, args)  # type: ignore[misc]
 
-    def _guard_keys(self, keys: list[Any], how: str) -> None:
-        """Hashing a tuple walks it (in C, recursively): count it as a call would."""
-        tuples = [key for key in keys if type(key) is tuple]
-        if tuples:
-            self._budget.walk(tuples, f"hashing a key ({how})")
+    def _guard_keys(self, keys: list[Any], how: str, target: Any = None) -> None:
+        """Count hashing and comparing ``keys`` as they go into ``target`` (see
+        :meth:`Budget.keys`: a tuple's walk, a big int's bytes, collisions)."""
+        if keys:
+            self._budget.keys(keys, target, f"hashing a key ({how})")
 
     # --- opcodes that change an object ----------------------------------------------------------
 
@@ -539,11 +552,19 @@ class RestrictedUnpickler(pickle._Unpickler):
                     f"opcode stored in the instance itself (methods come from classes)"
                 )
         if loader == "load_setitem":
-            self._guard_keys(stack[-2:-1], "SETITEM")
+            self._guard_keys(stack[-2:-1], "SETITEM", target)
         elif loader == "load_setitems":
-            self._guard_keys(stack[0::2], "SETITEMS")
+            self._guard_keys(stack[0::2], "SETITEMS", target)
         elif loader == "load_additems":
-            self._guard_keys(stack, "ADDITEMS")
+            self._guard_keys(stack, "ADDITEMS", target)
+        elif loader == "load_build" and len(stack) >= 2:
+            # A dict state's keys go into the instance's __dict__ (a slot state's are set one
+            # by one): hashed and compared again.
+            state = stack[-1]
+            if type(state) is tuple and len(state) == 2:
+                state = state[0]
+            if type(state) is dict:
+                self._guard_keys(list(state), "BUILD")
 
     def load_dict(self) -> None:
         """DICT, its keys counted first."""
