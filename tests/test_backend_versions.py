@@ -74,12 +74,28 @@ class FailsInItsOwnCode:
         raise TypeError("the class's own __setstate__ refused the state")
 
 
+def _by_value_class() -> type:
+    """A class that cannot be found by name: the auto backend writes it with cloudpickle's
+    reducer (functions by value it rebuilds itself, needing no cloudpickle)."""
+
+    class Local:
+        pass
+
+    return Local
+
+
 # --- what is recorded, and shown -------------------------------------------------------------
 
 
-def test_code_by_value_records_the_cloudpickle_version() -> None:
-    payload = omnipickle.dumps(lambda x: x + 1)
+def test_a_class_by_value_records_the_cloudpickle_version() -> None:
+    payload = omnipickle.dumps(_by_value_class())
     assert omnipickle.info(payload).versions == {"cloudpickle": cloudpickle.__version__}
+
+
+def test_a_function_by_value_needs_no_cloudpickle_and_records_no_version() -> None:
+    payload = omnipickle.dumps(lambda x: x + 1)
+    assert omnipickle.info(payload).versions == {}
+    assert omnipickle.info(payload).backends == ("pickle",)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +134,7 @@ def test_plain_data_records_nothing_and_keeps_its_header_size(protocol: int) -> 
 
 def test_a_streamed_file_records_the_versions_too(tmp_path: Path) -> None:
     path = tmp_path / "big.pkl"
-    omnipickle.dump([lambda x: x, bytes(2 << 20)], path)  # past the in-memory size: streamed
+    omnipickle.dump([_by_value_class(), bytes(2 << 20)], path)  # past the in-memory size
     assert omnipickle.info(path).versions == {"cloudpickle": cloudpickle.__version__}
 
 
@@ -134,7 +150,13 @@ def test_info_shows_the_versions_of_a_payload_a_fresh_interpreter_wrote(tmp_path
     path = tmp_path / "job.pkl"
     check_python(
         str(path),
-        code="import sys, omnipickle\nomnipickle.dump({'f': lambda x: x * 3}, sys.argv[1])\n",
+        code=(
+            "import sys, omnipickle\n"
+            "class Local:\n"
+            "    def triple(self, x):\n"
+            "        return x * 3\n"
+            "omnipickle.dump({'f': Local().triple}, sys.argv[1])\n"
+        ),
     )
     proc = run_python("info", str(path), code=CLI)
     assert proc.returncode == 0, proc.stderr
@@ -144,7 +166,7 @@ def test_info_shows_the_versions_of_a_payload_a_fresh_interpreter_wrote(tmp_path
 
 
 def test_info_hands_out_copies_of_the_extra_field() -> None:
-    payload = omnipickle.dumps(lambda x: x)
+    payload = omnipickle.dumps(_by_value_class())
     omnipickle.info(payload).extra["versions"]["cloudpickle"] = "spoiled"
     omnipickle.info(payload).versions["cloudpickle"] = "spoiled"
     assert omnipickle.info(payload).versions == {"cloudpickle": cloudpickle.__version__}
@@ -193,11 +215,11 @@ def test_a_failure_in_dill_names_both_dill_versions() -> None:
 def test_a_reconstructor_this_version_lacks_names_both_versions() -> None:
     """What a payload written by a cloudpickle with other reconstructors gives: the unpickler
     cannot find the name (an AttributeError, as pickle raises it)."""
-    payload = omnipickle.dumps(lambda x: x + 1, protocol=5)
+    payload = omnipickle.dumps(_by_value_class(), protocol=5)
     renamed = _rewrite(
         payload,
         versions={"cloudpickle": OLD},
-        rename=(b"_function_setstate", b"_function_setstatX"),
+        rename=(b"_class_setstate", b"_class_setstatX"),
     )
     error = _failure(renamed, AttributeError)
     assert f"written with cloudpickle {OLD}" in error.__notes__[0]

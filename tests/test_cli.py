@@ -215,8 +215,14 @@ def test_info_of_a_damaged_payload_prints_the_table_and_exits_1(
 def test_info_shows_the_backend_versions_in_a_row_of_their_own(tmp_path: Path) -> None:
     import cloudpickle
 
+    def local() -> type:
+        class Local:  # by value, with cloudpickle's reducer: its version is recorded
+            pass
+
+        return Local
+
     path = tmp_path / "f.pkl"
-    omnipickle.dump(lambda x: x, path)
+    omnipickle.dump(local(), path)
     proc = run_python("info", str(path), code=CLI)
     assert proc.returncode == 0, proc.stderr
     assert f"written with   cloudpickle {cloudpickle.__version__}\n" in proc.stdout

@@ -154,17 +154,28 @@ def test_the_globals_of_a_nested_dill_blob_reach_the_subclass() -> None:
     assert seen == [("omnipickle._reconstruct", "load_dill"), ("helpers", "Plain")]
 
 
-def test_a_subclass_sees_cloudpickles_names_for_a_lambda() -> None:
+def test_a_subclass_sees_the_names_a_lambda_and_a_class_by_value_are_built_with() -> None:
     value, seen = recorded(pickle.dumps(lambda x: x + 1))
     assert value(1) == 2
-    assert ("cloudpickle.cloudpickle", "_make_function") in seen
+    assert seen == [("omnipickle._rebuild", "function")]
+
+    def local() -> type:
+        class Local:
+            pass
+
+        return Local
+
+    value, seen = recorded(pickle.dumps(local()))
+    assert value.__name__ == "Local"
+    assert ("cloudpickle.cloudpickle", "_make_skeleton_class") in seen
 
 
 def test_the_recipe_refuses_a_lambda_by_value_before_it_runs(marker: Path) -> None:
     command = touch(marker)
     data = pickle.dumps(Call(lambda: os.system(command)))
-    with pytest.raises(stdlib_pickle.UnpicklingError, match=r"cloudpickle.* is forbidden"):
+    with pytest.raises(stdlib_pickle.UnpicklingError, match=r"_rebuild.function' is forbidden"):
         restricted_loads(data)
+    assert not marker.exists()
 
 
 def test_super_find_class_resolves_the_names_only_dill_knows() -> None:

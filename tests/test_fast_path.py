@@ -231,16 +231,43 @@ def _with_python_minor(data: bytes, minor: int) -> bytes:
     return bytes(changed)
 
 
-def test_code_by_value_loads_through_the_fast_path_as_through_the_general_one() -> None:
+def _adder_class() -> type:
+    """A class that cannot be found by name: cloudpickle's reducer writes it."""
+
+    class Adder:
+        def add(self, x: int) -> int:
+            return x + 3
+
+    return Adder
+
+
+_OFFSET = 3
+
+
+@pytest.mark.parametrize(
+    ("obj", "backends", "extra"),
+    [
+        (lambda x: x + _OFFSET, ("pickle",), set()),  # omnipickle rebuilds functions itself
+        (_adder_class(), ("pickle", "cloudpickle"), {"versions"}),  # the fast path reads past
+    ],
+    ids=["function", "class"],
+)
+def test_code_by_value_loads_through_the_fast_path_as_through_the_general_one(
+    obj: Any, backends: tuple[str, ...], extra: set[str]
+) -> None:
     import sys
 
-    offset = 3
-    data = omnipickle.dumps(lambda x: x + offset)
-    assert omnipickle.info(data).backends == ("pickle", "cloudpickle")
-    assert set(omnipickle.info(data).extra) == {"versions"}  # the fast path reads past them
+    data = omnipickle.dumps(obj)
+    assert omnipickle.info(data).backends == backends
+    assert set(omnipickle.info(data).extra) == extra
+    assert omnipickle.info(data).by_value
     assert "cloudpickle" in sys.modules
-    assert omnipickle.loads(data)(1) == 4
-    assert omnipickle.loads(bytearray(data))(1) == 4
+
+    def call(loaded: Any) -> int:
+        return int(loaded().add(1) if isinstance(loaded, type) else loaded(1))
+
+    assert call(omnipickle.loads(data)) == 4
+    assert call(omnipickle.loads(bytearray(data))) == 4
     other = _with_python_minor(data, sys.version_info[1] + 1)
     fast, general = _both(other)
     assert fast == general
@@ -255,7 +282,7 @@ def test_code_by_value_loads_through_the_fast_path_as_through_the_general_one() 
 def test_code_by_value_needs_the_cloudpickle_backend_registered(restore_registries: None) -> None:
     from omnipickle.backends import unregister_backend
 
-    data = omnipickle.dumps(lambda: 1)
+    data = omnipickle.dumps(_adder_class())
     unregister_backend("cloudpickle")
     assert DEFAULTS.fast_bits == DEFAULTS.pickle_only
     fast, general = _both(data)

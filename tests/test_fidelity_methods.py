@@ -338,7 +338,7 @@ def test_lru_cache_by_value_records_code_by_value(
     assert data is not None, check
     about = omnipickle.info(data)
     assert about.by_value is True
-    assert "cloudpickle" in about.backends
+    assert about.backends == ("pickle",)  # the wrapped function is rebuilt by omnipickle
 
 
 # --- in this process: what is written by name stays exactly pickle's ------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copyreg
 import gc
 import threading
+import types
 import weakref
 from typing import Any
 
@@ -105,6 +106,17 @@ def test_nothing_dumped_is_kept_alive() -> None:
     assert ref() is None
 
 
+def test_the_code_of_a_function_by_value_is_not_kept() -> None:
+    import sys
+
+    fn = eval("lambda: 41")
+    code = fn.__code__
+    before = sys.getrefcount(code)
+    for _ in range(3):
+        omnipickle.dumps(fn)
+    assert sys.getrefcount(code) == before
+
+
 def test_a_failed_dump_leaves_nothing_for_the_next() -> None:
     with socket_pair() as sock, pytest.raises(omnipickle.PicklingError, match="socket"):
         omnipickle.dumps(_closure_over(sock))
@@ -138,13 +150,26 @@ class socket_pair:
 
 def test_every_dump_of_code_records_the_backends_it_used() -> None:
     # What a type defined in C becomes is decided once; the header must still say, on every
-    # dump, that cloudpickle's functions are named (they are, for a lambda's code).
-    payloads = [omnipickle.dumps(lambda n=n: n) for n in range(3)]
+    # dump, which backends' functions are named: cloudpickle's for a class by value (here one
+    # holding a C type cloudpickle names), none but omnipickle's own for a function.
+    def local(n: int) -> type:
+        class Local:
+            kind = types.CodeType
+            value = n
+
+        return Local
+
+    payloads = [omnipickle.dumps(local(n)) for n in range(3)]
     for payload in payloads:
         info = omnipickle.info(payload)
         assert "cloudpickle" in info.backends
         assert info.by_value
-    assert [omnipickle.loads(p)() for p in payloads] == [0, 1, 2]
+    assert [omnipickle.loads(p).value for p in payloads] == [0, 1, 2]
+    functions = [omnipickle.dumps(lambda n=n: n) for n in range(3)]
+    for payload in functions:
+        assert omnipickle.info(payload).backends == ("pickle",)
+        assert omnipickle.info(payload).by_value
+    assert [omnipickle.loads(p)() for p in functions] == [0, 1, 2]
     view_type = type({}.keys())
     assert omnipickle.loads(omnipickle.dumps(view_type)) is view_type
     assert omnipickle.loads(omnipickle.dumps([view_type, lambda: view_type]))[1]() is view_type

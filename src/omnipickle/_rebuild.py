@@ -13,7 +13,10 @@ table's entry (written here, never read from the payload) computes the object.
 
 from __future__ import annotations
 
+import builtins
 import collections
+import marshal
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +27,7 @@ __all__ = [
     "builtin_type",
     "descriptor",
     "dict_view",
+    "function",
     "memory_view",
 ]
 
@@ -176,3 +180,89 @@ def array_state(obj: Any, state: tuple[Any, dict[str, Any]]) -> None:
     if inner is not None:
         obj.__setstate__(inner)
     obj.__dict__.update(attrs)
+
+
+_FunctionType = types.FunctionType
+_CellType = types.CellType
+_BUILTINS = builtins.__dict__
+
+# Code objects made from marshal bytes, by those bytes: the functions a payload makes from one
+# code object share it, as they did where they were written (and a process that loads the same
+# function again and again unmarshals it once). Code objects cannot change, so sharing one
+# is safe. Small ones only, and not too many.
+_CODES: dict[bytes, types.CodeType] = {}
+_CODES_MAX = 256
+_CODE_MAX_BYTES = 64 * 1024
+
+
+def _code(data: bytes) -> types.CodeType:
+    code = _CODES.get(data)
+    if code is None:
+        code = marshal.loads(data)
+        if type(code) is not types.CodeType:
+            raise TypeError(
+                f"omnipickle._rebuild.function: the marshal data holds a "
+                f"{type(code).__name__}, not a code object"
+            )
+        if len(data) <= _CODE_MAX_BYTES:
+            if len(_CODES) >= _CODES_MAX:
+                _CODES.clear()
+            _CODES[data] = code
+    return code
+
+
+def function(code: Any, namespace: Any, name: str | None = None, cells: int | None = None) -> Any:
+    """A function written by value: both the constructor and, called again, its state setter.
+
+    ``function(code, namespace, name, cells)`` makes the function from the marshal bytes of its
+    code object, the dictionary that becomes its ``__globals__`` (shared by the functions of one
+    module in one payload), its ``__name__`` (``None``: the code's) and the number of its closure
+    cells (``None``: no closure), empty for now. ``function(func, state)`` then fills in what
+    may refer back to the function itself, or to objects built after it: ``state`` is
+    ``(globals, qualname, module, doc, defaults, cell_values, extra)``, where ``globals`` are the
+    global names the code uses, ``cell_values`` the closure cells' contents (or ``None``) and
+    ``extra`` (or ``None``) the other attributes to set: ``__dict__`` (merged), ``__kwdefaults__``,
+    ``__annotations__``... and ``"submodules"``, the modules the code uses as attributes of a
+    package, kept only so that loading imports them.
+
+    One function for both roles because a payload then names a single global for it (the
+    state setter is the same object, which pickle fetches from its memo): finding a global
+    costs the unpickler an import lookup each time.
+
+    Raises:
+        TypeError: the arguments have neither shape.
+        ValueError, EOFError: the code's bytes are not marshal data of this Python version.
+    """
+    if type(code) is bytes:
+        if type(namespace) is not dict or not (cells is None or type(cells) is int):
+            raise TypeError(
+                "omnipickle._rebuild.function needs code bytes, a dict of globals, a name and "
+                "a number of cells"
+            )
+        namespace["__builtins__"] = _BUILTINS
+        closure = None if cells is None else tuple(_CellType() for _ in range(cells))
+        return _FunctionType(_code(code), namespace, name, None, closure)
+    if type(code) is not _FunctionType or type(namespace) is not tuple or len(namespace) != 7:
+        raise TypeError(
+            "omnipickle._rebuild.function sets the state of a function from a 7-tuple, not "
+            f"{type(code).__name__} and {type(namespace).__name__}"
+        )
+    func = code
+    refs, qualname, module, doc, defaults, values, extra = namespace
+    if refs:
+        func.__globals__.update(refs)
+    func.__qualname__ = qualname
+    func.__module__ = module
+    func.__doc__ = doc
+    if defaults is not None:
+        func.__defaults__ = defaults
+    if values is not None:
+        for cell, value in zip(func.__closure__ or (), values, strict=True):
+            cell.cell_contents = value
+    if extra:
+        for attribute, value in extra.items():
+            if attribute == "__dict__":
+                func.__dict__.update(value)
+            elif attribute != "submodules":
+                setattr(func, attribute, value)
+    return None

@@ -34,6 +34,7 @@ import contextlib
 import contextvars
 import copyreg
 import functools
+import itertools
 import marshal
 import operator
 import pickle
@@ -43,6 +44,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .. import _rebuild
 from .._reconstruct import import_dill
 from ..checksums import SMALL
 from ..errors import PICKLING_FAILURES, PicklingError
@@ -372,6 +374,9 @@ class AutoPickler(pickle.Pickler):
             self._install(self._user_table)
         self.proto = protocol
         self.globals_ref: dict[int, dict[str, Any]] = {}
+        # The marshal bytes of the code objects of functions written by value, by id (each
+        # entry keeps its code object alive, so the id stays its own): emptied with the memo.
+        self._code_bytes: dict[int, tuple[types.CodeType, bytes]] = {}
         self.by_value = False
         self._by_value_modules = by_value_modules()
 
@@ -420,10 +425,7 @@ class AutoPickler(pickle.Pickler):
         if t is _FunctionType:
             if importable(obj, self._by_value_modules):
                 return NotImplemented
-            # Not importable by name: by value (cloudpickle's reducer, without its own check,
-            # which would look the function up a second time).
-            _note("cloudpickle")
-            return cloudpickle_module().Pickler._dynamic_function_reduce(self, obj)
+            return self._function_by_value(obj)
         if t is _CodeType:
             self.by_value = True
             return _reduce_code(obj)
@@ -460,6 +462,75 @@ class AutoPickler(pickle.Pickler):
         rv = class_reduce(cls)
         return rv, rv is not NotImplemented
 
+    def _function_by_value(self, func: types.FunctionType) -> Any:
+        """A function that cannot be found by name, by value.
+
+        Written for :func:`omnipickle._rebuild.function`: the code as marshal bytes, then the
+        state, with one global for both, which the unpickler resolves once. What the state
+        holds is what cloudpickle's reducer keeps (the globals the code uses, the submodules it
+        reaches, the closure's contents, the attributes), so functions load as they do with it,
+        in about half the time. A code object marshal cannot write and a closure with an empty
+        cell take cloudpickle's own reducer, as do deterministic dumps (``_marshal_functions``).
+        """
+        cp = cloudpickle_module()
+        if not self._marshal_functions:
+            _note("cloudpickle")
+            return cp.Pickler._dynamic_function_reduce(self, func)
+        code = func.__code__
+        closure = func.__closure__
+        try:
+            known = self._code_bytes.get(id(code))
+            if known is None:
+                # One bytes object per code object: pickle's memo writes it once per payload.
+                known = self._code_bytes[id(code)] = (code, _marshal_dumps(code))
+            code_bytes = known[1]
+            values = None if closure is None else tuple([cell.cell_contents for cell in closure])
+        except ValueError:  # an unmarshallable constant, or an empty cell
+            _note("cloudpickle")
+            return cp.Pickler._dynamic_function_reduce(self, func)
+        self.by_value = True
+        module_globals = func.__globals__
+        # Functions of one module share one namespace in the payload, as with cloudpickle.
+        namespace = self.globals_ref.setdefault(id(module_globals), {})
+        if not namespace:
+            for name in _NAMESPACE_KEYS:
+                if name in module_globals:
+                    namespace[name] = module_globals[name]
+        refs = {
+            name: module_globals[name]
+            for name in cp._extract_code_globals(code)
+            if name in module_globals
+        }
+        extra: dict[str, Any] = {}
+        if func.__dict__:
+            extra["__dict__"] = func.__dict__
+        if func.__kwdefaults__ is not None:
+            extra["__kwdefaults__"] = func.__kwdefaults__
+        if func.__annotations__:
+            extra["__annotations__"] = func.__annotations__
+        submodules = cp._find_imported_submodules(
+            code, itertools.chain(refs.values(), values or ())
+        )
+        if submodules:
+            extra["submodules"] = submodules
+        name = func.__name__
+        state = (
+            refs,
+            func.__qualname__,
+            func.__module__,
+            func.__doc__,
+            func.__defaults__,
+            values,
+            extra or None,
+        )
+        cells = None if closure is None else len(closure)
+        args = (code_bytes, namespace, None if name == code.co_name else name, cells)
+        return _rebuild_function, args, state, None, None, _rebuild_function
+
+    # Whether functions by value go as marshal bytes (deterministic dumps keep cloudpickle's
+    # field-by-field form: marshal's bytes depend on reference counts).
+    _marshal_functions = True
+
     # cloudpickle's function reducer calls these on the pickler it is given.
     def _dynamic_function_reduce(self, func: Any) -> Any:
         return cloudpickle_module().Pickler._dynamic_function_reduce(self, func)
@@ -486,6 +557,9 @@ def _reduce_code(code: types.CodeType) -> Any:
 
 _marshal_loads = marshal.loads
 _marshal_dumps = marshal.dumps
+_rebuild_function = _rebuild.function
+# What a by-value function's namespace starts with, for relative imports (as cloudpickle).
+_NAMESPACE_KEYS = ("__package__", "__name__", "__path__", "__file__")
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set for classes made by a class statement or type()
 # How each type defined in C is written (there are a few hundred at most).
 _STATIC_TYPES: dict[type, tuple[Any, bool]] = {}
@@ -713,6 +787,7 @@ def _reused_pickler(
         raise
     finally:
         pickler.clear_memo()  # let go of what was dumped
+        pickler._code_bytes.clear()
     # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
     crc = sink.crc if sink.length >= SMALL else None
     result = sink.chunks, sink.length, crc, pickler.by_value

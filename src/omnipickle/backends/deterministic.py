@@ -68,6 +68,10 @@ class DeterministicPickler(AutoPickler):
             globals functions by value take along.
     """
 
+    # Functions by value keep cloudpickle's field-by-field form: marshal's bytes depend on
+    # reference counts, and the form is what this module canonicalizes.
+    _marshal_functions = False
+
     def __init__(
         self,
         file: Any,

@@ -207,6 +207,7 @@ TRUSTED_ALLOW: frozenset[str] = frozenset(
         "weakref.WeakSet",
         "omnipickle._reconstruct.load_dill",
         "marshal.loads",  # code objects by value, as the auto backend writes them
+        "omnipickle._rebuild.function",  # functions by value, as the auto backend writes them
         "omnipickle._reconstruct.reopen_file",
         "omnipickle._reconstruct.make_thread",  # takes a class and a target: code
         "threading.Thread",

@@ -53,6 +53,7 @@ _CODE_GLOBALS = frozenset(
         "types.CodeType",
         "types.FunctionType",
         "marshal.loads",
+        "omnipickle._rebuild.function",
     }
 )
 
