@@ -65,6 +65,14 @@ def main() -> None:
         omnipickle.dumps(lambda x: x * 7),
         f"function-times-7-on-python-{sys.version_info[0]}.{sys.version_info[1]}",
     )
+    # A closure, as omnipickle._rebuild.function rebuilds functions by value (its state setter
+    # fills the cell).
+    factor = 7
+    write(
+        "closure.omni",
+        omnipickle.dumps(lambda x: x * factor),
+        f"function-times-7-on-python-{sys.version_info[0]}.{sys.version_info[1]}",
+    )
     # Written by dump() to a file: large arrays as sections; a large stream streamed.
     import numpy as np
 
