@@ -266,3 +266,30 @@ def test_a_lambdas_stream_is_smaller_than_cloudpickles_and_names_one_global_to_i
 
     assert len(ours) < len(theirs)
     assert (globals_named(ours), globals_named(theirs)) == (1, 3)
+
+
+def test_a_failed_dump_names_the_first_part_the_pickler_meets() -> None:
+    """The state is written in the order the diagnostics walk a function: attributes, then
+    the closure, then the globals."""
+    import socket
+
+    left, right = socket.socketpair()
+    try:
+
+        def make() -> Any:
+            held = right
+
+            def fn() -> Any:
+                return held, left
+
+            return fn
+
+        fn = make()
+        with pytest.raises(omnipickle.PicklingError, match=r"at root<closure held>"):
+            omnipickle.dumps(fn)
+        fn.conn = left  # type: ignore[attr-defined]
+        with pytest.raises(omnipickle.PicklingError, match=r"at root\.conn:"):
+            omnipickle.dumps(fn)
+    finally:
+        left.close()
+        right.close()

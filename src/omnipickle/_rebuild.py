@@ -219,11 +219,11 @@ def function(code: Any, namespace: Any, name: str | None = None, cells: int | No
     module in one payload), its ``__name__`` (``None``: the code's) and the number of its closure
     cells (``None``: no closure), empty for now. ``function(func, state)`` then fills in what
     may refer back to the function itself, or to objects built after it: ``state`` is
-    ``(globals, qualname, module, doc, defaults, cell_values, extra)``, where ``globals`` are the
-    global names the code uses, ``cell_values`` the closure cells' contents (or ``None``) and
-    ``extra`` (or ``None``) the other attributes to set: ``__dict__`` (merged), ``__kwdefaults__``,
-    ``__annotations__``... and ``"submodules"``, the modules the code uses as attributes of a
-    package, kept only so that loading imports them.
+    ``(extra, defaults, cell_values, globals, qualname, module, doc)``, where ``extra`` (or
+    ``None``) holds the other attributes to set (``__dict__``, merged, ``__annotations__``,
+    ``__kwdefaults__``...) and ``"submodules"``, the modules the code uses as attributes of a
+    package, kept only so that loading imports them; ``cell_values`` are the closure cells'
+    contents (or ``None``) and ``globals`` the global names the code uses.
 
     One function for both roles because a payload then names a single global for it (the
     state setter is the same object, which pickle fetches from its memo): finding a global
@@ -248,7 +248,7 @@ def function(code: Any, namespace: Any, name: str | None = None, cells: int | No
             f"{type(code).__name__} and {type(namespace).__name__}"
         )
     func = code
-    refs, qualname, module, doc, defaults, values, extra = namespace
+    extra, defaults, values, refs, qualname, module, doc = namespace
     if refs:
         func.__globals__.update(refs)
     func.__qualname__ = qualname

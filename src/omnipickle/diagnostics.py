@@ -364,7 +364,8 @@ _LEAVES = frozenset(
 
 
 def _function_children(func: types.FunctionType) -> Iterator[tuple[str, Any]]:
-    """What a function sent by value carries, in the order cloudpickle's reducer saves it."""
+    """What a function sent by value carries, in the order the auto backend saves it (that of
+    cloudpickle's reducer, which writes the few functions auto leaves to it)."""
     for key, value in func.__dict__.items():
         yield _attr_label(key), value
     if func.__annotations__:

@@ -501,13 +501,18 @@ class AutoPickler(pickle.Pickler):
             for name in cp._extract_code_globals(code)
             if name in module_globals
         }
+        # In the order diagnostics walks a function's parts, so that a part that cannot
+        # be written is the one a failed dump's message names.
         extra: dict[str, Any] = {}
         if func.__dict__:
             extra["__dict__"] = func.__dict__
-        if func.__kwdefaults__ is not None:
-            extra["__kwdefaults__"] = func.__kwdefaults__
         if func.__annotations__:
             extra["__annotations__"] = func.__annotations__
+        if func.__kwdefaults__ is not None:
+            extra["__kwdefaults__"] = func.__kwdefaults__
+        type_params = getattr(func, "__type_params__", None)  # Python 3.12+
+        if type_params:
+            extra["__type_params__"] = type_params
         submodules = cp._find_imported_submodules(
             code, itertools.chain(refs.values(), values or ())
         )
@@ -515,13 +520,13 @@ class AutoPickler(pickle.Pickler):
             extra["submodules"] = submodules
         name = func.__name__
         state = (
+            extra or None,
+            func.__defaults__,
+            values,
             refs,
             func.__qualname__,
             func.__module__,
             func.__doc__,
-            func.__defaults__,
-            values,
-            extra or None,
         )
         cells = None if closure is None else len(closure)
         args = (code_bytes, namespace, None if name == code.co_name else name, cells)
