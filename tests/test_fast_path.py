@@ -26,6 +26,7 @@ from omnipickle.backends import (
     register_backend,
 )
 from omnipickle.backends.small import MAX_NODES, plain_dumps
+from omnipickle.checksums import SMALL
 from omnipickle.codecs import MAGICS, GzipCodec, register_codec, unregister_codec
 from omnipickle.format.header import plain_payload
 from payloads import HOSTILE, REFUSED_NAME
@@ -630,3 +631,17 @@ def test_a_hostile_stream_in_a_crafted_plain_envelope_is_refused_on_both_paths(
     assert fast[0] == "UnsafePayloadError"
     assert REFUSED_NAME[name] in fast[1]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("size", [0, 100, SMALL - 20, SMALL + 1000], ids=lambda n: f"{n}B")
+def test_the_plain_data_envelope_is_plain_payloads_byte_for_byte(protocol: int, size: int) -> None:
+    from omnipickle.format.header import PlainEnvelopes
+
+    envelopes = PlainEnvelopes(PICKLE_LOADER_ID, PICKLE_BIT)
+    stream = pickle.dumps(b"x" * size, protocol)
+    for _ in range(2):  # packed the first time, looked up the second
+        wrapped = envelopes.wrap(stream, protocol)
+        assert wrapped == plain_payload(stream, protocol, PICKLE_LOADER_ID, PICKLE_BIT)
+        assert omnipickle.loads(wrapped) == b"x" * size
+        assert omnipickle.info(wrapped).checksum_ok

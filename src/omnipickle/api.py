@@ -34,8 +34,8 @@ from .format.header import (
     FLAG_OUT_OF_BAND,
     FLAG_SECTIONS,
     Header,
+    PlainEnvelopes,
     is_plain_payload,
-    plain_payload,
     plain_stream,
 )
 from .format.signing import KeyArgument
@@ -218,7 +218,7 @@ def dumps(
         if type(proto) is int and 2 <= proto <= HIGHEST_PROTOCOL:
             stream = plain_dumps(obj, proto)
             if stream is not None:
-                return stream if raw else plain_payload(stream, proto, PICKLE_LOADER_ID, PICKLE_BIT)
+                return stream if raw else _PLAIN_DATA.wrap(stream, proto)
             # Not plain data: the backend straight away, with the options checked once.
             pickled = _DEFAULT_DUMPS((proto, raw)).backend.dumps(
                 obj, protocol=proto, fix_imports=True, buffer_callback=None
@@ -257,6 +257,9 @@ def _default_dump_options(key: tuple[int, bool]) -> DumpOptions:
     )
 
 
+# The envelope of a small stream of plain data (pickle's loader and backend, nothing else).
+_PLAIN_DATA = PlainEnvelopes(PICKLE_LOADER_ID, PICKLE_BIT)
+
 # The options of a dumps given none but the protocol and raw, checked once per backend registry.
 _DEFAULT_DUMPS: Remembered[tuple[int, bool], DumpOptions] = Remembered(
     BACKENDS, _default_dump_options
@@ -281,7 +284,7 @@ def _small_plain(obj: Any, opts: DumpOptions) -> bytes | None:
     stream = plain_dumps(obj, opts.protocol)
     if stream is None or opts.raw:
         return stream
-    return plain_payload(stream, opts.protocol, PICKLE_LOADER_ID, PICKLE_BIT)
+    return _PLAIN_DATA.wrap(stream, opts.protocol)
 
 
 def dumps_with(obj: Any, opts: DumpOptions) -> bytes:

@@ -62,6 +62,7 @@ __all__ = [
     "HEADER_SIZE",
     "MAGIC",
     "Header",
+    "PlainEnvelopes",
     "Section",
     "build_header",
     "check_payload",
@@ -720,6 +721,37 @@ def plain_payload(
     # Slicing bytes copies them: past a few pages, a view costs less than the copy.
     rest = stream[_LEAD:] if small else memoryview(stream)[_LEAD:]
     return b"".join((lead, numbers, header_crc.to_bytes(4, "little"), extra, _POP, rest))
+
+
+class PlainEnvelopes:
+    """:func:`plain_payload` for one loader and one set of backend bits, with no flags and no
+    extra field: the envelope of plain data, the commonest payload, with its constant parts
+    looked up by protocol alone (the general function packs a key of five fields first)."""
+
+    __slots__ = ("_bits", "_loader", "_prefixes")
+
+    def __init__(self, loader: int, backend_bits: int) -> None:
+        self._loader = loader
+        self._bits = backend_bits
+        self._prefixes: dict[int, tuple[bytes, int]] = {}
+
+    def wrap(self, stream: bytes, protocol: int) -> bytes:
+        """The envelope of ``stream``, a pickle stream of ``protocol`` (2 or later)."""
+        stored = len(stream) - _LEAD
+        known = self._prefixes.get(protocol)
+        if known is None or stored >= SMALL:
+            if stored >= SMALL:
+                return plain_payload(stream, protocol, self._loader, self._bits)
+            known = self._prefixes[protocol] = _plain_prefix(
+                protocol, self._loader, self._bits, CRC32, 0, 0
+            )
+        lead, prefix_crc = known
+        numbers = _PLAIN_LENGTHS.pack(stored, len(stream), zlib.crc32(stream))
+        header_crc = _CRC_FIELD.pack(zlib.crc32(numbers, prefix_crc))
+        return b"".join((lead, numbers, header_crc, _POP, stream[_LEAD:]))
+
+
+_CRC_FIELD = struct.Struct("<I")
 
 
 def _plain_prefix(
