@@ -776,19 +776,22 @@ byte each of an integer) and its extra field (when it has one, the key is a pair
 of their header part."""
 
 _Accepted = dict[bytes, tuple[bytes, int, int, int]]
-_ACCEPTED: dict[tuple[int, frozenset[int]], _Accepted] = {}
-_LAST_ACCEPTED: tuple[int, frozenset[int], _Accepted] = (-1, frozenset(), {})
+_Whole = dict[bytes, tuple[int, int, int]]
+_ACCEPTED: dict[tuple[int, frozenset[int]], tuple[_Whole, _Accepted]] = {}
+_LAST_ACCEPTED: tuple[int, frozenset[int], _Whole, _Accepted] = (-1, frozenset(), {}, {})
 
 
-def _accepted(loader: int, backend_bits: frozenset[int]) -> _Accepted:
+def _accepted(loader: int, backend_bits: frozenset[int]) -> tuple[_Whole, _Accepted]:
     """Every constant header part :func:`is_plain_payload` accepts for ``loader`` and
-    ``backend_bits``, with what goes with it: the wrapping before it (PROTO, BINBYTES and the
-    length of a header with no extra field), its CRC, the CRC of the PROTO opcode, the
-    checksum algorithm."""
+    ``backend_bits``, in two tables. The first is keyed by the payload's first bytes up to the
+    lengths (the wrapping of a header with no extra field, then the fields): the CRC of the
+    fields, the CRC of the PROTO opcode and the checksum algorithm. The second, by the fields
+    alone, gives the wrapping too (a payload with an extra field has a longer one)."""
     global _LAST_ACCEPTED
-    table = _ACCEPTED.get((loader, backend_bits))
-    if table is None:
-        table = {}
+    tables = _ACCEPTED.get((loader, backend_bits))
+    if tables is None:
+        whole: _Whole = {}
+        table: _Accepted = {}
         for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
             lead_crc = zlib.crc32(bytes((_PROTO, protocol)))
             for flags, bits, algorithm in itertools.product(
@@ -796,17 +799,15 @@ def _accepted(loader: int, backend_bits: frozenset[int]) -> _Accepted:
             ):
                 wrapped = _plain_prefix(protocol, loader, bits, algorithm, flags, 0)[0]
                 fields = wrapped[_PLAIN_FIELDS]
-                table[fields] = (
-                    wrapped[: _LEAD + _WRAP_BEFORE],
-                    zlib.crc32(fields),
-                    lead_crc,
-                    algorithm,
-                )
+                fields_crc = zlib.crc32(fields)
+                table[fields] = (wrapped[: _LEAD + _WRAP_BEFORE], fields_crc, lead_crc, algorithm)
+                whole[wrapped[:_PLAIN_AFTER_FIELDS]] = (fields_crc, lead_crc, algorithm)
         if len(_ACCEPTED) >= 64:  # backend sets come and go with registrations: keep a few
             _ACCEPTED.clear()
-        _ACCEPTED[(loader, backend_bits)] = table
-    _LAST_ACCEPTED = (loader, backend_bits, table)  # the callers pass one set until it changes
-    return table
+        tables = _ACCEPTED[(loader, backend_bits)] = (whole, table)
+    # The callers pass one set until it changes.
+    _LAST_ACCEPTED = (loader, backend_bits, *tables)
+    return tables
 
 
 def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
@@ -815,14 +816,37 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
     extra field only if it names nothing but the backends' versions), read by ``loader`` and
     needing one of ``backend_bits``, for pickle to read as it is. ``False`` also for anything
     damaged: the general reader then says what is wrong."""
-    # This runs on every small loads. The 20 bytes from the magic to the reserved ones take a
-    # few values only (by protocol, flags, backends and checksum algorithm): one dictionary
-    # lookup checks them all, and gives their CRC, so only the lengths are hashed again.
-    last_loader, last_bits, table = _LAST_ACCEPTED
+    # This runs on every small loads. The 27 bytes before the lengths take a few values only
+    # (by protocol, flags, backends and checksum algorithm): one dictionary lookup checks them
+    # all, and gives their CRC, so only the lengths are hashed again.
+    last_loader, last_bits, whole, table = _LAST_ACCEPTED
     if last_bits is not backend_bits or last_loader != loader:
-        table = _accepted(loader, backend_bits)
+        whole, table = _accepted(loader, backend_bits)
     if len(data) < _PLAIN_SIZE:
         return False
+    known = whole.get(data[:_PLAIN_AFTER_FIELDS])
+    if known is None:
+        return _is_plain_with_extra(data, table)  # or not a plain payload at all
+    fields_crc, lead_crc, algorithm = known
+    numbers: tuple[int, int, int, int, int] = _PLAIN_NUMBERS.unpack_from(data, _PLAIN_AFTER_FIELDS)
+    extra_size, stored_length, raw_length, stored_checksum, header_crc = numbers
+    if (
+        extra_size  # the wrapping said there is none
+        or stored_length + _PLAIN_SIZE != len(data)
+        or raw_length != stored_length + _LEAD
+        or data[_PLAIN_SIZE - 1] != _POP_BYTE
+        or zlib.crc32(data[_PLAIN_AFTER_FIELDS:_PLAIN_HEADER_END], fields_crc) != header_crc
+    ):
+        return False
+    if algorithm == CRC32 and stored_length < SMALL:
+        return zlib.crc32(data[_PLAIN_SIZE:], lead_crc) == stored_checksum
+    stored = memoryview(data)[_PLAIN_SIZE:]
+    return compute_checksum(stored, algorithm, data[:_LEAD]) == stored_checksum
+
+
+def _is_plain_with_extra(data: bytes, table: _Accepted) -> bool:
+    """:func:`is_plain_payload` for a payload whose first bytes are not those of one with no
+    extra field."""
     known = table.get(data[_PLAIN_FIELDS])
     if known is None:
         return False
@@ -831,25 +855,22 @@ def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> 
     extra_size, stored_length, raw_length, stored_checksum, header_crc = numbers
     start = _PLAIN_SIZE + extra_size  # where the stored payload starts
     if (
-        stored_length + start != len(data)
+        not extra_size  # then its wrapping is wrong
+        or stored_length + start != len(data)
         or raw_length != stored_length + _LEAD
         or data[start - 1] != _POP_BYTE
     ):
         return False
-    crc = zlib.crc32(data[_PLAIN_AFTER_FIELDS:_PLAIN_HEADER_END], fields_crc)
-    if extra_size:
-        extra = data[_PLAIN_SIZE - 1 : start - 1]
-        if (
-            data[: _LEAD + 1] != wrap[: _LEAD + 1]
-            or int.from_bytes(data[_LEAD + 1 : _LEAD + _WRAP_BEFORE], "little")
-            != HEADER_SIZE + extra_size
-            or extra not in _PLAIN_EXTRAS
-        ):
-            return False
-        crc = zlib.crc32(extra, crc)
-    elif data[: _LEAD + _WRAP_BEFORE] != wrap:
+    extra = data[_PLAIN_SIZE - 1 : start - 1]
+    if (
+        data[: _LEAD + 1] != wrap[: _LEAD + 1]
+        or int.from_bytes(data[_LEAD + 1 : _LEAD + _WRAP_BEFORE], "little")
+        != HEADER_SIZE + extra_size
+        or extra not in _PLAIN_EXTRAS
+    ):
         return False
-    if crc != header_crc:
+    crc = zlib.crc32(data[_PLAIN_AFTER_FIELDS:_PLAIN_HEADER_END], fields_crc)
+    if zlib.crc32(extra, crc) != header_crc:
         return False
     if algorithm == CRC32 and stored_length < SMALL:
         return zlib.crc32(data[start:], lead_crc) == stored_checksum
