@@ -9,9 +9,7 @@ this file (so in ``__main__``: it must travel by value), called on each of ``ran
 call per task. The engines, each with 2 worker processes started with ``spawn`` (loky's own
 start method for loky), created and warmed up before anything is timed:
 
-* ``omnipickle.futures`` ``map`` and ``submit`` (one ``submit`` per task, then every result),
-  and ``submit`` of an ``eager=True`` executor (each task serialized inside ``submit``, in the
-  calling thread, rather than in the executor's feeder thread: the cost of that choice);
+* ``omnipickle.futures`` ``map`` and ``submit`` (one ``submit`` per task, then every result);
 * loky's ``get_reusable_executor`` ``map`` and ``submit`` (loky pickles with cloudpickle);
 * ``multiprocessing.Pool.map(omnipickle.wrap(f), chunksize=1)``: the standard pool cannot
   carry the lambda itself;
@@ -95,7 +93,6 @@ def engines(stack: ExitStack) -> list[Engine]:
     """The engines, their pools started (and closed by ``stack``)."""
     spawn = multiprocessing.get_context("spawn")
     omni = stack.enter_context(omnipickle.futures.ProcessPoolExecutor(WORKERS, spawn))
-    eager = stack.enter_context(omnipickle.futures.ProcessPoolExecutor(WORKERS, spawn, eager=True))
     lk = loky.get_reusable_executor(max_workers=WORKERS)
     stack.callback(lk.shutdown)
     pool = stack.enter_context(spawn.Pool(WORKERS))
@@ -104,11 +101,6 @@ def engines(stack: ExitStack) -> list[Engine]:
     return [
         Engine("omnipickle.futures map", _via_map(omni, TASK), _lambda_results),
         Engine("omnipickle.futures submit", _via_submit(omni, TASK), _lambda_results),
-        Engine(
-            "omnipickle.futures submit, eager=True",
-            _via_submit(eager, TASK),
-            _lambda_results,
-        ),
         Engine("loky map", _via_map(lk, TASK), _lambda_results),
         Engine("loky submit", _via_submit(lk, TASK), _lambda_results),
         Engine(

@@ -216,83 +216,27 @@ def _rebuild(payloads: _Payloads, failure: _Failure) -> BaseException:
     return exc
 
 
-_SENT: Any = object()
-
-
-class _Deferred:
-    """A task of ``submit`` (or a chunk of ``map``) that becomes its payload when it is pickled.
-
-    The standard executor pickles each call in its call queue's feeder thread, when the call
-    enters the queue; this object's ``__reduce__`` makes the omnipickle payload there, off the
-    caller's thread, and the worker receives plain ``bytes``. Serializing inside ``submit``
-    kept the caller's thread busy, and starved the executor's manager thread, which moves
-    calls into the (short) call queue, of the GIL: the workers waited. loky pipelines the same
-    way.
-
-    An error is raised from ``__reduce__``: the standard executor sets it on the call's future
-    (``_SafeQueue._on_queue_feeder_error``) and replaces its ``__cause__`` with the feeder's
-    traceback text; ``error`` and ``cause`` let ``_TaskFuture`` put the real cause back.
-    """
-
-    __slots__ = ("_obj", "_payloads", "cause", "error")
-
-    def __init__(self, payloads: _Payloads, obj: Any) -> None:
-        self._payloads = payloads
-        self._obj = obj
-        self.error: BaseException | None = None
-        self.cause: tuple[BaseException | None, bool] = (None, False)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # The call is pickled once; from then on the task's objects are not held here (the
-        # executor keeps this object until the task's result comes back).
-        obj, self._obj = self._obj, _SENT
-        if obj is _SENT:
-            raise RuntimeError("omnipickle.futures: a task was pickled twice")
-        try:
-            data = self._payloads.dumps(obj)
-        except Exception as exc:
-            self.error = exc
-            self.cause = (exc.__cause__, exc.__suppress_context__)
-            raise
-        # ``bytes(data)`` of a bytes object is that object: the worker gets the payload as is.
-        return (bytes, (data,))
-
-
 class _TaskFuture(Future[Any]):
     """The future of one task: the standard executor's own future, made an instance of this
-    class by ``ProcessPoolExecutor._submit``. The executor sets the task's payload (or what a
-    failed task sent back) as its result; ``set_result`` loads it first.
+    class by ``ProcessPoolExecutor._submit``. The executor sets what the worker sent back (the
+    result's payload, or a failure) as its result; ``set_result`` loads it first, and sets the
+    exception instead for a failure (so ``wait(return_when=FIRST_EXCEPTION)`` sees it).
 
-    One future per task, not a second one settled from the executor's: a second ``Future`` (its
-    ``Condition`` and lock, a callback) per pending task doubled the objects the garbage
-    collector walks, and full collections, while thousands of tasks are pending, took a tenth
-    of the time of a run of tiny tasks.
+    One future per task, rather than a second one settled from the executor's by a callback:
+    a second ``Future`` per pending task (with its ``Condition``, lock and callback) doubled
+    the objects the garbage collector walks while thousands of tasks are pending; full
+    collections took a tenth of the time of a run of tiny tasks (bench_engines.py).
     """
 
     _payloads: _Payloads
-    _deferred: _Deferred | None
 
     def set_result(self, result: Any) -> None:
         # Runs in the executor's manager thread: nothing may escape from here.
-        self._deferred = None
         ok, value = _outcome(self._payloads, result)
         if ok:
             super().set_result(value)
         else:
             super().set_exception(value)
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        super().set_exception(self._restored(exception))
-
-    def _restored(self, error: BaseException | None) -> BaseException | None:
-        deferred, self._deferred = self._deferred, None
-        if error is not None and deferred is not None and error is deferred.error:
-            # The task could not be serialized, in the feeder thread: the error as omnipickle
-            # raised it, whose cause is the pickler's exception (the standard executor put
-            # the text of the feeder thread's traceback there).
-            error.__cause__, error.__suppress_context__ = deferred.cause
-        # Otherwise the pool's own failure (a worker died, the pool shut down).
-        return error
 
 
 def _outcome(payloads: _Payloads, raw: Any) -> tuple[bool, Any]:
@@ -315,14 +259,13 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
     """A :class:`concurrent.futures.ProcessPoolExecutor` whose tasks and results are omnipickle
     payloads.
 
-    ``submit(fn, *args, **kwargs)`` returns at once; ``(fn, args, kwargs)`` is serialized with
-    :func:`omnipickle.dumps` when the task is sent to a worker, in the executor's own thread, as
-    the standard executor pickles its tasks (so the worker sees the arguments as they are then,
-    and a task that cannot travel fails with :class:`omnipickle.PicklingError`, naming the
-    path, from its future's ``result()``). The worker loads it, calls it, and sends the result
-    back the same way. ``map`` does the same per chunk. With ``eager=True``, ``submit`` and
-    ``map`` serialize in the calling thread instead, and raise that error themselves.
-    Everything the standard executor takes (``max_tasks_per_child``, ...) is passed on to it.
+    ``submit(fn, *args, **kwargs)`` serializes ``(fn, args, kwargs)`` with
+    :func:`omnipickle.dumps` at once, in the calling thread: an object that cannot travel
+    raises :class:`omnipickle.PicklingError` from ``submit``, naming its path, and the worker
+    sees the arguments as they were when ``submit`` was called (the standard executor pickles
+    a task later, when it sends it to a worker). The worker loads the task, calls it, and sends
+    the result back the same way. ``map`` does the same per chunk. Everything the standard
+    executor takes (``max_tasks_per_child``, ...) is passed on to it.
 
     Args:
         max_workers: the number of worker processes (default: the number of CPUs).
@@ -337,9 +280,6 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
             (``"zstd"``, ``"lz4"``, ...); smaller ones are sent as they are.
         level: the codec's level.
         compress_above: see ``compression`` (default :data:`DEFAULT_COMPRESS_ABOVE`).
-        eager: serialize each task in ``submit`` (each chunk in ``map``), in the calling
-            thread: ``submit`` raises :class:`omnipickle.PicklingError` itself, and later
-            changes to the arguments are not seen by the worker; fewer tasks per second.
         **kwargs: passed to :class:`concurrent.futures.ProcessPoolExecutor`.
 
     Raises:
@@ -358,13 +298,10 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         compression: str | Codec | None = None,
         level: int | None = None,
         compress_above: int = DEFAULT_COMPRESS_ABOVE,
-        eager: bool = False,
         **kwargs: Any,
     ) -> None:
         if isinstance(compress_above, bool) or not isinstance(compress_above, int):
             raise TypeError(f"compress_above must be an int, not {type(compress_above).__name__}")
-        if not isinstance(eager, bool):
-            raise TypeError(f"eager must be True or False, not {type(eager).__name__}")
         payloads = _Payloads(key, on_unpicklable, compression, level, compress_above)
         init = None if initializer is None else payloads.dumps((initializer, tuple(initargs)))
         super().__init__(
@@ -375,23 +312,18 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
             **kwargs,
         )
         self._payloads = payloads
-        self._eager = eager
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` in a worker; return its future.
 
-        The call is serialized when it is sent to a worker (``eager=False``, the default): if
-        ``fn`` or an argument cannot be serialized, the future's ``result()`` raises
-        :class:`omnipickle.PicklingError`, and the pool goes on with the other tasks.
-
         Raises:
-            omnipickle.PicklingError: with ``eager=True``, ``fn`` or an argument cannot be
-                serialized.
+            omnipickle.PicklingError: ``fn`` or an argument cannot be serialized.
             RuntimeError: the executor was shut down (as the standard executor's).
             concurrent.futures.process.BrokenProcessPool: a worker died.
         """
         # A dict, so that an error names its place as root['args'][0], not root[1][0].
-        return self._submit(_run_task, self._payload({"fn": fn, "args": args, "kwargs": kwargs}))
+        task = {"fn": fn, "args": args, "kwargs": kwargs}
+        return self._submit(_run_task, self._payloads.dumps(task))
 
     def map(
         self,
@@ -405,13 +337,10 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         executor's (results in order; the first exception is raised when its result is reached,
         and cancels the calls not yet started).
 
-        ``fn`` is serialized once for the whole call, at once; each chunk of arguments once,
-        when it is sent to a worker (in ``map``, with ``eager=True``): an argument that cannot
-        be serialized raises :class:`omnipickle.PicklingError` when its result is reached.
+        ``fn`` is serialized once for the whole call, each chunk of arguments once.
 
         Raises:
-            omnipickle.PicklingError: ``fn`` cannot be serialized; with ``eager=True``, an
-                argument.
+            omnipickle.PicklingError: ``fn`` or an argument cannot be serialized.
             ValueError: ``chunksize`` is less than 1.
         """
         if chunksize < 1:
@@ -427,34 +356,25 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
         )
         return _flattened(results, chunks)
 
-    def _payload(self, obj: Any) -> bytes | _Deferred:
-        """``obj``'s payload now (``eager``), or an object that becomes it when it is pickled."""
-        if self._eager:
-            return self._payloads.dumps(obj)
-        return _Deferred(self._payloads, obj)
-
-    def _submit(self, runner: Callable[..., Any], *payloads: bytes | _Deferred) -> Future[Any]:
+    def _submit(self, runner: Callable[..., Any], *payloads: bytes) -> Future[Any]:
         future = super().submit(runner, *payloads)
-        last = payloads[-1]
-        deferred = last if type(last) is _Deferred else None
-        # Under the future's lock, which set_result and set_exception take: the executor's
-        # threads see it as a plain Future before, as a _TaskFuture after.
+        # Under the future's lock, which set_result takes: the executor's threads settle it
+        # as a plain Future before (then done() is true here), as a _TaskFuture after.
         with future._condition:
             done = future.done()
             if not done:
                 future.__class__ = _TaskFuture
                 future._payloads = self._payloads  # type: ignore[attr-defined]
-                future._deferred = deferred  # type: ignore[attr-defined]
         if done:
             # The task was settled before this thread got the GIL back: a new future, settled
             # from that one's outcome.
-            return self._settled(future, deferred)
+            return self._settled(future)
         return future
 
-    def _settled(self, future: Future[Any], deferred: _Deferred | None) -> Future[Any]:
+    def _settled(self, future: Future[Any]) -> Future[Any]:
+        """A new future with the outcome of ``future``, which was settled as a plain one."""
         settled = _TaskFuture()
         settled._payloads = self._payloads
-        settled._deferred = deferred
         if future.cancelled():
             settled.cancel()
         elif future.exception() is not None:
@@ -480,7 +400,7 @@ class _ChunkSubmitter:
 
     def submit(self, _fn: object, chunk: tuple[tuple[Any, ...], ...]) -> Future[Any]:
         executor = self._executor
-        return executor._submit(_run_chunk, self._fn_payload, executor._payload(chunk))
+        return executor._submit(_run_chunk, self._fn_payload, executor._payloads.dumps(chunk))
 
 
 def _flattened(results: Iterator[list[Any]], keep: _ChunkSubmitter) -> Iterator[Any]:
