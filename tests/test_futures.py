@@ -325,27 +325,41 @@ def test_shutdown_cancelling_futures_cancels_the_tasks_not_yet_sent(
     assert when["shutdown cancelling"] == [None, [True] * 10, True]
 
 
-def test_a_future_settled_before_submit_returns_is_loaded_like_the_others() -> None:
-    """The executor may settle its future before submit makes it a _TaskFuture (the calling
-    thread waits for the GIL meanwhile): submit then returns a new future, settled the same."""
+def _sent(payload: Any = None) -> concurrent.futures.Future[Any]:
+    """A plain future as the executor's manager thread leaves it: running, or settled."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
+    if payload is not None:
+        future.set_result(payload)
+    return future
+
+
+def test_a_task_sent_before_submit_returns_gets_a_future_that_follows_the_executors() -> None:
+    """The executor's threads may send a task (and settle its future, as a plain Future)
+    before submit has made that future a _TaskFuture: submit then returns a second future,
+    running, that is settled as the first is."""
     ex = ProcessPoolExecutor(1, "spawn")  # no worker starts before a task is submitted
     payloads = _Payloads(None, "raise", None, None, DEFAULT_COMPRESS_ABOVE)
-    ok: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    ok.set_result(payloads.dumps([1, 2]))
-    failed: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    failed.set_result((payloads.dumps(KeyError("k")), "", "tb text", "builtins.KeyError", "'k'"))
-    broken: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    broken.set_exception(RuntimeError("the pool broke"))
-    cancelled: concurrent.futures.Future[Any] = concurrent.futures.Future()
-    cancelled.cancel()
+    failure = (payloads.dumps(KeyError("k")), "", "tb text", "builtins.KeyError", "'k'")
     try:
-        assert ex._settled(ok).result() == [1, 2]
-        error = ex._settled(failed).exception()
+        running = _sent()
+        follower = ex._follower(running)
+        assert (follower.running(), follower.cancel()) == (True, False)
+        running.set_result(payloads.dumps([1, 2]))
+        assert follower.result(timeout=0) == [1, 2]
+        assert ex._follower(_sent(payloads.dumps("done"))).result(timeout=0) == "done"
+        error = ex._follower(_sent(failure)).exception(timeout=0)
         assert isinstance(error, KeyError)
         assert isinstance(error.__cause__, RemoteTraceback)
         assert error.__cause__.tb == "tb text"
-        assert str(ex._settled(broken).exception()) == "the pool broke"
-        assert ex._settled(cancelled).cancelled()
+        broken = _sent()
+        broken.set_exception(RuntimeError("the pool broke"))
+        assert str(ex._follower(broken).exception(timeout=0)) == "the pool broke"
+        cancelled: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        cancelled.cancel()
+        follower = ex._follower(cancelled)
+        assert follower.cancelled()
+        assert concurrent.futures.wait([follower], timeout=0).done == {follower}
     finally:
         ex.shutdown()
 

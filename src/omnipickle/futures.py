@@ -218,9 +218,11 @@ def _rebuild(payloads: _Payloads, failure: _Failure) -> BaseException:
 
 class _TaskFuture(Future[Any]):
     """The future of one task: the standard executor's own future, made an instance of this
-    class by ``ProcessPoolExecutor._submit``. The executor sets what the worker sent back (the
-    result's payload, or a failure) as its result; ``set_result`` loads it first, and sets the
-    exception instead for a failure (so ``wait(return_when=FIRST_EXCEPTION)`` sees it).
+    class by ``ProcessPoolExecutor._submit`` while the task is pending (if the executor has
+    sent the task already, a second future that follows it). The executor sets what the worker
+    sent back (the result's payload, or a failure) as its result; ``set_result`` loads it
+    first, and sets the exception instead for a failure (so ``wait(return_when=
+    FIRST_EXCEPTION)`` sees it).
 
     One future per task, rather than a second one settled from the executor's by a callback:
     a second ``Future`` per pending task (with its ``Condition``, lock and callback) doubled
@@ -237,6 +239,15 @@ class _TaskFuture(Future[Any]):
             super().set_result(value)
         else:
             super().set_exception(value)
+
+    def _follow(self, future: Future[Any]) -> None:
+        """Settle this future as ``future`` was, the executor's future of the same task (see
+        ``ProcessPoolExecutor._follower``)."""
+        error = future.exception()
+        if error is not None:  # the pool's own failure (a worker died, the pool shut down)
+            self.set_exception(error)
+        else:
+            self.set_result(future.result())
 
 
 def _outcome(payloads: _Payloads, raw: Any) -> tuple[bool, Any]:
@@ -358,30 +369,30 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor):
 
     def _submit(self, runner: Callable[..., Any], *payloads: bytes) -> Future[Any]:
         future = super().submit(runner, *payloads)
-        # Under the future's lock, which set_result takes: the executor's threads settle it
-        # as a plain Future before (then done() is true here), as a _TaskFuture after.
+        # The executor's manager thread calls set_result only after it has marked the future
+        # running (set_running_or_notify_cancel, under the future's lock, as this check): a
+        # future still pending here gets every set_result as a _TaskFuture.
         with future._condition:
-            done = future.done()
-            if not done:
+            pending = not (future.running() or future.done())
+            if pending:
                 future.__class__ = _TaskFuture
                 future._payloads = self._payloads  # type: ignore[attr-defined]
-        if done:
-            # The task was settled before this thread got the GIL back: a new future, settled
-            # from that one's outcome.
-            return self._settled(future)
-        return future
+        if pending:
+            return future
+        # The task was sent, maybe settled, before this thread got the GIL back (rare).
+        return self._follower(future)
 
-    def _settled(self, future: Future[Any]) -> Future[Any]:
-        """A new future with the outcome of ``future``, which was settled as a plain one."""
-        settled = _TaskFuture()
-        settled._payloads = self._payloads
-        if future.cancelled():
-            settled.cancel()
-        elif future.exception() is not None:
-            settled.set_exception(future.exception())
+    def _follower(self, future: Future[Any]) -> Future[Any]:
+        """A second future, settled as ``future`` is (or was), as a plain Future."""
+        follower = _TaskFuture()
+        follower._payloads = self._payloads
+        if future.cancelled():  # by shutdown(cancel_futures=True) in another thread
+            follower.cancel()
+            follower.set_running_or_notify_cancel()
         else:
-            settled.set_result(future.result())
-        return settled
+            follower.set_running_or_notify_cancel()  # so cancel() says False, as for future
+            future.add_done_callback(follower._follow)
+        return follower
 
 
 def _no_function(*args: Any) -> Any:
