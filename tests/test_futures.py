@@ -21,6 +21,7 @@ from omnipickle.futures import (
     DEFAULT_COMPRESS_ABOVE,
     ForkingPickler,
     ProcessPoolExecutor,
+    RemoteTraceback,
     _Payloads,
     install_forking_pickler,
     uninstall_forking_pickler,
@@ -99,7 +100,8 @@ with ProcessPoolExecutor(2, "spawn") as ex:
     try:
         ex.submit(len, sqlite3.connect(":memory:"))
     except omnipickle.PicklingError as exc:
-        report["unserializable argument"] = [str(exc), exc.path]
+        report["unserializable argument"] = [str(exc), exc.path, type(exc.__cause__).__name__]
+    report["after an unserializable argument"] = ex.submit(abs, -2).result()
     sleepers = [ex.submit(time.sleep, 0.5) for _ in range(2)]
     queued = [ex.submit(abs, -i) for i in range(6)]
     last = queued[-1]
@@ -202,9 +204,14 @@ def test_a_result_that_cannot_travel_is_the_tasks_pickling_error(spawn: dict[str
 
 
 def test_an_argument_that_cannot_travel_is_refused_by_submit(spawn: dict[str, Any]) -> None:
-    message, path = spawn["unserializable argument"]
+    message, path, cause = spawn["unserializable argument"]
     assert path == "root['args'][0]"
     assert message.startswith("cannot serialize sqlite3.Connection at root['args'][0]")
+    assert cause == "TypeError"  # the pickler's own exception
+
+
+def test_the_pool_goes_on_after_an_argument_that_cannot_travel(spawn: dict[str, Any]) -> None:
+    assert spawn["after an unserializable argument"] == 2
 
 
 def test_a_queued_task_can_be_cancelled(spawn: dict[str, Any]) -> None:
@@ -221,6 +228,140 @@ def test_futures_work_with_wait(spawn: dict[str, Any]) -> None:
 
 def test_a_worker_that_dies_breaks_the_pool_as_in_the_stdlib(spawn: dict[str, Any]) -> None:
     assert spawn["dead worker"] == "BrokenProcessPool"
+
+
+# --- when a task is serialized; failures and wait(); shutdown with tasks pending ------------
+
+_WHEN = """
+import concurrent.futures, multiprocessing, time
+from omnipickle.futures import ProcessPoolExecutor
+
+
+class Probe:
+    # Records, in this process, whether the thread that serializes it is the main thread.
+    seen = []
+
+    def __reduce__(self):
+        Probe.seen.append(threading.current_thread() is threading.main_thread())
+        return (int, (7,))
+
+
+def changed_after_submit(ex):
+    # sum(items) submitted after three sleeps, which hold the one worker and its call queue
+    # (2 places) for 0.4 s at least: the call is still waiting when items changes.
+    ex.submit(abs, 0).result()  # the worker has started
+    for _ in range(3):
+        ex.submit(time.sleep, 0.4)
+    items = [1]
+    later = ex.submit(sum, items)
+    items.append(2)
+    return later.result()
+
+
+with ProcessPoolExecutor(1, "spawn") as ex:
+    report["changed after submit"] = changed_after_submit(ex)
+    report["serialized in"] = [ex.submit(abs, Probe()).result(), list(Probe.seen)]
+    failing = ex.submit(fail, 1)
+    sleeper = ex.submit(time.sleep, 1)  # after it, on the one worker
+    done, _ = concurrent.futures.wait(
+        [failing, sleeper], timeout=60, return_when=concurrent.futures.FIRST_EXCEPTION
+    )
+    report["first exception"] = [f is failing for f in done]
+
+with concurrent.futures.ProcessPoolExecutor(1, multiprocessing.get_context("spawn")) as ex:
+    report["stdlib: changed after submit"] = changed_after_submit(ex)
+
+ex = ProcessPoolExecutor(1, "spawn")
+pending = [ex.submit(lambda i=i: i * i) for i in range(8)]
+ex.shutdown(wait=False)
+report["shutdown without waiting"] = [f.result(timeout=60) for f in pending]
+
+ex = ProcessPoolExecutor(1, "spawn")
+ex.submit(abs, 0).result()
+first = ex.submit(time.sleep, 0.4)
+while not first.running():  # sent to the worker
+    time.sleep(0.01)
+rest = [ex.submit(lambda i=i: -i) for i in range(10)]
+ex.shutdown(wait=True, cancel_futures=True)
+report["shutdown cancelling"] = [
+    first.result(),
+    [f.cancelled() or f.result() == -i for i, f in enumerate(rest)],
+    sum(f.cancelled() for f in rest) >= 7,
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def when() -> dict[str, Any]:
+    return child_report(_WHEN)
+
+
+def test_a_change_to_an_argument_after_submit_does_not_reach_the_worker(
+    when: dict[str, Any],
+) -> None:
+    """submit serializes the call at once; the standard executor pickles it when it sends it,
+    and its worker sees the change."""
+    assert when["changed after submit"] == 1
+    assert when["stdlib: changed after submit"] == 3
+
+
+def test_a_task_is_serialized_once_in_the_calling_thread(when: dict[str, Any]) -> None:
+    assert when["serialized in"] == [7, [True]]
+
+
+def test_wait_for_the_first_exception_returns_at_a_failed_task(when: dict[str, Any]) -> None:
+    assert when["first exception"] == [True]
+
+
+def test_tasks_pending_at_shutdown_without_waiting_still_run(when: dict[str, Any]) -> None:
+    assert when["shutdown without waiting"] == [i * i for i in range(8)]
+
+
+def test_shutdown_cancelling_futures_cancels_the_tasks_not_yet_sent(
+    when: dict[str, Any],
+) -> None:
+    """The running task finishes; of the others, those in the call queue run (two at most,
+    the queue's size with one worker), the rest are cancelled."""
+    assert when["shutdown cancelling"] == [None, [True] * 10, True]
+
+
+def _sent(payload: Any = None) -> concurrent.futures.Future[Any]:
+    """A plain future as the executor's manager thread leaves it: running, or settled."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_running_or_notify_cancel()
+    if payload is not None:
+        future.set_result(payload)
+    return future
+
+
+def test_a_task_sent_before_submit_returns_gets_a_future_that_follows_the_executors() -> None:
+    """The executor's threads may send a task (and settle its future, as a plain Future)
+    before submit has made that future a _TaskFuture: submit then returns a second future,
+    running, that is settled as the first is."""
+    ex = ProcessPoolExecutor(1, "spawn")  # no worker starts before a task is submitted
+    payloads = _Payloads(None, "raise", None, None, DEFAULT_COMPRESS_ABOVE)
+    failure = (payloads.dumps(KeyError("k")), "", "tb text", "builtins.KeyError", "'k'")
+    try:
+        running = _sent()
+        follower = ex._follower(running)
+        assert (follower.running(), follower.cancel()) == (True, False)
+        running.set_result(payloads.dumps([1, 2]))
+        assert follower.result(timeout=0) == [1, 2]
+        assert ex._follower(_sent(payloads.dumps("done"))).result(timeout=0) == "done"
+        error = ex._follower(_sent(failure)).exception(timeout=0)
+        assert isinstance(error, KeyError)
+        assert isinstance(error.__cause__, RemoteTraceback)
+        assert error.__cause__.tb == "tb text"
+        broken = _sent()
+        broken.set_exception(RuntimeError("the pool broke"))
+        assert str(ex._follower(broken).exception(timeout=0)) == "the pool broke"
+        cancelled: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        cancelled.cancel()
+        follower = ex._follower(cancelled)
+        assert follower.cancelled()
+        assert concurrent.futures.wait([follower], timeout=0).done == {follower}
+    finally:
+        ex.shutdown()
 
 
 # --- options: key, drop, compression, initializer --------------------------------------------
