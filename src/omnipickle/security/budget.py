@@ -149,7 +149,8 @@ def _hash_bytes(key: Any) -> int:
     return 0
 
 
-_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
+# The views of a dict (OrderedDict's are subclasses).
+_VIEWS: tuple[type[Any], ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _ITERATED = frozenset({list, tuple, deque, set, frozenset, range})
 
 
@@ -415,8 +416,9 @@ def _measure(obj: Any, sizes: bool) -> tuple[int, int, Iterable[Any] | None]:
         return 1 + len(obj), 8 * len(obj), obj
     if kind is str or kind is bytes or kind is bytearray:
         return 1, len(obj), None
-    if isinstance(obj, (tuple, list, set, frozenset, deque, *_VIEWS)):
-        # A dict's view is walked as what iterating it gives (list(view) copies it).
+    if isinstance(obj, (tuple, list, set, frozenset, deque)):
+        return 1 + len(obj), 8 * len(obj), obj
+    if isinstance(obj, _VIEWS):  # walked as what iterating it gives (list(view) copies it)
         return 1 + len(obj), 8 * len(obj), obj
     if isinstance(obj, dict):
         return 1 + 2 * len(obj), 16 * len(obj), (*obj.keys(), *obj.values())
