@@ -12,10 +12,10 @@ used as a dict key (hashing it recurses in C). So a restricted load counts:
   every time, as the callable would visit them), and the bytes of the strings and buffers in it;
 * the nesting depth of marks and of anything walked;
 * the work of hashing and comparing each dict key and set item inserted (:meth:`Budget.keys`):
-  a big int is hashed again at every insertion (ints and tuples cache no hash), equal but
-  distinct keys are compared in full, and keys whose hash the payload chooses (ints beyond 60
-  bits, tuples, frozensets) can all collide in one container, where each insertion compares
-  with every earlier one.
+  a big int is hashed again at every insertion (ints, ranges, Fractions and tuples cache no
+  hash), equal but distinct keys are compared in full, and keys whose hash the payload chooses
+  (ints beyond 60 bits, tuples, frozensets, complex numbers, Decimals, UUIDs, ranges...) can
+  all collide in one container, where each insertion compares with every earlier one.
 
 Limits scale with the payload's size (:class:`Limits`): a legitimate payload's parse stays far
 inside them, and an amplifying one is stopped before the callable runs, with a
@@ -286,12 +286,13 @@ class Budget:
         """Charge inserting ``keys`` into ``target`` (a dict, a set, or ``None``: a new one).
 
         Each key is charged what hashing and comparing it costs: the bytes of an int beyond 64
-        bits (hashed anew each time); the length of a str or bytes over 256 characters
-        (compared in full beside an equal one; not again for the very object met before); the
-        expanded size of a tuple or frozenset (as :meth:`walk`); and, in a container of more
-        than 64 entries, for a key whose hash the payload chooses, one comparison with each
-        earlier key of the same hash in the same container (``k`` such keys cost ``k**2 / 2``,
-        as the container's probing does).
+        bits (hashed anew each time), and of the ints of a range or a Fraction; the length of a
+        str or bytes over 256 characters (compared in full beside an equal one; not again for
+        the very object met before); the expanded size of a tuple or frozenset (as
+        :meth:`walk`); and, in a container of more than 64 entries, for every key whose hash
+        the payload chooses (all but str, bytes, ints of up to 60 bits, floats and singletons),
+        one comparison with each earlier key of the same hash in the same container (``k``
+        such keys cost ``k**2 / 2``, as the container's probing does).
 
         Raises:
             BudgetExceededError: the work exceeds a limit.
