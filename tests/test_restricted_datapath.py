@@ -844,3 +844,26 @@ def test_wide_ints_and_equal_long_strings_load_through_the_checked_path(protocol
     eight = [2**63 - 1, -(2**63), {2**62: 1}]  # LONG1 of 8 bytes: the fast path
     assert datapath.validate(pickle.dumps(eight, protocol), default_limits()) is not None
     assert restricted_loads(pickle.dumps(eight, protocol)) == eight
+
+
+def _one_hash_floats() -> list[float]:
+    """Floats of one hash (``m * 2**e`` hashes to ``m * 2**(e % 61)`` modulo 2**61 - 1):
+    six mantissas for a hash of six one bits nine apart, each with the exponents that fit."""
+    p61 = 2**61 - 1
+    wanted = sum(1 << bit for bit in range(0, 54, 9))
+    values = (
+        m * 2.0**e
+        for e in range(-1074, 972)
+        if (m := wanted * pow(2, -e % 61, p61) % p61) < 2**53 and m & 1
+    )
+    return [v for v in values if v and hash(v) == wanted]
+
+
+def test_floats_that_share_a_hash_take_the_fast_path() -> None:
+    """A float's hash is chosen as an int's, but 53 bits of mantissa let only about 200 share
+    one: the fast path takes them (docs/security.md measures what they cost)."""
+    floats = _one_hash_floats()
+    assert len(floats) > 190 and len({hash(v) for v in floats}) == 1
+    data = pickle.dumps([set(floats) for _ in range(4)], 4)  # four sets, each of them all
+    assert datapath.validate(data, default_limits()) is not None
+    assert restricted_loads(data) == [set(floats)] * 4
