@@ -3,6 +3,7 @@
 Run it as a script::
 
     python benchmarks/bench_restricted.py [--quick] [--rounds R] [--profile ROW] [--json PATH]
+    python benchmarks/bench_restricted.py --keys [--quick]
 
 Each workload is loaded side by side in one process by ``pickle.loads`` (the C unpickler),
 ``omnipickle.loads``, ``omnipickle.loads(..., restricted=True)``, ``restricted_loads`` on the
@@ -10,7 +11,9 @@ bare pickle stream, and, as a reference only, the C ``pickle.Unpickler`` with a 
 allow-list (which is *not* safe against hostile input: see docs/security.md). In each of R
 rounds every loader loads every workload once, in an order rotated from round to round; the
 table shows the median time and the ratio to ``pickle.loads``. ``--profile ROW`` runs cProfile
-over the restricted load of one workload instead. See README.md in this folder.
+over the restricted load of one workload instead. ``--keys`` times, instead, the costliest keys
+the fast path takes (equal 255-byte strings inserted side by side; floats that share a hash)
+against a stream of the same size and shape with ordinary keys. See README.md in this folder.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pickle
 import platform
 import pstats
 import statistics
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import omnipickle
-from omnipickle.security import restricted_loads
+from omnipickle.security import datapath, restricted_loads
+from omnipickle.security.budget import default_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -250,14 +255,97 @@ def profile(row: Workload, out: Any) -> None:
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
 
 
+# --- the costliest keys the fast path takes ------------------------------------------------------
+
+
+def _text(i: int) -> bytes:
+    """SHORT_BINUNICODE of 255 bytes, ``i`` in the last five."""
+    return b"\x8c\xff" + ("x" * 250 + f"{i:05d}").encode()
+
+
+def _shared_hash_floats() -> list[float]:
+    """The floats of one hash: a float is m * 2**e (m odd, below 2**53) and hashes to
+    m * 2**(e mod 61) modulo 2**61 - 1, so a hash whose 61 bits hold six ones nine apart has
+    six mantissas, each with about 33 exponents."""
+    modulus = 2**61 - 1
+    target = sum(1 << (9 * j) for j in range(6))
+    found = []
+    for exponent in range(-1074, 972):
+        mantissa = target * pow(2, 61 - exponent % 61, modulus) % modulus
+        if mantissa < 2**53 and mantissa % 2:
+            value = mantissa * 2.0**exponent
+            if value and hash(value) == target:
+                found.append(value)
+    return found
+
+
+def key_streams(scale: float) -> list[tuple[str, bytes, bytes]]:
+    """(name, a stream of costly keys, a stream of the same size with ordinary ones)."""
+    n = max(100, int(100_000 * scale))
+    equal = b"".join(_text(0) for _ in range(n))
+    distinct = b"".join(_text(i) for i in range(n))
+    group = _shared_hash_floats()
+    floats = b"".join(b"G" + struct.pack(">d", v) for v in group) * max(1, n // len(group))
+    plain = b"".join(b"G" + struct.pack(">d", i + 0.5) for i in range(len(floats) // 9))
+    return [
+        (
+            f"{n:,} equal 255-byte str as set items",
+            b"\x80\x04\x8f(" + equal + b"\x90.",
+            b"\x80\x04](" + distinct + b"e.",
+        ),
+        (
+            f"{n:,} equal 255-byte str as dict keys",
+            b"\x80\x04}(" + equal.replace(b"\x8c\xff", b"N\x8c\xff")[1:] + b"Nu.",
+            b"\x80\x04](" + distinct + b"e.",
+        ),
+        (
+            f"floats {len(group)} to a hash, in one set each",
+            b"\x80\x04]("
+            + (b"\x8f(" + floats[: 9 * len(group)] + b"\x90") * max(1, n // len(group))
+            + b"e.",
+            b"\x80\x04]("
+            + (b"\x8f(" + plain[: 9 * len(group)] + b"\x90") * max(1, n // len(group))
+            + b"e.",
+        ),
+    ]
+
+
+def measure_keys(scale: float, rounds: int) -> str:
+    """A Markdown table: each costly stream against its ordinary twin, both restricted."""
+    lines = [
+        "| costly keys (fast path) | bytes | pickle.loads | restricted_loads "
+        "| restricted, ordinary keys | costly / ordinary |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, costly, ordinary in key_streams(scale):
+        if datapath.validate(costly, default_limits()) is None:
+            raise AssertionError(f"{name}: not on the fast path")
+        times: dict[str, list[float]] = {"pickle": [], "costly": [], "ordinary": []}
+        for _ in range(rounds):
+            times["pickle"].append(_seconds(pickle.loads, costly, 1))
+            times["costly"].append(_seconds(restricted_loads, costly, 1))
+            times["ordinary"].append(_seconds(restricted_loads, ordinary, 1))
+        median = {key: statistics.median(values) for key, values in times.items()}
+        lines.append(
+            f"| {name} | {len(costly):,} | {median['pickle'] * 1e3:.1f} ms | "
+            f"{median['costly'] * 1e3:.1f} ms | {median['ordinary'] * 1e3:.1f} ms | "
+            f"{median['costly'] / median['ordinary']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1/100 of the sizes, 2 rounds")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     parser.add_argument("--profile", metavar="ROW", help="profile one row (its letter: a, b...)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keys", action="store_true", help="the fast path's costliest keys")
     args = parser.parse_args(argv)
     scale, rounds = (0.01, 2) if args.quick else (1.0, args.rounds)
+    if args.keys:
+        print(measure_keys(scale, rounds))
+        return 0
     rows = workloads(scale)
     if args.profile:
         chosen = [row for row in rows if row.name.startswith(f"({args.profile})")]

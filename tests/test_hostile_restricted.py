@@ -551,3 +551,299 @@ def test_keys_that_legitimate_data_has_load(protocol: int) -> None:
     assert RestrictedUnpickler(io.BytesIO(data)).load() == obj
     ints = pickle.dumps(obj["ints"], protocol)
     assert (datapath.validate(ints, default_limits()) is not None) is (protocol > 0)
+
+
+# --- every allowed constructor that hashes, whatever holds its keys ---------------------------
+
+_P61 = 2**61 - 1
+_ITEMS = b"](" + b"".join(_COLLIDING) + b"e"  # a list of 20,000 ints of one hash
+_PAIRS = b"](" + b"".join(key + b"N\x86" for key in _COLLIDING) + b"e"  # (key, None) pairs
+_DEQUE = _global("collections", "deque") + _ITEMS + b"\x85R"
+
+
+def _call(module: str, name: str, *args: bytes) -> bytes:
+    """``module.name(*args)``, each argument written as opcodes (at most three arguments)."""
+    return (
+        _global(module, name) + b"".join(args) + b")\x85\x86\x87"[len(args) : len(args) + 1] + b"R"
+    )
+
+
+def _ranges_as_pairs() -> bytes:
+    ranges = (
+        _call("builtins", "range", _long1(k * _P61), _long1(k * _P61 + 2)) for k in range(20_000)
+    )
+    return b"](" + b"".join(ranges) + b"e"
+
+
+# A dict of 400 keys of one hash (within the budget: 80,000 comparisons), copied 40 times:
+# each copy compares them again.
+_SMALL = b"}(" + b"N".join(_COLLIDING[:400]) + b"Nu" + _put(0) + b"0"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("defaultdict(None, pairs)", _call("collections", "defaultdict", b"N", _PAIRS)),
+        ("set(deque)", _call("builtins", "set", _DEQUE)),
+        ("Counter(deque)", _call("collections", "Counter", _DEQUE)),
+        ("frozenset(deque) by NEWOBJ", _global("builtins", "frozenset") + _DEQUE + b"\x85\x81"),
+        (  # 61 bytes: 20,000 multiples of 2**61 - 1, lazily
+            "set(range(0, 20_000 * P, P))",
+            _call(
+                "builtins",
+                "set",
+                _call("builtins", "range", b"K\x00", _long1(20_000 * _P61), _long1(_P61)),
+            ),
+        ),
+        ("dict(pairs that are ranges)", _call("builtins", "dict", _ranges_as_pairs())),
+        (
+            "dict(pairs that are deques)",
+            _call(
+                "builtins",
+                "dict",
+                b"]("
+                + b"".join(_call("collections", "deque", b"](" + key + b"Ne") for key in _COLLIDING)
+                + b"e",
+            ),
+        ),
+        (
+            "set(a dict) 40 times",
+            _SMALL + b"](" + _call("builtins", "set", _get(0)) * 40 + b"e",
+        ),
+        (
+            "set(a dict's keys view) 40 times",
+            _SMALL
+            + _call("omnipickle._rebuild", "dict_view", _get(0), _short("keys"))
+            + _put(1)
+            + b"0]("
+            + _call("builtins", "set", _get(1)) * 40
+            + b"e",
+        ),
+        (
+            "OrderedDict(a dict) 40 times",
+            _SMALL + b"](" + _call("collections", "OrderedDict", _get(0)) * 40 + b"e",
+        ),
+        (
+            "copyreg.__newobj__ with a list of arguments",
+            _global("copyreg", "__newobj__")
+            + b"]("
+            + _global("builtins", "frozenset")
+            + _DEQUE
+            + b"eR",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 50 else "",
+)
+def test_every_constructor_that_hashes_is_charged_whatever_holds_its_keys(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    """Each of these loaded: most in 1 to 3 s (the range one in 115 s at 150,000 items), the
+    copies of a dict quickly but comparing its keys again, uncounted. Only set, frozenset, dict,
+    OrderedDict and Counter were charged, and only when given a list or a tuple."""
+    expect = "UnsafePayloadError" if "list of arguments" in name else "BudgetExceededError"
+    run_hostile(tmp_path, b"\x80\x02" + data + b".", expect=expect, seconds=2.0, mib=80)
+
+
+def _colliding_complex(count: int) -> list[tuple[float, float]]:
+    """``count`` complex numbers of one hash: hash(a + bj) is hash(a) + 1000003 * hash(b)
+    modulo 2**64, and an integral float below 2**53 hashes to itself."""
+    target, factor = 12345, 1_000_003
+    first = -(-(target + 2**64 - 2**53) // factor)
+    pairs = [(float(target + 2**64 - factor * b), float(b)) for b in range(first, first + count)]
+    assert len({hash(complex(a, b)) for a, b in pairs}) == 1
+    return pairs
+
+
+def _keys(*keys: bytes) -> bytes:
+    return b"}(" + b"N".join(keys) + b"Nu"
+
+
+def _binfloat(value: float) -> bytes:
+    return b"G" + struct.pack(">d", value)
+
+
+class _Pairs:
+    """Pickles as a dict filled by SETITEMS with ``pairs``, in order (equal keys and all)."""
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        self.pairs = pairs
+
+    def __reduce__(self) -> Any:
+        return (dict, (), None, None, iter(self.pairs))
+
+
+def _uuid_keys() -> bytes:
+    import uuid
+
+    pairs = [(uuid.UUID(int=k * _P61), None) for k in range(1, 20_001)]
+    return pickle.dumps(_Pairs(pairs), 2)[2:-1]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        (
+            "complex",
+            _keys(
+                *(
+                    _call("builtins", "complex", _binfloat(a), _binfloat(b))
+                    for a, b in _colliding_complex(20_000)
+                )
+            ),
+        ),
+        (
+            "Fraction",
+            _keys(
+                *(_call("fractions", "Fraction", _short(str(k * _P61))) for k in range(1, 5_001))
+            ),
+        ),
+        (
+            "Decimal",
+            _keys(*(_call("decimal", "Decimal", _short(str(k * _P61))) for k in range(1, 20_001))),
+        ),
+        ("UUID", _uuid_keys()),
+        (
+            "range",
+            _keys(
+                *(
+                    _call("builtins", "range", _long1(k * _P61), _long1(k * _P61 + 1))
+                    for k in range(1, 20_001)
+                )
+            ),
+        ),
+        (  # a range hashes its start, stop and step each time: a huge one, 20,000 times
+            "a huge range as 20,000 dict keys",
+            _call("builtins", "range", _HUGE) + _put(0) + b"](" + b"}h\x00Ns" * 20_000 + b"e",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 50 else "",
+)
+def test_keys_of_any_type_whose_hash_the_payload_chooses_are_counted(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    """20,000 colliding keys of each type took 2 to 12 s to insert (5,000 Fractions: 2.6 s);
+    only ints and tuples were counted."""
+    run_hostile(
+        tmp_path, b"\x80\x02" + data + b".", expect="BudgetExceededError", seconds=2.0, mib=80
+    )
+
+
+_BOMB = nested(40)  # a tuple holding itself twice over 40 levels: 2**40 steps to hash or show
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expect"),
+    [
+        ("a REDUCE of it", _BOMB + b")R", "UnpicklingError"),
+        ("a NEWOBJ of it", _BOMB + b")\x81", "UnpicklingError"),
+        ("str(b'x', it)", _call("builtins", "str", b"C\x01x", _BOMB), "BudgetExceededError"),
+        (
+            "codecs.encode('x', it)",
+            _call("_codecs", "encode", _short("x"), _BOMB),
+            "BudgetExceededError",
+        ),
+        (
+            "__newobj_ex__(str, (), [(it, 1)])",
+            _global("copyreg", "__newobj_ex__")
+            + _global("builtins", "str")
+            + b")]"
+            + _BOMB
+            + b"K\x01\x86a\x87R",
+            "UnsafePayloadError",
+        ),
+        (
+            "a numpy datetime dtype's unit",
+            _call("numpy", "dtype", _short("M8"), b"\x89", b"\x88")
+            + b"(K\x04"
+            + _short("<")
+            + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00N("
+            + _BOMB
+            + b"K\x01K\x01K\x01t\x86tb",
+            "BudgetExceededError",
+        ),
+        ("a persistent id", _BOMB + b"Q", "UnsafePayloadError"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 50 and not v.endswith("Error") else "",
+)
+def test_restricted_loading_never_hashes_or_shows_an_object_it_has_not_walked(
+    tmp_path: Path, name: str, data: bytes, expect: str
+) -> None:
+    """Restricted loading's own checks hashed these (``callee in`` a set, ``encoding in`` the
+    codecs allowed, the unit names) or showed them in a message (``repr``) before the budget
+    walked them: each hung."""
+    run_hostile(tmp_path, b"\x80\x02" + data + b".", expect=expect, seconds=2.0, mib=80)
+
+
+def test_a_dict_view_is_walked_as_its_items(tmp_path: Path) -> None:
+    """``list(view)`` 5,000 times over a view of a 100,000-key dict took 3.8 GB and 13 s: a
+    view was counted as one object."""
+    keys = b"".join(b"J" + struct.pack("<i", i) + b"N" for i in range(100_000))
+    view = _call("omnipickle._rebuild", "dict_view", b"}(" + keys + b"u", _short("keys")) + _put(0)
+    data = b"\x80\x02" + view + b"0](" + _call("builtins", "list", _get(0)) * 5_000 + b"e."
+    run_hostile(tmp_path, data, expect="BudgetExceededError", seconds=2.0, mib=80)
+
+
+def test_call_arguments_are_a_tuple_and_a_dict_as_the_c_unpickler_requires() -> None:
+    """pickle.py unpacks any iterable (``func(*args)``), which let a list of arguments to
+    ``copyreg.__newobj__`` past the argument rules of the class it calls (``str`` with the
+    quadratic punycode codec); the C unpickler refuses anything but a tuple."""
+    from omnipickle.errors import UnsafePayloadError
+    from omnipickle.security import restricted_loads
+
+    data = b"\x80\x02" + _global("copyreg", "__newobj__") + b"](" + _global("builtins", "str")
+    data += b"C\x09bcher-kva" + _short("punycode") + b"eR."
+    with pytest.raises(TypeError):
+        pickle.loads(data)
+    assert pickle._loads(data) == "b\u00fccher"  # type: ignore[attr-defined]
+    with pytest.raises(UnsafePayloadError, match="a list, not a tuple"):
+        restricted_loads(data)
+    newobj_ex = b"\x80\x02" + _global("copyreg", "__newobj_ex__") + _global("builtins", "str")
+    with pytest.raises(UnsafePayloadError, match="a list and its keyword arguments a dict"):
+        restricted_loads(newobj_ex + b"]C\x01xa}\x87R.")
+    assert restricted_loads(newobj_ex + b"C\x01x\x85}\x87R.") == "b'x'"
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_keys_of_every_allowed_type_load_within_the_budget(protocol: int) -> None:
+    """Distinct keys of the types now counted for collisions, and what the hashing
+    constructors are given in legitimate data, load as they are."""
+    import collections
+    import datetime
+    import decimal
+    import fractions
+    import uuid
+
+    from omnipickle.security import restricted_loads
+
+    count = 20_000
+    obj = {
+        "complex": {complex(i, -i): i for i in range(count)},
+        "Decimal": {decimal.Decimal(i) / 7 for i in range(count)},
+        "Fraction": {fractions.Fraction(i, 7): i for i in range(count)},
+        "UUID": {uuid.UUID(int=i * 2**70 + i) for i in range(count)},
+        "range": {range(i, i + 3) for i in range(count)},
+        "timedelta": {datetime.timedelta(seconds=i) for i in range(count)},
+        "Counter": collections.Counter({f"w{i}": i for i in range(count)}),
+        "defaultdict": collections.defaultdict(list, {i * 2**64: [i] for i in range(count)}),
+        "OrderedDict": collections.OrderedDict((i * 2**64, i) for i in range(count)),
+        "frozenset": frozenset(i * 2**64 for i in range(count)),
+    }
+    data = pickle.dumps(obj, protocol)
+    assert restricted_loads(data) == obj
+    calls = _call(
+        "collections",
+        "defaultdict",
+        b"N",
+        b"](" + b"".join(_long1(k * 2**64) + b"K\x01\x86" for k in range(count)) + b"e",
+    )
+    calls = (
+        b"\x80\x02("
+        + calls
+        + _call("builtins", "set", _call("builtins", "range", _long1(2**64), _long1(2**64 + count)))
+        + b"l."
+    )
+    made = restricted_loads(calls)
+    assert made == [
+        dict.fromkeys((k * 2**64 for k in range(count)), 1),
+        set(range(2**64, 2**64 + count)),
+    ]

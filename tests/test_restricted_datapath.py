@@ -16,6 +16,7 @@ import io
 import pickle
 import pickletools
 import struct
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -844,3 +845,66 @@ def test_wide_ints_and_equal_long_strings_load_through_the_checked_path(protocol
     eight = [2**63 - 1, -(2**63), {2**62: 1}]  # LONG1 of 8 bytes: the fast path
     assert datapath.validate(pickle.dumps(eight, protocol), default_limits()) is not None
     assert restricted_loads(pickle.dumps(eight, protocol)) == eight
+
+
+def _one_hash_floats() -> list[float]:
+    """Floats of one hash (``m * 2**e`` hashes to ``m * 2**(e % 61)`` modulo 2**61 - 1):
+    six mantissas for a hash of six one bits nine apart, each with the exponents that fit."""
+    p61 = 2**61 - 1
+    wanted = sum(1 << bit for bit in range(0, 54, 9))
+    values = (
+        m * 2.0**e
+        for e in range(-1074, 972)
+        if (m := wanted * pow(2, -e % 61, p61) % p61) < 2**53 and m & 1
+    )
+    return [v for v in values if v and hash(v) == wanted]
+
+
+def test_floats_that_share_a_hash_take_the_fast_path() -> None:
+    """A float's hash is chosen as an int's, but 53 bits of mantissa let only about 200 share
+    one: the fast path takes them (docs/security.md measures what they cost)."""
+    floats = _one_hash_floats()
+    assert len(floats) > 190 and len({hash(v) for v in floats}) == 1
+    data = pickle.dumps([set(floats) for _ in range(4)], 4)  # four sets, each of them all
+    assert datapath.validate(data, default_limits()) is not None
+    assert restricted_loads(data) == [set(floats)] * 4
+
+
+class Named:
+    """Instances made only by the loads of the interning test."""
+
+
+@pytest.mark.skipif(
+    sys.version_info[:2] != (3, 11), reason="what interning keeps differs by version"
+)
+@pytest.mark.parametrize("path", ["fast", "checked"])
+def test_state_keys_are_interned_and_freed_with_the_objects_on_3_11(path: str) -> None:
+    """Both unpicklers intern the keys of an instance's state (its attribute names), as pickle
+    does. On Python 3.11 an interned string is freed with its last reference, so load after
+    load of payloads with new names keeps none of them (3.12.0 made every interned string
+    immortal, which python/cpython#113993 undid)."""
+    import gc
+    import uuid
+
+    def payload() -> tuple[bytes, list[str]]:
+        names = [f"a{uuid.uuid4().hex}" for _ in range(50)]
+        obj = Named.__new__(Named)
+        vars(obj).update(dict.fromkeys(names, 1))
+        tail = [] if path == "fast" else [(1, 2)]  # a tuple: the checked path
+        return pickle.dumps([obj, *tail], 4), names
+
+    def interned(name: str) -> bool:  # whether a string equal to name is interned
+        fresh = "".join(["a", name[1:]])
+        return sys.intern(fresh) is not fresh
+
+    # CPython keeps the names of a class's first instance in the class (its shared-key table).
+    restricted_loads(payload()[0], allow=HERE)
+    for _ in range(3):
+        data, names = payload()
+        assert (datapath.validate(data, default_limits()) is not None) is (path == "fast")
+        loaded = restricted_loads(data, allow=HERE)
+        key = next(iter(vars(loaded[0])))
+        assert sys.intern("".join(["a", key[1:]])) is key  # interned by the load
+        del loaded, key
+        gc.collect()
+        assert not any(interned(name) for name in names)

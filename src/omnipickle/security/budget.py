@@ -12,10 +12,10 @@ used as a dict key (hashing it recurses in C). So a restricted load counts:
   every time, as the callable would visit them), and the bytes of the strings and buffers in it;
 * the nesting depth of marks and of anything walked;
 * the work of hashing and comparing each dict key and set item inserted (:meth:`Budget.keys`):
-  a big int is hashed again at every insertion (ints and tuples cache no hash), equal but
-  distinct keys are compared in full, and keys whose hash the payload chooses (ints beyond 60
-  bits, tuples, frozensets) can all collide in one container, where each insertion compares
-  with every earlier one.
+  a big int is hashed again at every insertion (ints, ranges, Fractions and tuples cache no
+  hash), equal but distinct keys are compared in full, and keys whose hash the payload chooses
+  (ints beyond 60 bits, tuples, frozensets, complex numbers, Decimals, UUIDs, ranges...) can
+  all collide in one container, where each insertion compares with every earlier one.
 
 Limits scale with the payload's size (:class:`Limits`): a legitimate payload's parse stays far
 inside them, and an amplifying one is stopped before the callable runs, with a
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import fractions
 import operator
 import types
 from collections import deque
@@ -34,7 +35,7 @@ from typing import Any
 
 from ..errors import BudgetExceededError
 
-__all__ = ["Budget", "Limits", "default_limits", "set_default_limits"]
+__all__ = ["Budget", "Limits", "default_limits", "items_of", "set_default_limits"]
 
 _MIB = 1024 * 1024
 
@@ -129,6 +130,40 @@ def _int_bytes(value: int) -> int:
     return bits >> 3 if bits > _WIDE_INT_BITS else 0
 
 
+# Keys whose hash the payload cannot choose, or can make collide only a few hundred at a time
+# (a float's hash is its value modulo 2**61 - 1 too, but a float has 53 bits of mantissa: at
+# most about 200 of them share a hash), and singletons (equal means identical). Every other key
+# (complex, Decimal, Fraction, UUID, range, timedelta, instances...) is counted for collisions:
+# 20,000 colliding complex numbers, Decimals or UUIDs each took 2 to 12 s to insert.
+_UNCHOSEN = frozenset({float, type(None), bool, type(...), type(NotImplemented)})
+
+
+def _hash_bytes(key: Any) -> int:
+    """What hashing ``key`` costs beyond a step, in bytes, for the keys that keep no hash and
+    hash wide ints each time: a range (its start, stop and step), a Fraction."""
+    kind = type(key)
+    if kind is range:
+        return _int_bytes(key.start) + _int_bytes(key.stop) + _int_bytes(key.step)
+    if kind is fractions.Fraction:
+        return _int_bytes(key.numerator) + _int_bytes(key.denominator)
+    return 0
+
+
+# The views of a dict (OrderedDict's are subclasses).
+_VIEWS: tuple[type[Any], ...] = (type({}.keys()), type({}.values()), type({}.items()))
+_ITERATED = frozenset({list, tuple, deque, set, frozenset, range})
+
+
+def items_of(obj: Any) -> list[Any] | None:
+    """The items iterating ``obj`` gives, for the containers that are iterated in C, without
+    running code of the payload's classes: a list, tuple, deque, set, frozenset, range, or a
+    view of a dict (``None`` for anything else). Call it only on what the budget has walked:
+    a range of a billion ints is a billion items."""
+    if type(obj) in _ITERATED or isinstance(obj, _VIEWS):
+        return list(obj)
+    return None
+
+
 class Budget:
     """What one restricted load has used, against its limits.
 
@@ -159,9 +194,9 @@ class Budget:
         self.max_depth = limits.depth
         self.objects = 0
         self.memory = 0
-        # Chosen hashes inserted so far, by (container, hash): how many; and the containers
-        # (kept alive, so that their ids stay theirs).
-        self._hashes: dict[tuple[int, int], int] = {}
+        # Chosen hashes inserted so far, by container (its id) and hash: how many; and the
+        # containers (kept alive, so that their ids stay theirs).
+        self._hashes: dict[int, dict[int, int]] = {}
         self._targets: dict[int, object] = {}
         # Long str and bytes keys met so far, by their type, length and ends.
         self._texts: dict[tuple[type, int, Any, Any], Any] = {}
@@ -251,12 +286,13 @@ class Budget:
         """Charge inserting ``keys`` into ``target`` (a dict, a set, or ``None``: a new one).
 
         Each key is charged what hashing and comparing it costs: the bytes of an int beyond 64
-        bits (hashed anew each time); the length of a str or bytes over 256 characters
-        (compared in full beside an equal one; not again for the very object met before); the
-        expanded size of a tuple or frozenset (as :meth:`walk`); and, in a container of more
-        than 64 entries, for a key whose hash the payload chooses, one comparison with each
-        earlier key of the same hash in the same container (``k`` such keys cost ``k**2 / 2``,
-        as the container's probing does).
+        bits (hashed anew each time), and of the ints of a range or a Fraction; the length of a
+        str or bytes over 256 characters (compared in full beside an equal one; not again for
+        the very object met before); the expanded size of a tuple or frozenset (as
+        :meth:`walk`); and, in a container of more than 64 entries, for every key whose hash
+        the payload chooses (all but str, bytes, ints of up to 60 bits, floats and singletons),
+        one comparison with each earlier key of the same hash in the same container (``k``
+        such keys cost ``k**2 / 2``, as the container's probing does).
 
         Raises:
             BudgetExceededError: the work exceeds a limit.
@@ -266,8 +302,10 @@ class Budget:
             self.walk(walked, what)
         size = len(target) if isinstance(target, (dict, set, frozenset)) else 0
         track = size + len(keys) > _FEW_KEYS
-        hashes = self._hashes if target is not None else {}
-        where = id(target)
+        hashes: dict[int, int] = {}
+        if track and target is not None:
+            hashes = self._hashes.setdefault(id(target), hashes)
+            self._targets[id(target)] = target
         objects = memory = 0
         room = None if self.max_memory is None else self.max_memory - self.memory
         for key in keys:
@@ -283,21 +321,22 @@ class Budget:
                     continue
             elif kind is tuple or kind is frozenset:
                 cost = 1 + len(key)
-            else:
+            elif kind in _UNCHOSEN:
                 continue
+            else:
+                cost = _hash_bytes(key)
+                memory += cost
             if room is not None and memory > room:
                 break  # charged below: raises before anything else is hashed
             if track:
                 try:
-                    slot = (where, hash(key))
+                    slot = hash(key)
                 except TypeError:  # unhashable: the insertion fails
                     continue
                 seen = hashes.get(slot, 0)
                 hashes[slot] = seen + 1
                 objects += seen
                 memory += seen * cost
-        if track and target is not None:
-            self._targets[where] = target
         if objects or memory:
             self.charge(objects, memory, what)
 
@@ -379,6 +418,8 @@ def _measure(obj: Any, sizes: bool) -> tuple[int, int, Iterable[Any] | None]:
     if kind is str or kind is bytes or kind is bytearray:
         return 1, len(obj), None
     if isinstance(obj, (tuple, list, set, frozenset, deque)):
+        return 1 + len(obj), 8 * len(obj), obj
+    if isinstance(obj, _VIEWS):  # walked as what iterating it gives (list(view) copies it)
         return 1 + len(obj), 8 * len(obj), obj
     if isinstance(obj, dict):
         return 1 + 2 * len(obj), 16 * len(obj), (*obj.keys(), *obj.values())

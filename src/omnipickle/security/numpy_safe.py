@@ -137,7 +137,7 @@ def _datetime_dtype(base: str, order: str, meta: Any) -> str:
     _int(unit[3], what, 1, 1)
     if name == b"generic":
         return order + base
-    if name not in _UNITS:
+    if type(name) is not bytes or name not in _UNITS:  # never hash a payload's tuple
         raise _refuse(what, f"{name!r} is not a datetime unit")
     return f"{order}{base}[{num}{name.decode('ascii')}]"
 

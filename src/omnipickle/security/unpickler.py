@@ -21,7 +21,7 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from .._reconstruct import dropped_resource, restore_state
 from ..errors import (
@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..format import header as envelope
 from . import datapath, numpy_safe
-from .budget import Budget, Limits, default_limits
+from .budget import Budget, Limits, default_limits, items_of
 from .policy import Policy, fix_name
 
 __all__ = ["RestrictedUnpickler", "restricted_loads"]
@@ -169,10 +169,44 @@ _MUTATORS = {
     pickle.SETITEMS[0]: "load_setitems",
     pickle.ADDITEMS[0]: "load_additems",
 }
-# Allowed constructors that hash the items of their first argument, and those of them that take
-# (key, value) pairs.
-_PAIRS: frozenset[Any] = frozenset({dict, collections.OrderedDict})
-_HASHING = _PAIRS | {set, frozenset, collections.Counter}
+# Allowed constructors that hash what they are given: which positional argument holds it, and
+# whether that holds (key, value) pairs (a mapping gives its keys either way). Looked up by id:
+# restricted loading never hashes a payload's object to learn what it is (a tuple holding
+# itself twice over 40 levels takes 2**40 steps to hash).
+_KEYED: dict[int, tuple[int, bool]] = {
+    id(dict): (0, True),
+    id(collections.OrderedDict): (0, True),
+    id(collections.defaultdict): (1, True),  # defaultdict(factory, pairs or a mapping)
+    id(set): (0, False),
+    id(frozenset): (0, False),
+    id(collections.Counter): (0, False),  # Counter(iterable) counts items, Counter(mapping) keys
+}
+
+
+def _hashed_keys(callee: Any, args: tuple[Any, ...]) -> list[Any]:
+    """The keys ``callee(*args)`` hashes, if it is one of :data:`_KEYED`: the items or keys of
+    its source, or the first of each pair, whatever container holds them (:func:`items_of`:
+    lists, tuples, deques, sets, ranges, dicts and their views). Sources of other types are
+    iterated by their own class's code, or hold nothing that can share a hash (str, bytes)."""
+    spec = _KEYED.get(id(callee))
+    if spec is None or len(args) <= spec[0]:
+        return []
+    at, pairs = spec
+    source = args[at]
+    if isinstance(source, dict):  # a mapping: its keys
+        return list(dict.keys(source))
+    items = items_of(source)
+    if items is None:
+        return []
+    if not pairs:
+        return items
+    keys = []
+    for pair in items:
+        inner = pair if type(pair) is tuple or type(pair) is list else items_of(pair)
+        if inner is not None and len(inner) == 2:
+            keys.append(inner[0])
+    return keys
+
 
 # Where each of them finds its target, counted from the top of the stack (or at the mark).
 _TARGETS = {"load_build": -2, "load_append": -2, "load_setitem": -3}
@@ -439,7 +473,14 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         """Refuse: a persistent id asks the loader for an object from outside the stream."""
-        shown = repr(pid)
+        # Shown only as far as it is cheap to: a pid can be any object of the stream, and the
+        # repr of a tuple holding itself twice over 40 levels has 2**40 parts.
+        if type(pid) is str or type(pid) is bytes:
+            shown = repr(pid[:80])
+        elif type(pid) is int and pid.bit_length() <= 256:
+            shown = repr(pid)
+        else:
+            shown = f"a {type(pid).__name__}"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         raise UnsafePayloadError(
@@ -474,30 +515,43 @@ class RestrictedUnpickler(pickle._Unpickler):
         copyreg's helpers and NEWOBJ are looked through: the rules of the class they call
         apply.
         """
+        if type(args) is not tuple or (kwargs is not None and type(kwargs) is not dict):
+            # pickle.py unpacks any iterable (func(*args)); the C unpickler, which pickle.loads
+            # uses, takes a tuple and a dict only. Anything else would be read twice here,
+            # once by these checks and once by the call, by its own class's code.
+            self._refuse_arguments(func, args, kwargs)
         callee, call_args, call_kwargs = func, args, kwargs
-        if type(args) is tuple:
-            if func is copyreg.__newobj__ and args:  # type: ignore[attr-defined]
-                callee, call_args = args[0], args[1:]
-            elif func is copyreg.__newobj_ex__ and len(args) == 3:  # type: ignore[attr-defined]
-                callee, call_args, call_kwargs = args
-            elif func is copyreg._reconstructor and len(args) == 3:  # type: ignore[attr-defined]
-                callee, call_args = args[1], (args[2],)
+        if func is copyreg.__newobj__ and args:  # type: ignore[attr-defined]
+            callee, call_args = args[0], args[1:]
+        elif func is copyreg.__newobj_ex__ and len(args) == 3:  # type: ignore[attr-defined]
+            callee, call_args, call_kwargs = args
+            if type(call_args) is not tuple or type(call_kwargs) is not dict:
+                self._refuse_arguments(callee, call_args, call_kwargs)
+        elif func is copyreg._reconstructor and len(args) == 3:  # type: ignore[attr-defined]
+            callee, call_args = args[1], (args[2],)
         name = self._names.get(id(callee))
         shown = name or getattr(callee, "__qualname__", type(callee).__qualname__)
-        if name is not None:
-            positional = tuple(call_args) if isinstance(call_args, (tuple, list)) else None
-            reason = self._policy.check_call(name, positional, call_kwargs)
-            if reason is not None:
-                raise UnsafePayloadError(f"restricted loading refused a call of {name}: {reason}")
+        # The arguments' expanded size first: the argument rules below look at (and may hash)
+        # what they are given.
         sizes = isinstance(callee, type) and issubclass(callee, (bytes, bytearray))
         self._budget.call(args, kwargs, shown, sizes=sizes, skip=self._handed_ids)
+        if name is not None:
+            reason = self._policy.check_call(name, call_args, call_kwargs)
+            if reason is not None:
+                raise UnsafePayloadError(f"restricted loading refused a call of {name}: {reason}")
         # The allowed constructors that hash what they are given: its keys, counted as keys.
-        first: Any = call_args[0] if type(call_args) is tuple and call_args else None
-        if callee in _HASHING and type(first) in (list, tuple):
-            keys = list(first)
-            if callee in _PAIRS:
-                keys = [pair[0] for pair in keys if type(pair) in (list, tuple) and pair]
+        keys = _hashed_keys(callee, call_args)
+        if keys:
             self._guard_keys(keys, f"calling {shown}")
+
+    def _refuse_arguments(self, func: Any, args: Any, kwargs: Any) -> NoReturn:
+        shown = self._names.get(id(func)) or type(func).__qualname__
+        raise UnsafePayloadError(
+            f"restricted loading refused a call of {shown}: its arguments are a "
+            f"{type(args).__name__}"
+            + ("" if kwargs is None else f" and its keyword arguments a {type(kwargs).__name__}")
+            + ", not a tuple and a dict as the C unpickler requires"
+        )
 
     def load_reduce(self) -> None:
         """REDUCE, its call checked first."""
@@ -583,6 +637,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         if len(stack) >= 2 and numpy_safe.is_numpy_object(stack[-2]):
             target = stack[-2]
             state = stack.pop()
+            # Walked first, as a call's arguments: the validation compares, hashes and shows
+            # parts of it (a tuple holding itself twice over 40 levels is 2**40 of each).
+            self._budget.walk((state,), "a numpy object's state")
             replacement = numpy_safe.rebuild(target, state)
             stack[-1] = replacement
             self.memo.replace(target, replacement)
