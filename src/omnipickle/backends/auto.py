@@ -375,10 +375,16 @@ class AutoPickler(pickle.Pickler):
         self.proto = protocol
         self.globals_ref: dict[int, dict[str, Any]] = {}
         # The marshal bytes of the code objects of functions written by value, by id (each
-        # entry keeps its code object alive, so the id stays its own): emptied with the memo.
+        # entry keeps its code object alive, so the id stays its own): emptied with the memo
+        # (clear_memo), whose bytes objects it names.
         self._code_bytes: dict[int, tuple[types.CodeType, bytes]] = {}
         self.by_value = False
         self._by_value_modules = by_value_modules()
+
+    def clear_memo(self) -> None:
+        """As :meth:`pickle.Pickler.clear_memo`; the code objects kept for it go too."""
+        super().clear_memo()
+        self._code_bytes.clear()
 
     @property
     def dispatch_table(self) -> Any:
@@ -792,7 +798,6 @@ def _reused_pickler(
         raise
     finally:
         pickler.clear_memo()  # let go of what was dumped
-        pickler._code_bytes.clear()
     # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
     crc = sink.crc if sink.length >= SMALL else None
     result = sink.chunks, sink.length, crc, pickler.by_value

@@ -738,10 +738,10 @@ class PlainEnvelopes:
     def wrap(self, stream: bytes, protocol: int) -> bytes:
         """The envelope of ``stream``, a pickle stream of ``protocol`` (2 or later)."""
         stored = len(stream) - _LEAD
+        if stored >= SMALL:  # another checksum algorithm, and a view rather than a copy
+            return plain_payload(stream, protocol, self._loader, self._bits)
         known = self._prefixes.get(protocol)
-        if known is None or stored >= SMALL:
-            if stored >= SMALL:
-                return plain_payload(stream, protocol, self._loader, self._bits)
+        if known is None:
             known = self._prefixes[protocol] = _plain_prefix(
                 protocol, self._loader, self._bits, CRC32, 0, 0
             )
