@@ -144,10 +144,15 @@ def _outcome(call: Any) -> tuple[str, str] | Any:
         return (type(exc).__name__, str(exc))
 
 
+# The pure-Python loads, whose own fast path the C one (omnipickle._speedups) stands in front of.
+PYTHON_LOADS = getattr(omnipickle.loads, "__wrapped__", omnipickle.loads)
+
+
 def _both(data: bytes) -> tuple[Any, Any]:
-    return _outcome(lambda: omnipickle.loads(data)), _outcome(
-        lambda: omnipickle.loads(bytearray(data))
-    )
+    """The fast paths' outcome (C and Python, which must agree), and the general path's."""
+    fast = _outcome(lambda: omnipickle.loads(data))
+    assert _outcome(lambda: PYTHON_LOADS(data)) == fast, "the C and Python fast paths differ"
+    return fast, _outcome(lambda: omnipickle.loads(bytearray(data)))
 
 
 def test_every_damaged_byte_of_a_fast_payload_gets_the_general_paths_error() -> None:

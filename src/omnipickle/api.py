@@ -7,12 +7,13 @@ this module imports it.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ._reconstruct import LOAD_HOOKS, REATTACH
 from ._registry import Remembered
@@ -33,8 +34,10 @@ from .format import ENVELOPE, as_view
 from .format.header import (
     FLAG_OUT_OF_BAND,
     FLAG_SECTIONS,
+    PLAIN_LAYOUT,
     Header,
     PlainEnvelopes,
+    accepted_first_bytes,
     is_plain_payload,
     plain_stream,
 )
@@ -731,6 +734,50 @@ def loads(
         allow=allow,
     )
     return loads_with(data, opts)
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _fast_path_failure(exc: BaseException, data: bytes, raw: bool) -> UnpicklingError | None:
+    """What the C fast path of :func:`loads` raises (``from exc``) when ``pickle.loads(data)``
+    raised ``exc``, or ``None`` to re-raise it: what the Python fast path raises."""
+    if not isinstance(exc, LOAD_FAILURES):
+        return None
+    head = data[:8] if raw else b""
+    return load_failure(exc, size=len(data), ended=data[-1:] != b".", head=head, caught=False)
+
+
+def _accelerated(python_loads: _F) -> _F:
+    """``python_loads`` with its per-call fast path in C (:mod:`omnipickle._speedups`), which
+    hands every call it does not take to ``python_loads``; ``python_loads`` itself where the
+    extension was not built, or when ``OMNIPICKLE_PURE_PYTHON`` is set (to anything but ``""``
+    or ``"0"``)."""
+    if os.environ.get("OMNIPICKLE_PURE_PYTHON", "") not in ("", "0"):
+        return python_loads
+    try:
+        from ._speedups import accelerate_loads
+    except ImportError:
+        return python_loads
+    fast = accelerate_loads(
+        python_loads,
+        pickle.loads,
+        LOAD_HOOKS,
+        DEFAULTS,
+        MAGICS,
+        functools.partial(accepted_first_bytes, PICKLE_LOADER_ID),
+        _fast_path_failure,
+        sys.modules,
+        PLAIN_LAYOUT,
+    )
+    # Also the defaults, which introspection (and Serializer) read from a function.
+    functools.update_wrapper(
+        fast, python_loads, (*functools.WRAPPER_ASSIGNMENTS, "__defaults__", "__kwdefaults__")
+    )
+    return fast
+
+
+loads = _accelerated(loads)
 
 
 def loads_with(data: bytes | bytearray | memoryview, opts: LoadOptions) -> Any:

@@ -370,26 +370,32 @@ def missing_name(exc: BaseException) -> UnpicklingError:
     return error
 
 
-def _raised_by_loaded_code(exc: BaseException) -> bool:
+def _raised_by_loaded_code(exc: BaseException, caught: bool) -> bool:
     """Whether ``exc`` went through Python code the unpickler called, other than omnipickle's
     own (``Unpickler.find_class``, the lookups nested unpicklers defer to, the reconstructors a
     payload names), whose failures on a stream's arguments are the stream's. The traceback
-    starts at the frame that caught ``exc``, which called the unpickler."""
+    starts at the frame that caught ``exc``, which called the unpickler, if ``caught``; else
+    at the first frame the unpickler called (C code caught it). The import system's frames
+    are not loaded code (a module's own frames, run by an import, are)."""
     trace = exc.__traceback__
-    trace = trace.tb_next if trace is not None else None
+    if caught and trace is not None:
+        trace = trace.tb_next
     while trace is not None:
         module = str(trace.tb_frame.f_globals.get("__name__", ""))
-        if module.partition(".")[0] != _PACKAGE:
+        if module.partition(".")[0] not in _NOT_LOADED_CODE:
             return True
         trace = trace.tb_next
     return False
 
 
 _PACKAGE = __name__.partition(".")[0]
+# Frames of these packages are not code a stream ran: omnipickle's own, and the import system
+# (a module the stream names is missing: its frames stay in a traceback caught in C).
+_NOT_LOADED_CODE = frozenset({_PACKAGE, "importlib"})
 
 
 def load_failure(
-    exc: BaseException, *, size: int | None, ended: bool, head: bytes = b""
+    exc: BaseException, *, size: int | None, ended: bool, head: bytes = b"", caught: bool = True
 ) -> UnpicklingError | None:
     """What to raise for ``exc``, caught in the frame that called an unpickler's ``load``
     (see the rule above).
@@ -402,8 +408,10 @@ def load_failure(
     Args:
         exc: what came out of ``load``.
         size, ended, head: as for :func:`damaged_stream`.
+        caught: whether ``exc``'s traceback starts at the Python frame that caught it (else
+            at the first frame the unpickler called: C code called the unpickler).
     """
-    if _raised_by_loaded_code(exc):
+    if _raised_by_loaded_code(exc, caught):
         return None
     if isinstance(exc, OmnipickleError):
         return None  # already ours, and already says what happened

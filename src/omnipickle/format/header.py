@@ -810,6 +810,15 @@ def _accepted(loader: int, backend_bits: frozenset[int]) -> tuple[_Whole, _Accep
     return tables
 
 
+def accepted_first_bytes(
+    loader: int, backend_bits: frozenset[int]
+) -> dict[bytes, tuple[int, int, int]]:
+    """What :func:`is_plain_payload` looks the first bytes of a payload with no extra field up
+    in (the C fast path of ``loads`` looks them up there too): the CRC of the fields, the CRC of
+    the PROTO opcode and the checksum algorithm, by the bytes up to the lengths."""
+    return _accepted(loader, backend_bits)[0]
+
+
 def is_plain_payload(data: bytes, loader: int, backend_bits: frozenset[int]) -> bool:
     """Whether ``data`` is, whole and intact, an envelope of the shape :func:`plain_payload`
     writes (with no flags, or the BY_VALUE flag written by this Python's minor version, and an
@@ -895,3 +904,14 @@ _PLAIN_AFTER_FIELDS = _LEAD + _WRAP_BEFORE + _PLAIN_PREFIX_SIZE  # the lengths: 
 _PLAIN_HEADER_END = _LEAD + _WRAP_BEFORE + _FIXED.size  # what the header CRC covers ends: 51
 _PLAIN_NUMBERS = struct.Struct("<IQQII")
 _POP_BYTE = _POP[0]
+PLAIN_LAYOUT: dict[str, int] = {
+    "plain_size": _PLAIN_SIZE,
+    "after_fields": _PLAIN_AFTER_FIELDS,
+    "header_end": _PLAIN_HEADER_END,
+    "lead": _LEAD,
+    "small": SMALL,
+    "crc32": CRC32,
+    "pop": _POP_BYTE,
+}
+"""Where :func:`is_plain_payload` finds each part of a plain envelope, for the C fast path of
+``loads`` (which checks that it reads the same layout)."""

@@ -1,0 +1,565 @@
+/* omnipickle._speedups: the per-call fast path of omnipickle.loads, in C.
+ *
+ * `accelerate_loads(...)` wraps the pure-Python `loads` in a callable that takes the one call
+ * shape message passing makes thousands of times a second, `loads(data)` with `data` a bytes
+ * object, and answers it without entering Python code:
+ *
+ *  - an intact envelope of plain data (format 2, no extra field, CRC-32, a stream smaller than
+ *    the layout's `small`), whose first bytes are those the Python side lists for the backends
+ *    the fast path may take: the header and the stream are checked, then pickle reads it whole;
+ *  - a plain pickle stream (`raw=True`), when no codec claims data that starts with PROTO.
+ *
+ * Everything else (keyword arguments, another type, load hooks in effect, a payload with an
+ * extra field, a larger stream, another checksum, anything damaged) goes to the Python
+ * function unchanged, which re-checks and takes its own path: nothing is unpickled twice,
+ * because the fallback happens only before pickle is called. What the fast path takes for
+ * granted is read from the Python side's objects on every call, so it follows them.
+ *
+ * An error out of pickle is handed to the Python side's `failure(exc, data, raw)`, which says
+ * what to raise (as the pure-Python path does): None to re-raise `exc` unchanged, or an error
+ * to raise from it.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* --- CRC-32 (the polynomial and conventions of zlib.crc32), eight bytes per step --------- */
+
+static uint32_t crc_table[8][256];
+
+static void
+crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        for (int t = 1; t < 8; t++) {
+            uint32_t prev = crc_table[t - 1][n];
+            crc_table[t][n] = crc_table[0][prev & 0xFF] ^ (prev >> 8);
+        }
+    }
+}
+
+static inline uint32_t
+read_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t
+read_u64(const unsigned char *p)
+{
+    return (uint64_t)read_u32(p) | ((uint64_t)read_u32(p + 4) << 32);
+}
+
+/* zlib.crc32(bytes(p[:n]), crc) */
+static uint32_t
+crc32_update(uint32_t crc, const unsigned char *p, Py_ssize_t n)
+{
+    crc = ~crc;
+    while (n >= 8) {
+        uint32_t low = read_u32(p) ^ crc;
+        uint32_t high = read_u32(p + 4);
+        crc = crc_table[7][low & 0xFF] ^ crc_table[6][(low >> 8) & 0xFF] ^
+              crc_table[5][(low >> 16) & 0xFF] ^ crc_table[4][low >> 24] ^
+              crc_table[3][high & 0xFF] ^ crc_table[2][(high >> 8) & 0xFF] ^
+              crc_table[1][(high >> 16) & 0xFF] ^ crc_table[0][high >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0) {
+        crc = crc_table[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    }
+    return ~crc;
+}
+
+/* --- the accelerated loads ---------------------------------------------------------------- */
+
+/* The envelope's layout, from the Python side (format.header), checked once when made. */
+typedef struct {
+    Py_ssize_t plain_size;   /* header, wrapping and POP: where the stored stream starts */
+    Py_ssize_t after_fields; /* where the lengths start (the bytes before are looked up) */
+    Py_ssize_t lead;         /* PROTO and its argument: raw length = stored length + lead */
+    Py_ssize_t small;        /* streams from this size on are left to the Python side */
+    unsigned long crc32;     /* the checksum algorithm number of CRC-32 */
+    int pop;                 /* the byte that ends the wrapping of the header */
+} Layout;
+
+/* After the fields: extra size (u32), stored length (u64), raw length (u64), stored
+ * checksum (u32), then the header's CRC (u32), which covers the fields and what follows
+ * them up to itself. */
+#define NUMBERS_COVERED 24
+#define NUMBERS_SIZE 28
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;     /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */
+    PyObject *fallback; /* the pure-Python loads */
+    PyObject *unpickle; /* pickle.loads */
+    PyObject *hooks;    /* the context variable of load hooks: the fast path needs None */
+    PyObject *defaults; /* backends.DEFAULTS: builtin, fast_bits, pickle_only */
+    PyObject *magics;   /* codecs.MAGICS: proto_unclaimed */
+    PyObject *tables;   /* bits -> {first bytes: (fields CRC, lead CRC, algorithm)} */
+    PyObject *failure;  /* (exc, data, raw) -> the error to raise from exc, or None */
+    PyObject *modules;  /* sys.modules */
+    PyObject *last_bits;
+    PyObject *last_whole;
+    Layout layout;
+} FastLoads;
+
+static PyObject *str_builtin, *str_fast_bits, *str_pickle_only, *str_proto_unclaimed;
+static PyObject *str_cloudpickle, *str_qualname;
+
+/* 1 if obj.name is true, 0 if false, -1 with an error set. */
+static int
+attribute_is_true(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        return -1;
+    }
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    return truth;
+}
+
+/* The table of accepted first bytes for the backend bits the fast path may take now (a new
+ * reference), or NULL with an error set. */
+static PyObject *
+accepted_table(FastLoads *self)
+{
+    int imported = PyDict_Contains(self->modules, str_cloudpickle);
+    if (imported < 0) {
+        return NULL;
+    }
+    PyObject *bits =
+        PyObject_GetAttr(self->defaults, imported ? str_fast_bits : str_pickle_only);
+    if (bits == NULL) {
+        return NULL;
+    }
+    if (bits != self->last_bits) {
+        PyObject *whole = PyObject_CallOneArg(self->tables, bits);
+        if (whole == NULL) {
+            Py_DECREF(bits);
+            return NULL;
+        }
+        if (!PyDict_CheckExact(whole)) {
+            PyErr_SetString(PyExc_TypeError, "the table of accepted headers must be a dict");
+            Py_DECREF(whole);
+            Py_DECREF(bits);
+            return NULL;
+        }
+        Py_XSETREF(self->last_whole, whole);
+        Py_XSETREF(self->last_bits, bits);
+    }
+    else {
+        Py_DECREF(bits);
+    }
+    return Py_NewRef(self->last_whole);
+}
+
+static int
+read_crc(PyObject *item, unsigned long *out)
+{
+    *out = PyLong_AsUnsignedLong(item);
+    return (*out == (unsigned long)-1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* 1 if `p[:n]` is an intact envelope the fast path reads, 0 if not (the Python side then
+ * decides), -1 with an error set. */
+static int
+is_plain_envelope(FastLoads *self, const unsigned char *p, Py_ssize_t n)
+{
+    const Layout *layout = &self->layout;
+    if (n < layout->plain_size) {
+        return 0;
+    }
+    int builtin = attribute_is_true(self->defaults, str_builtin);
+    if (builtin <= 0) {
+        return builtin;
+    }
+    PyObject *whole = accepted_table(self);
+    if (whole == NULL) {
+        return -1;
+    }
+    PyObject *first = PyBytes_FromStringAndSize((const char *)p, layout->after_fields);
+    if (first == NULL) {
+        Py_DECREF(whole);
+        return -1;
+    }
+    PyObject *known = PyDict_GetItemWithError(whole, first); /* borrowed from whole */
+    Py_DECREF(first);
+    if (known == NULL) {
+        Py_DECREF(whole);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    unsigned long fields_crc, lead_crc, algorithm;
+    int bad = !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 3;
+    if (bad) {
+        PyErr_SetString(PyExc_TypeError, "an accepted header's entry must be a 3-tuple");
+    }
+    else {
+        bad = read_crc(PyTuple_GET_ITEM(known, 0), &fields_crc) < 0 ||
+              read_crc(PyTuple_GET_ITEM(known, 1), &lead_crc) < 0 ||
+              read_crc(PyTuple_GET_ITEM(known, 2), &algorithm) < 0;
+    }
+    Py_DECREF(whole);
+    if (bad) {
+        return -1;
+    }
+    const unsigned char *numbers = p + layout->after_fields;
+    uint32_t extra_size = read_u32(numbers);
+    uint64_t stored_length = read_u64(numbers + 4);
+    uint64_t raw_length = read_u64(numbers + 12);
+    uint32_t stored_checksum = read_u32(numbers + 20);
+    uint32_t header_crc = read_u32(numbers + 24);
+    if (extra_size != 0 || algorithm != layout->crc32 ||
+        stored_length >= (uint64_t)layout->small ||
+        (Py_ssize_t)stored_length + layout->plain_size != n ||
+        raw_length != stored_length + (uint64_t)layout->lead ||
+        p[layout->plain_size - 1] != layout->pop) {
+        return 0;
+    }
+    if (crc32_update((uint32_t)fields_crc, numbers, NUMBERS_COVERED) != header_crc) {
+        return 0;
+    }
+    return crc32_update((uint32_t)lead_crc, p + layout->plain_size,
+                        (Py_ssize_t)stored_length) == stored_checksum;
+}
+
+/* Raise what the Python side says for the error pickle raised; always returns NULL. */
+static PyObject *
+raise_failure(FastLoads *self, PyObject *data, int raw)
+{
+    PyObject *type, *value, *trace;
+    PyErr_Fetch(&type, &value, &trace);
+    PyErr_NormalizeException(&type, &value, &trace);
+    if (trace != NULL) {
+        PyException_SetTraceback(value, trace);
+    }
+    PyObject *error =
+        PyObject_CallFunctionObjArgs(self->failure, value, data, raw ? Py_True : Py_False, NULL);
+    if (error == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(trace);
+        return NULL;
+    }
+    if (error == Py_None) {
+        Py_DECREF(error);
+        PyErr_Restore(type, value, trace);
+        return NULL;
+    }
+    /* raise error from value */
+    Py_INCREF(value);
+    PyException_SetContext(error, value);
+    PyException_SetCause(error, value);
+    Py_XDECREF(type);
+    Py_XDECREF(trace);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(error)), error, NULL);
+    return NULL;
+}
+
+static PyObject *
+fast_loads_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FastLoads *self = (FastLoads *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        goto fallback;
+    }
+    PyObject *data = args[0];
+    if (!PyBytes_CheckExact(data)) {
+        goto fallback;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (n <= 2 || p[0] != 0x80) {
+        goto fallback;
+    }
+    PyObject *hooks;
+    if (PyContextVar_Get(self->hooks, Py_None, &hooks) < 0) {
+        return NULL;
+    }
+    Py_DECREF(hooks); /* only compared with None, which lives on */
+    if (hooks != Py_None) {
+        goto fallback;
+    }
+    int raw;
+    if (p[2] == 0x42) { /* BINBYTES: an envelope's header (or a protocol-3 stream of bytes) */
+        int plain = is_plain_envelope(self, p, n);
+        if (plain <= 0) {
+            if (plain < 0) {
+                return NULL;
+            }
+            goto fallback;
+        }
+        raw = 0;
+    }
+    else {
+        int unclaimed = attribute_is_true(self->magics, str_proto_unclaimed);
+        if (unclaimed <= 0) {
+            if (unclaimed < 0) {
+                return NULL;
+            }
+            goto fallback;
+        }
+        raw = 1;
+    }
+    PyObject *result = PyObject_Vectorcall(self->unpickle, args, 1, NULL);
+    if (result == NULL) {
+        return raise_failure(self, data, raw);
+    }
+    return result;
+
+fallback:
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static int
+fast_loads_traverse(FastLoads *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->unpickle);
+    Py_VISIT(self->hooks);
+    Py_VISIT(self->defaults);
+    Py_VISIT(self->magics);
+    Py_VISIT(self->tables);
+    Py_VISIT(self->failure);
+    Py_VISIT(self->modules);
+    Py_VISIT(self->last_bits);
+    Py_VISIT(self->last_whole);
+    return 0;
+}
+
+static int
+fast_loads_clear(FastLoads *self)
+{
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->unpickle);
+    Py_CLEAR(self->hooks);
+    Py_CLEAR(self->defaults);
+    Py_CLEAR(self->magics);
+    Py_CLEAR(self->tables);
+    Py_CLEAR(self->failure);
+    Py_CLEAR(self->modules);
+    Py_CLEAR(self->last_bits);
+    Py_CLEAR(self->last_whole);
+    return 0;
+}
+
+static void
+fast_loads_dealloc(FastLoads *self)
+{
+    PyObject_GC_UnTrack(self);
+    fast_loads_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Pickled, copied and deep-copied by name, as the function it stands for. */
+static PyObject *
+fast_loads_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_GetAttr(self, str_qualname);
+}
+
+static PyObject *
+fast_loads_repr(FastLoads *self)
+{
+    return PyUnicode_FromFormat("<accelerated %R>", self->fallback);
+}
+
+static PyMethodDef fast_loads_methods[] = {
+    {"__reduce__", fast_loads_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef fast_loads_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject FastLoadsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omnipickle._speedups.FastLoads",
+    .tp_doc = "loads with its per-call fast path in C (see accelerate_loads).",
+    .tp_basicsize = sizeof(FastLoads),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(FastLoads, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dictoffset = offsetof(FastLoads, dict),
+    .tp_traverse = (traverseproc)fast_loads_traverse,
+    .tp_clear = (inquiry)fast_loads_clear,
+    .tp_dealloc = (destructor)fast_loads_dealloc,
+    .tp_repr = (reprfunc)fast_loads_repr,
+    .tp_methods = fast_loads_methods,
+    .tp_getset = fast_loads_getset,
+};
+
+static Py_ssize_t
+layout_size(PyObject *layout, const char *name)
+{
+    PyObject *value = PyMapping_GetItemString(layout, name);
+    if (value == NULL) {
+        return -1;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    if (size < 0 && !PyErr_Occurred()) {
+        PyErr_Format(PyExc_ValueError, "layout[%R] must not be negative", name);
+    }
+    return size;
+}
+
+PyDoc_STRVAR(accelerate_loads_doc,
+"accelerate_loads(fallback, unpickle, hooks, defaults, magics, tables, failure, modules, layout)\n"
+"--\n"
+"\n"
+"A callable that answers loads(data) for a bytes envelope of plain data or a plain pickle\n"
+"stream in C, and passes every other call to fallback unchanged.\n"
+"\n"
+"layout is a dict of the envelope's sizes: plain_size, after_fields, header_end, lead,\n"
+"small, crc32, pop.");
+
+static PyObject *
+accelerate_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "accelerate_loads takes 9 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    static const int callables[] = {0, 1, 5, 6}; /* fallback, unpickle, tables, failure */
+    for (size_t i = 0; i < sizeof(callables) / sizeof(callables[0]); i++) {
+        if (!PyCallable_Check(args[callables[i]])) {
+            PyErr_Format(PyExc_TypeError, "accelerate_loads: argument %d must be callable",
+                         callables[i] + 1);
+            return NULL;
+        }
+    }
+    if (!PyContextVar_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "accelerate_loads: hooks must be a ContextVar");
+        return NULL;
+    }
+    if (!PyDict_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "accelerate_loads: modules must be a dict");
+        return NULL;
+    }
+    Layout layout;
+    PyObject *map = args[8];
+    layout.plain_size = layout_size(map, "plain_size");
+    layout.after_fields = layout_size(map, "after_fields");
+    Py_ssize_t header_end = layout_size(map, "header_end");
+    layout.lead = layout_size(map, "lead");
+    layout.small = layout_size(map, "small");
+    Py_ssize_t crc32 = layout_size(map, "crc32");
+    Py_ssize_t pop = layout_size(map, "pop");
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    /* What is_plain_envelope reads must be what the Python side writes. */
+    if (header_end != layout.after_fields + NUMBERS_COVERED ||
+        layout.plain_size != layout.after_fields + NUMBERS_SIZE + 1 || pop > 255 ||
+        layout.after_fields < 3) {
+        PyErr_SetString(PyExc_ValueError,
+                        "accelerate_loads: the envelope's layout is not the one this build reads");
+        return NULL;
+    }
+    layout.crc32 = (unsigned long)crc32;
+    layout.pop = (int)pop;
+
+    FastLoads *self = PyObject_GC_New(FastLoads, &FastLoadsType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = fast_loads_call;
+    self->dict = NULL;
+    self->fallback = Py_NewRef(args[0]);
+    self->unpickle = Py_NewRef(args[1]);
+    self->hooks = Py_NewRef(args[2]);
+    self->defaults = Py_NewRef(args[3]);
+    self->magics = Py_NewRef(args[4]);
+    self->tables = Py_NewRef(args[5]);
+    self->failure = Py_NewRef(args[6]);
+    self->modules = Py_NewRef(args[7]);
+    self->last_bits = NULL;
+    self->last_whole = NULL;
+    self->layout = layout;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+PyDoc_STRVAR(crc32_doc,
+"crc32(data, value=0, /)\n"
+"--\n"
+"\n"
+"zlib.crc32, as the fast path computes it (for tests).");
+
+static PyObject *
+speedups_crc32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "crc32 takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    unsigned long value = 0;
+    if (nargs == 2) {
+        value = PyLong_AsUnsignedLongMask(args[1]);
+        if (value == (unsigned long)-1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    uint32_t crc = crc32_update((uint32_t)value, view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(crc);
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"accelerate_loads", (PyCFunction)(void (*)(void))accelerate_loads, METH_FASTCALL,
+     accelerate_loads_doc},
+    {"crc32", (PyCFunction)(void (*)(void))speedups_crc32, METH_FASTCALL, crc32_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "omnipickle._speedups",
+    .m_doc = "The per-call fast path of omnipickle.loads, in C (optional: the package works "
+             "without it).",
+    .m_size = -1,
+    .m_methods = speedups_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    crc_init();
+    if (PyType_Ready(&FastLoadsType) < 0) {
+        return NULL;
+    }
+    str_builtin = PyUnicode_InternFromString("builtin");
+    str_fast_bits = PyUnicode_InternFromString("fast_bits");
+    str_pickle_only = PyUnicode_InternFromString("pickle_only");
+    str_proto_unclaimed = PyUnicode_InternFromString("proto_unclaimed");
+    str_cloudpickle = PyUnicode_InternFromString("cloudpickle");
+    str_qualname = PyUnicode_InternFromString("__qualname__");
+    if (str_builtin == NULL || str_fast_bits == NULL || str_pickle_only == NULL ||
+        str_proto_unclaimed == NULL || str_cloudpickle == NULL || str_qualname == NULL) {
+        return NULL;
+    }
+    return PyModule_Create(&speedups_module);
+}
