@@ -82,7 +82,7 @@ def test_it_introspects_pickles_and_copies_as_the_function_it_stands_for() -> No
     for name in ("__name__", "__qualname__", "__module__", "__doc__", "__kwdefaults__"):
         assert getattr(fast, name) == getattr(PYTHON_LOADS, name), name
     assert fast.__name__ == "loads" and "Rebuild an object from bytes" in (fast.__doc__ or "")
-    assert "loads" in repr(fast)
+    assert "loads" in repr(fast) and not inspect.isfunction(fast)
     assert pickle.loads(pickle.dumps(fast)) is fast
     assert omnipickle.loads(omnipickle.dumps(fast)) is fast
     assert copy.copy(fast) is fast and copy.deepcopy(fast) is fast

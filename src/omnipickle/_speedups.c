@@ -241,12 +241,18 @@ is_plain_envelope(FastLoads *self, const unsigned char *p, Py_ssize_t n)
 static PyObject *
 raise_failure(FastLoads *self, PyObject *data, int raw)
 {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *value = PyErr_GetRaisedException();
+    PyObject *type = Py_NewRef((PyObject *)Py_TYPE(value));
+    PyObject *trace = PyException_GetTraceback(value);
+#else
     PyObject *type, *value, *trace;
     PyErr_Fetch(&type, &value, &trace);
     PyErr_NormalizeException(&type, &value, &trace);
     if (trace != NULL) {
         PyException_SetTraceback(value, trace);
     }
+#endif
     PyObject *error =
         PyObject_CallFunctionObjArgs(self->failure, value, data, raw ? Py_True : Py_False, NULL);
     if (error == NULL) {
