@@ -1,11 +1,13 @@
-"""The C fast path of ``loads`` (``omnipickle._speedups``) does what the Python one does.
+"""The C fast paths of ``loads`` and ``dumps`` (``omnipickle._speedups``) do what the Python
+ones do.
 
 ``omnipickle.loads`` is, where the extension was built, a C callable standing in front of the
 pure-Python function (its ``__wrapped__``): it answers ``loads(data)`` for an intact small
 envelope of plain data and for a plain pickle stream, and hands every other call to the Python
-function. These tests compare the two on the same inputs (results, errors, tracebacks), check
-that it follows the state the Python fast path reads, attack its header parsing with crafted
-lengths in a child process, and check the package without it.
+function. ``omnipickle.dumps`` likewise answers ``dumps(obj)`` for an atom or a flat dict, list
+or tuple of atoms. These tests compare the two on the same inputs (results, errors, tracebacks),
+check that it follows the state the Python fast path reads, attack its header parsing with
+crafted lengths in a child process, and check the package without it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from omnipickle.codecs import MAGICS, GzipCodec, register_codec, unregister_code
 
 ACCELERATED = hasattr(omnipickle.loads, "__wrapped__")
 PYTHON_LOADS: Callable[..., Any] = getattr(omnipickle.loads, "__wrapped__", omnipickle.loads)
+PYTHON_DUMPS: Callable[..., Any] = getattr(omnipickle.dumps, "__wrapped__", omnipickle.dumps)
 needs_c = pytest.mark.skipif(not ACCELERATED, reason="omnipickle._speedups is not built here")
 
 
@@ -55,7 +58,9 @@ def test_the_extension_is_built_wherever_a_c_compiler_is() -> None:
         pytest.skip("no C compiler: the package installs without its C fast path")
     assert ACCELERATED, "a C compiler is here, but omnipickle._speedups was not built"
     assert type(omnipickle.loads).__module__ == "omnipickle._speedups"
+    assert type(omnipickle.dumps).__module__ == "omnipickle._speedups"
     assert omnipickle.api.loads is omnipickle.loads
+    assert omnipickle.api.dumps is omnipickle.dumps
 
 
 # --- the C CRC-32 is zlib's ------------------------------------------------------------------
@@ -76,13 +81,17 @@ def test_the_c_crc32_is_zlibs(data: bytes, start: int, offset: int) -> None:
 
 
 @needs_c
-def test_it_introspects_pickles_and_copies_as_the_function_it_stands_for() -> None:
-    fast = omnipickle.loads
-    assert inspect.signature(fast) == inspect.signature(PYTHON_LOADS)
-    for name in ("__name__", "__qualname__", "__module__", "__doc__", "__kwdefaults__"):
-        assert getattr(fast, name) == getattr(PYTHON_LOADS, name), name
-    assert fast.__name__ == "loads" and "Rebuild an object from bytes" in (fast.__doc__ or "")
-    assert "loads" in repr(fast) and not inspect.isfunction(fast)
+@pytest.mark.parametrize("name", ["loads", "dumps"])
+def test_it_introspects_pickles_and_copies_as_the_function_it_stands_for(name: str) -> None:
+    fast = getattr(omnipickle, name)
+    python = fast.__wrapped__
+    assert inspect.isfunction(python) and not inspect.isfunction(fast)
+    assert inspect.signature(fast) == inspect.signature(python)
+    for attribute in ("__name__", "__qualname__", "__module__", "__doc__", "__kwdefaults__"):
+        assert getattr(fast, attribute) == getattr(python, attribute), attribute
+    assert fast.__defaults__ == python.__defaults__
+    assert fast.__name__ == name and len(fast.__doc__ or "") > 200
+    assert name in repr(fast)
     assert pickle.loads(pickle.dumps(fast)) is fast
     assert omnipickle.loads(omnipickle.dumps(fast)) is fast
     assert copy.copy(fast) is fast and copy.deepcopy(fast) is fast
@@ -221,10 +230,10 @@ def test_a_missing_module_is_an_unpickling_error_that_keeps_its_name() -> None:
 # --- what it takes for granted, it reads on every call ----------------------------------------
 
 
-def _enters_python(call: Callable[[], Any]) -> bool:
-    """Whether ``call`` ran the pure-Python loads."""
+def _enters(function: Callable[..., Any], call: Callable[[], Any]) -> bool:
+    """Whether ``call`` ran the Python ``function``."""
     entered = []
-    code = PYTHON_LOADS.__code__
+    code = function.__code__
 
     def profile(frame: Any, event: str, arg: Any) -> None:
         if event == "call" and frame.f_code is code:
@@ -236,6 +245,11 @@ def _enters_python(call: Callable[[], Any]) -> bool:
     finally:
         sys.setprofile(None)
     return bool(entered)
+
+
+def _enters_python(call: Callable[[], Any]) -> bool:
+    """Whether ``call`` ran the pure-Python loads."""
+    return _enters(PYTHON_LOADS, call)
 
 
 class _ProtoCodec(GzipCodec):
@@ -339,28 +353,178 @@ def test_threads_loading_while_the_registries_change_get_right_answers(
     assert wrong == []
 
 
+def _kept(cases: list[Any], call: Callable[[Any], Any], rounds: int) -> tuple[bool, int]:
+    """Whether ``rounds`` calls of ``call`` on each case left every case's reference count as
+    it was, and how many bytes of memory they kept."""
+    for case in cases:
+        call(case)  # warm up
+    gc.collect()  # an error raised by loaded code is in a cycle with its traceback's frames
+    before = [sys.getrefcount(case) for case in cases]
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for _ in range(rounds):
+            for case in cases:
+                call(case)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    return [sys.getrefcount(case) for case in cases] == before, grown
+
+
 @needs_c
 def test_many_calls_keep_no_references_or_memory() -> None:
     good = omnipickle.dumps({"a": [1, 2]})
     damaged_raw = pickle.dumps({"a": [1, 2]}, 5)[:-1] + b"!"  # the C path maps this error
     user_error = omnipickle.dumps(Raises(ValueError("x")))
-    cases = (good, damaged_raw, user_error)
-    for data in cases:
-        _outcome(lambda d=data: omnipickle.loads(d))  # warm up
-    gc.collect()  # an error raised by loaded code is in a cycle with its traceback's frames
-    before = [sys.getrefcount(data) for data in cases]
-    tracemalloc.start()
+    same, grown = _kept(
+        [good, damaged_raw, user_error], lambda d: _outcome(lambda: omnipickle.loads(d)), 5_000
+    )
+    assert same and grown < 200_000, grown
+
+
+# --- dumps ---------------------------------------------------------------------------------
+
+
+def _dump_outcome(call: Callable[[], bytes]) -> tuple[str, Any]:
     try:
-        start = tracemalloc.get_traced_memory()[0]
-        for _ in range(5_000):
-            for data in cases:
-                _outcome(lambda d=data: omnipickle.loads(d))
-        gc.collect()
-        grown = tracemalloc.get_traced_memory()[0] - start
+        return ("ok", call())
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+DUMPED: list[Any] = [
+    None,
+    False,
+    2**80,
+    -1.5,
+    "é",
+    b"\x80\x05B",
+    bytearray(b"ab"),
+    {},
+    [],
+    (),
+    {"a": 1, "b": 2.0, "c": "z"},
+    {i: str(i) for i in range(8)},  # the Python path's item-by-item loop
+    {i: str(i) for i in range(9)},  # and its issuperset
+    {i: i for i in range(64)},
+    {i: i for i in range(65)},  # past the Python path's budget: the general path
+    list(range(64)),
+    tuple(range(65)),
+    [1, [2]],
+    {"a": [1]},
+    {(1, 2): 3},
+    {1, 2},
+    frozenset({3}),
+    Point(1, 2.0),
+    [Point(1, 2.0)],
+    "x" * SMALL,  # a stream too large for the C envelope: the Python one wraps it
+    b"y" * (SMALL + 100),
+]
+PROTOCOLS: list[Any] = [None, 2, 3, 4, 5, 0, 1, -1, 6, True, "5", 2**70]
+
+
+@pytest.mark.parametrize("obj", DUMPED, ids=lambda o: type(o).__name__)
+def test_dumps_writes_what_the_python_function_writes(obj: Any) -> None:
+    for protocol in PROTOCOLS:
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+            ((obj, protocol), {}),
+            ((obj,), {"protocol": protocol}),
+            ((obj, protocol), {"raw": True}),
+            ((obj,), {"protocol": protocol, "raw": False}),
+            ((obj, protocol), {"raw": 1}),
+        ]
+        for args, kwargs in calls:
+            fast = _dump_outcome(lambda a=args, k=kwargs: omnipickle.dumps(*a, **k))
+            python = _dump_outcome(lambda a=args, k=kwargs: PYTHON_DUMPS(*a, **k))
+            assert fast == python, (protocol, kwargs)
+    assert omnipickle.dumps(obj) == PYTHON_DUMPS(obj)
+    assert repr(omnipickle.loads(omnipickle.dumps(obj))) == repr(obj)
+    assert omnipickle.dumps(obj, raw=True) == PYTHON_DUMPS(obj, raw=True)
+
+
+def test_dumps_misuse_gets_the_python_functions_errors() -> None:
+    calls: list[Callable[[], Any]] = [
+        lambda: omnipickle.dumps(),  # type: ignore[call-arg]
+        lambda: omnipickle.dumps(1, 5, 6),  # type: ignore[misc]
+        lambda: omnipickle.dumps(1, 5, protocol=4),  # type: ignore[misc]
+        lambda: omnipickle.dumps(1, nonsense=True),  # type: ignore[call-arg]
+        lambda: omnipickle.dumps(1, compression="nope"),
+    ]
+    for call in calls:
+        fast = _dump_outcome(call)
+        assert fast[0] != "ok"
+    # The same calls on the Python function raise the same errors.
+    assert _dump_outcome(lambda: omnipickle.dumps(1, 5, protocol=4)) == _dump_outcome(
+        lambda: PYTHON_DUMPS(1, 5, protocol=4)
+    )
+    assert _dump_outcome(lambda: omnipickle.dumps(1, raw="yes")) == _dump_outcome(  # truthy
+        lambda: PYTHON_DUMPS(1, raw="yes")
+    )
+
+
+def _enters_python_dumps(call: Callable[[], Any]) -> bool:
+    """Whether ``call`` ran the pure-Python dumps."""
+    return _enters(PYTHON_DUMPS, call)
+
+
+@needs_c
+def test_dumps_takes_flat_plain_data_and_hands_on_the_rest(restore_registries: None) -> None:
+    for obj in (None, 1, "s", {"a": 1}, [1, 2.0], (b"x",)):
+        assert not _enters_python_dumps(lambda o=obj: omnipickle.dumps(o))
+        assert not _enters_python_dumps(lambda o=obj: omnipickle.dumps(o, 4, raw=True))
+    for obj in ({"a": [1]}, [Point(1, 2.0)], {1}, list(range(65))):
+        assert _enters_python_dumps(lambda o=obj: omnipickle.dumps(o))
+    assert _enters_python_dumps(lambda: omnipickle.dumps(1, compression="zstd"))
+    assert _enters_python_dumps(lambda: omnipickle.dumps(1, deterministic=True))
+
+    from omnipickle import register_resource, unregister_resource
+
+    class Held:
+        pass
+
+    register_resource(Held, "drop")
+    try:
+        assert _enters_python_dumps(lambda: omnipickle.dumps({"a": 1}))  # a user rule
     finally:
-        tracemalloc.stop()
-    assert [sys.getrefcount(data) for data in cases] == before
-    assert grown < 200_000, grown
+        unregister_resource(Held)
+    assert not _enters_python_dumps(lambda: omnipickle.dumps({"a": 1}))
+
+
+@needs_c
+def test_dumps_with_a_replaced_auto_backend_is_the_python_functions(
+    restore_registries: None,
+) -> None:
+    from omnipickle.backends import DEFAULTS, Backend, Pickled, register_backend
+
+    calls = []
+
+    class Mine(Backend):
+        name = "mine"
+
+        def dumps(
+            self, obj: Any, *, protocol: int, fix_imports: bool, buffer_callback: Any
+        ) -> Pickled:
+            calls.append(obj)
+            data = pickle.dumps(obj, protocol)
+            return Pickled([data], len(data), None, frozenset({"pickle"}), by_value=False)
+
+    register_backend("auto", Mine(), replace=True)
+    assert not DEFAULTS.builtin
+    assert omnipickle.dumps({"a": 1}) == PYTHON_DUMPS({"a": 1})
+    assert calls == [{"a": 1}, {"a": 1}]
+
+
+@needs_c
+def test_many_dumps_keep_no_references_or_memory() -> None:
+    def both(obj: Any) -> None:
+        omnipickle.dumps(obj)
+        omnipickle.dumps(obj, 2, raw=True)
+
+    cases = [None, {"a": 1, "b": [1]}, {"a": 1}, "x" * SMALL, [1, 2, 3]]
+    same, grown = _kept(cases, both, 3_000)
+    assert same and grown < 200_000, grown
 
 
 # --- hostile headers: crafted lengths with valid CRCs ------------------------------------------
@@ -422,6 +586,7 @@ def test_with_omnipickle_pure_python_set_loads_is_the_python_function() -> None:
     code = (
         "import inspect, omnipickle\n"
         "assert inspect.isfunction(omnipickle.loads)\n"
+        "assert inspect.isfunction(omnipickle.dumps)\n"
         "assert omnipickle.loads(omnipickle.dumps({'a': [1]})) == {'a': [1]}\n"
         "print('pure')"
     )
@@ -439,6 +604,7 @@ def test_where_the_extension_cannot_be_imported_the_package_works_without_it() -
         "sys.modules['omnipickle._speedups'] = None  # as if it was never built\n"
         "import inspect, pickle, omnipickle\n"
         "assert inspect.isfunction(omnipickle.loads)\n"
+        "assert inspect.isfunction(omnipickle.dumps)\n"
         "assert omnipickle.loads(omnipickle.dumps([1, 2])) == [1, 2]\n"
         "assert omnipickle.loads(pickle.dumps(None)) is None\n"
         "print('without')"

@@ -15,7 +15,11 @@
  * because the fallback happens only before pickle is called. What the fast path takes for
  * granted is read from the Python side's objects on every call, so it follows them.
  *
- * An error out of pickle is handed to the Python side's `failure(exc, data, raw)`, which says
+ * `accelerate_dumps(...)` does the same for `dumps(obj)` (with a protocol, and raw=, at
+ * most): an atom, or a dict, list or tuple of atoms, goes to pickle.dumps and is wrapped in
+ * the envelope here, from the constant bytes the Python side gives per protocol.
+ *
+ * An error out of pickle in loads is handed to the Python side's `failure(exc, data, raw)`, which says
  * what to raise (as the pure-Python path does): None to re-raise `exc` unchanged, or an error
  * to raise from it.
  */
@@ -423,7 +427,7 @@ layout_size(PyObject *layout, const char *name)
     Py_ssize_t size = PyLong_AsSsize_t(value);
     Py_DECREF(value);
     if (size < 0 && !PyErr_Occurred()) {
-        PyErr_Format(PyExc_ValueError, "layout[%R] must not be negative", name);
+        PyErr_Format(PyExc_ValueError, "layout[%s] must not be negative", name);
     }
     return size;
 }
@@ -463,14 +467,13 @@ accelerate_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Layout layout;
     PyObject *map = args[8];
-    layout.plain_size = layout_size(map, "plain_size");
-    layout.after_fields = layout_size(map, "after_fields");
-    Py_ssize_t header_end = layout_size(map, "header_end");
-    layout.lead = layout_size(map, "lead");
-    layout.small = layout_size(map, "small");
-    Py_ssize_t crc32 = layout_size(map, "crc32");
-    Py_ssize_t pop = layout_size(map, "pop");
-    if (PyErr_Occurred()) {
+    Py_ssize_t header_end = -1, crc32 = -1, pop = -1;
+    if ((layout.plain_size = layout_size(map, "plain_size")) < 0 ||
+        (layout.after_fields = layout_size(map, "after_fields")) < 0 ||
+        (header_end = layout_size(map, "header_end")) < 0 ||
+        (layout.lead = layout_size(map, "lead")) < 0 ||
+        (layout.small = layout_size(map, "small")) < 0 || (crc32 = layout_size(map, "crc32")) < 0 ||
+        (pop = layout_size(map, "pop")) < 0) {
         return NULL;
     }
     /* What is_plain_envelope reads must be what the Python side writes. */
@@ -505,6 +508,425 @@ accelerate_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return (PyObject *)self;
 }
 
+/* --- the accelerated dumps ---------------------------------------------------------------- */
+
+#define MAX_ATOMS 16
+#define MAX_PROTOCOL 16
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *dict;        /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */
+    PyObject *fallback;    /* the pure-Python dumps */
+    PyObject *pickle;      /* pickle.dumps */
+    PyObject *defaults;    /* backends.DEFAULTS: builtin */
+    PyObject *user_rules;  /* resources.USER_RULES: count */
+    PyObject *prefix;      /* protocol -> (the envelope's bytes before the lengths, their CRC) */
+    PyObject *wrap;        /* (stream, protocol) -> the envelope, for a stream the C leaves */
+    PyObject *default_protocol;
+    PyObject *atoms[MAX_ATOMS]; /* the exact types pickle writes without a reducer */
+    int n_atoms;
+    Py_ssize_t max_nodes;
+    long highest;
+    Py_ssize_t small;
+    Py_ssize_t plain_size;
+    int pop;
+    PyObject *leads[MAX_PROTOCOL]; /* by protocol: the bytes before the lengths */
+    uint32_t prefix_crcs[MAX_PROTOCOL]; /* and the CRC of their header part */
+} FastDumps;
+
+static PyObject *str_protocol, *str_raw, *str_count;
+
+static inline int
+is_atom(FastDumps *self, PyObject *obj)
+{
+    PyObject *type = (PyObject *)Py_TYPE(obj);
+    for (int i = 0; i < self->n_atoms; i++) {
+        if (self->atoms[i] == type) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Whether obj is an atom, or a dict, list or tuple of at most max_nodes atoms (keys included):
+ * what the Python fast path hands pickle.dumps as it is, when no user rule is in force. */
+static int
+is_flat(FastDumps *self, PyObject *obj)
+{
+    if (is_atom(self, obj)) {
+        return 1;
+    }
+    if (PyDict_CheckExact(obj)) {
+        if (PyDict_GET_SIZE(obj) > self->max_nodes) {
+            return 0;
+        }
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            if (!is_atom(self, key) || !is_atom(self, value)) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    PyObject **items;
+    Py_ssize_t n;
+    if (PyList_CheckExact(obj)) {
+        items = ((PyListObject *)obj)->ob_item;
+        n = PyList_GET_SIZE(obj);
+    }
+    else if (PyTuple_CheckExact(obj)) {
+        items = ((PyTupleObject *)obj)->ob_item;
+        n = PyTuple_GET_SIZE(obj);
+    }
+    else {
+        return 0;
+    }
+    if (n > self->max_nodes) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!is_atom(self, items[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline void
+write_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static inline void
+write_u64(unsigned char *p, uint64_t v)
+{
+    write_u32(p, (uint32_t)v);
+    write_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* The envelope of a small stream: the constant bytes, the lengths, the stream's CRC, the
+ * header's CRC, POP, then the stream after its PROTO opcode. */
+static PyObject *
+envelope(FastDumps *self, PyObject *stream, long protocol)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(stream);
+    const unsigned char *body = (const unsigned char *)PyBytes_AS_STRING(stream);
+    if (size < 2 || size - 2 >= self->small) {
+        return PyObject_CallFunction(self->wrap, "Ol", stream, protocol);
+    }
+    if (self->leads[protocol] == NULL) {
+        PyObject *known = PyObject_CallFunction(self->prefix, "l", protocol);
+        if (known == NULL) {
+            return NULL;
+        }
+        unsigned long crc;
+        if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(known, 0)) ||
+            PyBytes_GET_SIZE(PyTuple_GET_ITEM(known, 0)) + 25 != self->plain_size) {
+            Py_DECREF(known);
+            PyErr_SetString(PyExc_ValueError, "an envelope's prefix is not the layout's");
+            return NULL;
+        }
+        if (read_crc(PyTuple_GET_ITEM(known, 1), &crc) < 0) {
+            Py_DECREF(known);
+            return NULL;
+        }
+        self->prefix_crcs[protocol] = (uint32_t)crc;
+        self->leads[protocol] = Py_NewRef(PyTuple_GET_ITEM(known, 0));
+        Py_DECREF(known);
+    }
+    PyObject *lead = self->leads[protocol];
+    Py_ssize_t lead_size = PyBytes_GET_SIZE(lead);
+    Py_ssize_t stored = size - 2;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, self->plain_size + stored);
+    if (out == NULL) {
+        return NULL;
+    }
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(p, PyBytes_AS_STRING(lead), (size_t)lead_size);
+    unsigned char *numbers = p + lead_size;
+    write_u64(numbers, (uint64_t)stored);
+    write_u64(numbers + 8, (uint64_t)size);
+    write_u32(numbers + 16, crc32_update(0, body, size));
+    write_u32(numbers + 20, crc32_update(self->prefix_crcs[protocol], numbers, 20));
+    numbers[24] = (unsigned char)self->pop;
+    memcpy(numbers + 25, body + 2, (size_t)stored);
+    return out;
+}
+
+static PyObject *
+fast_dumps_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    FastDumps *self = (FastDumps *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || nargs > 2) {
+        goto fallback;
+    }
+    PyObject *protocol = nargs == 2 ? args[1] : NULL;
+    int raw = 0;
+    if (kwnames != NULL) {
+        Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *value = args[nargs + i];
+            if (protocol == NULL && PyUnicode_Compare(name, str_protocol) == 0) {
+                protocol = value;
+            }
+            else if (PyUnicode_Compare(name, str_raw) == 0 && PyBool_Check(value)) {
+                raw = value == Py_True;
+            }
+            else {
+                goto fallback;
+            }
+        }
+    }
+    if (protocol == NULL || protocol == Py_None) {
+        protocol = self->default_protocol;
+    }
+    if (!PyLong_CheckExact(protocol)) {
+        goto fallback;
+    }
+    int overflow;
+    long proto = PyLong_AsLongAndOverflow(protocol, &overflow);
+    if (overflow || proto < 2 || proto > self->highest || proto >= MAX_PROTOCOL) {
+        goto fallback; /* -1 too: PyLong_AsLongAndOverflow sets no error for an exact int */
+    }
+    if (!is_flat(self, args[0])) {
+        goto fallback;
+    }
+    int builtin = attribute_is_true(self->defaults, str_builtin);
+    if (builtin <= 0) {
+        if (builtin < 0) {
+            return NULL;
+        }
+        goto fallback;
+    }
+    int user = attribute_is_true(self->user_rules, str_count);
+    if (user != 0) {
+        if (user < 0) {
+            return NULL;
+        }
+        goto fallback;
+    }
+    PyObject *call[2] = {args[0], protocol};
+    PyObject *stream = PyObject_Vectorcall(self->pickle, call, 2, NULL);
+    if (stream == NULL || raw) {
+        return stream;
+    }
+    if (!PyBytes_CheckExact(stream)) {
+        Py_DECREF(stream);
+        PyErr_SetString(PyExc_TypeError, "pickle.dumps returned something other than bytes");
+        return NULL;
+    }
+    PyObject *out = envelope(self, stream, proto);
+    Py_DECREF(stream);
+    return out;
+
+fallback:
+    return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
+}
+
+static int
+fast_dumps_traverse(FastDumps *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->dict);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->pickle);
+    Py_VISIT(self->defaults);
+    Py_VISIT(self->user_rules);
+    Py_VISIT(self->prefix);
+    Py_VISIT(self->wrap);
+    Py_VISIT(self->default_protocol);
+    for (int i = 0; i < self->n_atoms; i++) {
+        Py_VISIT(self->atoms[i]);
+    }
+    return 0;
+}
+
+static int
+fast_dumps_clear(FastDumps *self)
+{
+    Py_CLEAR(self->dict);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->pickle);
+    Py_CLEAR(self->defaults);
+    Py_CLEAR(self->user_rules);
+    Py_CLEAR(self->prefix);
+    Py_CLEAR(self->wrap);
+    Py_CLEAR(self->default_protocol);
+    for (int i = 0; i < self->n_atoms; i++) {
+        Py_CLEAR(self->atoms[i]);
+    }
+    self->n_atoms = 0;
+    for (int i = 0; i < MAX_PROTOCOL; i++) {
+        Py_CLEAR(self->leads[i]);
+    }
+    return 0;
+}
+
+static void
+fast_dumps_dealloc(FastDumps *self)
+{
+    PyObject_GC_UnTrack(self);
+    fast_dumps_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+fast_dumps_repr(FastDumps *self)
+{
+    return PyUnicode_FromFormat("<accelerated %R>", self->fallback);
+}
+
+static PyTypeObject FastDumpsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omnipickle._speedups.FastDumps",
+    .tp_doc = "dumps with its per-call fast path in C (see accelerate_dumps).",
+    .tp_basicsize = sizeof(FastDumps),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(FastDumps, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dictoffset = offsetof(FastDumps, dict),
+    .tp_traverse = (traverseproc)fast_dumps_traverse,
+    .tp_clear = (inquiry)fast_dumps_clear,
+    .tp_dealloc = (destructor)fast_dumps_dealloc,
+    .tp_repr = (reprfunc)fast_dumps_repr,
+    .tp_methods = fast_loads_methods, /* __reduce__: by name */
+    .tp_getset = fast_loads_getset,   /* __dict__ */
+};
+
+/* config[name] (a new reference), or NULL with an error set. */
+static PyObject *
+config_item(PyObject *config, const char *name)
+{
+    PyObject *value = PyMapping_GetItemString(config, name);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_KeyError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "accelerate_dumps: the config lacks %s", name);
+    }
+    return value;
+}
+
+PyDoc_STRVAR(accelerate_dumps_doc,
+"accelerate_dumps(fallback, config)\n"
+"--\n"
+"\n"
+"A callable that answers dumps(obj[, protocol][, raw=...]) in C when obj is an atom, or a\n"
+"dict, list or tuple of at most max_nodes atoms, and passes every other call to fallback\n"
+"unchanged. config: pickle (pickle.dumps), defaults, user_rules, atoms, max_nodes,\n"
+"default_protocol, highest_protocol, prefix, wrap, layout.");
+
+static PyObject *
+accelerate_dumps(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "accelerate_dumps takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *config = args[1];
+    if (!PyCallable_Check(args[0]) || !PyDict_Check(config)) {
+        PyErr_SetString(PyExc_TypeError, "accelerate_dumps(fallback, config: dict)");
+        return NULL;
+    }
+    FastDumps *self = PyObject_GC_New(FastDumps, &FastDumpsType);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->vectorcall = fast_dumps_call;
+    self->dict = NULL;
+    self->fallback = Py_NewRef(args[0]);
+    self->n_atoms = 0;
+    for (int i = 0; i < MAX_PROTOCOL; i++) {
+        self->leads[i] = NULL;
+        self->prefix_crcs[i] = 0;
+    }
+    self->pickle = self->defaults = self->user_rules = NULL;
+    self->prefix = self->wrap = self->default_protocol = NULL;
+    PyObject_GC_Track(self);
+    if ((self->pickle = config_item(config, "pickle")) == NULL ||
+        (self->defaults = config_item(config, "defaults")) == NULL ||
+        (self->user_rules = config_item(config, "user_rules")) == NULL ||
+        (self->prefix = config_item(config, "prefix")) == NULL ||
+        (self->wrap = config_item(config, "wrap")) == NULL ||
+        (self->default_protocol = config_item(config, "default_protocol")) == NULL) {
+        goto error;
+    }
+    if (!PyCallable_Check(self->pickle) || !PyCallable_Check(self->prefix) ||
+        !PyCallable_Check(self->wrap) || !PyLong_CheckExact(self->default_protocol)) {
+        PyErr_SetString(PyExc_TypeError, "accelerate_dumps: a config item has the wrong type");
+        goto error;
+    }
+    PyObject *atoms = config_item(config, "atoms");
+    if (atoms == NULL) {
+        goto error;
+    }
+    PyObject *iterator = PyObject_GetIter(atoms);
+    Py_DECREF(atoms);
+    if (iterator == NULL) {
+        goto error;
+    }
+    PyObject *atom;
+    while ((atom = PyIter_Next(iterator)) != NULL) {
+        if (!PyType_Check(atom) || self->n_atoms == MAX_ATOMS) {
+            Py_DECREF(atom);
+            Py_DECREF(iterator);
+            PyErr_SetString(PyExc_ValueError, "accelerate_dumps: atoms must be a few types");
+            goto error;
+        }
+        self->atoms[self->n_atoms++] = atom;
+    }
+    Py_DECREF(iterator);
+    if (PyErr_Occurred()) {
+        goto error;
+    }
+    PyObject *layout = config_item(config, "layout");
+    if (layout == NULL) {
+        goto error;
+    }
+    Py_ssize_t pop = -1;
+    int bad = (self->small = layout_size(layout, "small")) < 0 ||
+              (self->plain_size = layout_size(layout, "plain_size")) < 0 ||
+              (pop = layout_size(layout, "pop")) < 0;
+    Py_DECREF(layout);
+    if (bad) {
+        goto error;
+    }
+    PyObject *item = config_item(config, "max_nodes");
+    if (item == NULL) {
+        goto error;
+    }
+    self->max_nodes = PyLong_AsSsize_t(item);
+    Py_DECREF(item);
+    if (self->max_nodes == -1 && PyErr_Occurred()) {
+        goto error;
+    }
+    item = config_item(config, "highest_protocol");
+    if (item == NULL) {
+        goto error;
+    }
+    self->highest = PyLong_AsLong(item);
+    Py_DECREF(item);
+    if (self->highest == -1 && PyErr_Occurred()) {
+        goto error;
+    }
+    if (pop > 255 || self->plain_size < 25 || self->max_nodes < 0) {
+        PyErr_SetString(PyExc_ValueError, "accelerate_dumps: a config value is out of range");
+        goto error;
+    }
+    self->pop = (int)pop;
+    return (PyObject *)self;
+
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
 PyDoc_STRVAR(crc32_doc,
 "crc32(data, value=0, /)\n"
 "--\n"
@@ -537,6 +959,8 @@ speedups_crc32(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef speedups_methods[] = {
     {"accelerate_loads", (PyCFunction)(void (*)(void))accelerate_loads, METH_FASTCALL,
      accelerate_loads_doc},
+    {"accelerate_dumps", (PyCFunction)(void (*)(void))accelerate_dumps, METH_FASTCALL,
+     accelerate_dumps_doc},
     {"crc32", (PyCFunction)(void (*)(void))speedups_crc32, METH_FASTCALL, crc32_doc},
     {NULL, NULL, 0, NULL},
 };
@@ -554,7 +978,7 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     crc_init();
-    if (PyType_Ready(&FastLoadsType) < 0) {
+    if (PyType_Ready(&FastLoadsType) < 0 || PyType_Ready(&FastDumpsType) < 0) {
         return NULL;
     }
     str_builtin = PyUnicode_InternFromString("builtin");
@@ -563,8 +987,12 @@ PyInit__speedups(void)
     str_proto_unclaimed = PyUnicode_InternFromString("proto_unclaimed");
     str_cloudpickle = PyUnicode_InternFromString("cloudpickle");
     str_qualname = PyUnicode_InternFromString("__qualname__");
+    str_protocol = PyUnicode_InternFromString("protocol");
+    str_raw = PyUnicode_InternFromString("raw");
+    str_count = PyUnicode_InternFromString("count");
     if (str_builtin == NULL || str_fast_bits == NULL || str_pickle_only == NULL ||
-        str_proto_unclaimed == NULL || str_cloudpickle == NULL || str_qualname == NULL) {
+        str_proto_unclaimed == NULL || str_cloudpickle == NULL || str_qualname == NULL ||
+        str_protocol == NULL || str_raw == NULL || str_count == NULL) {
         return NULL;
     }
     return PyModule_Create(&speedups_module);

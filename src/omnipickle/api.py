@@ -20,7 +20,7 @@ from ._registry import Remembered
 from .backends import DEFAULTS, PICKLE_BIT, PICKLE_LOADER_ID, check_installed
 from .backends import REGISTRY as BACKENDS
 from .backends.base import BufferRecorder
-from .backends.small import plain_dumps
+from .backends.small import ATOMS, MAX_NODES, plain_dumps
 from .codecs import MAGICS, Codec, codec_for_suffix
 from .errors import (
     LOAD_FAILURES,
@@ -53,6 +53,7 @@ from .options import (
     dump_options,
     load_options,
 )
+from .resources import USER_RULES
 from .urls import check_storage_options, is_url, open_url, url_writer
 
 if TYPE_CHECKING:
@@ -748,36 +749,64 @@ def _fast_path_failure(exc: BaseException, data: bytes, raw: bool) -> Unpickling
     return load_failure(exc, size=len(data), ended=data[-1:] != b".", head=head, caught=False)
 
 
-def _accelerated(python_loads: _F) -> _F:
-    """``python_loads`` with its per-call fast path in C (:mod:`omnipickle._speedups`), which
-    hands every call it does not take to ``python_loads``; ``python_loads`` itself where the
-    extension was not built, or when ``OMNIPICKLE_PURE_PYTHON`` is set (to anything but ``""``
-    or ``"0"``)."""
+def _speedups() -> tuple[Any, Any] | None:
+    """``accelerate_loads`` and ``accelerate_dumps`` of :mod:`omnipickle._speedups`, or ``None``
+    where the extension was not built or when ``OMNIPICKLE_PURE_PYTHON`` is set (to anything
+    but ``""`` or ``"0"``)."""
     if os.environ.get("OMNIPICKLE_PURE_PYTHON", "") not in ("", "0"):
-        return python_loads
+        return None
     try:
-        from ._speedups import accelerate_loads
+        from ._speedups import accelerate_dumps, accelerate_loads
     except ImportError:
-        return python_loads
-    fast = accelerate_loads(
-        python_loads,
-        pickle.loads,
-        LOAD_HOOKS,
-        DEFAULTS,
-        MAGICS,
-        functools.partial(accepted_first_bytes, PICKLE_LOADER_ID),
-        _fast_path_failure,
-        sys.modules,
-        PLAIN_LAYOUT,
-    )
-    # Also the defaults, which introspection (and Serializer) read from a function.
+        return None
+    return accelerate_loads, accelerate_dumps
+
+
+def _standing_in_for(fast: _F, python_function: Callable[..., Any]) -> _F:
+    """``fast`` (a C callable that hands every call it does not take to ``python_function``),
+    with the function's name, docstring, signature and defaults, which introspection (and
+    ``Serializer``) read from a function."""
     functools.update_wrapper(
-        fast, python_loads, (*functools.WRAPPER_ASSIGNMENTS, "__defaults__", "__kwdefaults__")
+        fast, python_function, (*functools.WRAPPER_ASSIGNMENTS, "__defaults__", "__kwdefaults__")
     )
     return fast
 
 
-loads = _accelerated(loads)
+_SPEEDUPS = _speedups()
+if _SPEEDUPS is not None:
+    _accelerate_loads, _accelerate_dumps = _SPEEDUPS
+    loads = _standing_in_for(
+        _accelerate_loads(
+            loads,
+            pickle.loads,
+            LOAD_HOOKS,
+            DEFAULTS,
+            MAGICS,
+            functools.partial(accepted_first_bytes, PICKLE_LOADER_ID),
+            _fast_path_failure,
+            sys.modules,
+            PLAIN_LAYOUT,
+        ),
+        loads,
+    )
+    dumps = _standing_in_for(
+        _accelerate_dumps(
+            dumps,
+            {
+                "pickle": pickle.dumps,
+                "defaults": DEFAULTS,
+                "user_rules": USER_RULES,
+                "atoms": ATOMS,
+                "max_nodes": MAX_NODES,
+                "default_protocol": DEFAULT_PROTOCOL,
+                "highest_protocol": HIGHEST_PROTOCOL,
+                "prefix": _PLAIN_DATA.prefix,
+                "wrap": _PLAIN_DATA.wrap,
+                "layout": PLAIN_LAYOUT,
+            },
+        ),
+        dumps,
+    )
 
 
 def loads_with(data: bytes | bytearray | memoryview, opts: LoadOptions) -> Any:

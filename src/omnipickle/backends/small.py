@@ -31,10 +31,10 @@ from .builtin_types import plain_path_markers
 from .by_value import by_value_modules, importable
 from .plain import GETATTR_MARKER, MAIN_MARKER
 
-__all__ = ["MAX_NODES", "plain_dumps"]
+__all__ = ["ATOMS", "MAX_NODES", "plain_dumps"]
 
 # The types the C pickler writes without a reducer, a reducer_override or the dispatch table.
-_ATOMS = frozenset({str, int, float, bool, bytes, type(None), bytearray})
+ATOMS = frozenset({str, int, float, bool, bytes, type(None), bytearray})
 _SEQUENCES = frozenset({list, tuple, set, frozenset})
 
 MAX_NODES = 64
@@ -46,7 +46,7 @@ _FEW = 8  # up to this many items, a Python loop checks a dict faster than issup
 def _flat(items: Any) -> bool:
     """Whether every item is an atom (``map`` and ``issuperset`` run in C)."""
     try:
-        return _ATOMS.issuperset(map(type, items))
+        return ATOMS.issuperset(map(type, items))
     except TypeError:  # an item whose type cannot be hashed (its metaclass says so)
         return False
 
@@ -65,7 +65,7 @@ def _graph_classes(obj: Any) -> set[type] | None:
         item = stack.pop()
         t = type(item)
         try:
-            if t in _ATOMS:
+            if t in ATOMS:
                 continue
         except TypeError:  # its metaclass makes the type unhashable
             return None
@@ -135,7 +135,7 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
     ``obj`` and the graph is small; else ``None`` (take the general path)."""
     t = type(obj)
     try:
-        atom = t in _ATOMS
+        atom = t in ATOMS
     except TypeError:
         return None  # its metaclass makes the type unhashable: the general path reports it
     if atom:
@@ -149,14 +149,14 @@ def plain_dumps(obj: Any, protocol: int) -> bytes | None:
             if len(obj) <= _FEW:
                 flat = True
                 for key, value in obj.items():
-                    if type(key) not in _ATOMS or type(value) not in _ATOMS:
+                    if type(key) not in ATOMS or type(value) not in ATOMS:
                         flat = False
                         break
             else:
-                flat = len(obj) <= MAX_NODES and _ATOMS.issuperset(map(type, obj))
-                flat = flat and _ATOMS.issuperset(map(type, obj.values()))
+                flat = len(obj) <= MAX_NODES and ATOMS.issuperset(map(type, obj))
+                flat = flat and ATOMS.issuperset(map(type, obj.values()))
         else:
-            flat = t in _SEQUENCES and len(obj) <= MAX_NODES and _ATOMS.issuperset(map(type, obj))
+            flat = t in _SEQUENCES and len(obj) <= MAX_NODES and ATOMS.issuperset(map(type, obj))
     except TypeError:  # an item whose type cannot be hashed (its metaclass says so)
         return None
     if flat:

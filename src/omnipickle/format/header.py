@@ -735,17 +735,22 @@ class PlainEnvelopes:
         self._bits = backend_bits
         self._prefixes: dict[int, tuple[bytes, int]] = {}
 
-    def wrap(self, stream: bytes, protocol: int) -> bytes:
-        """The envelope of ``stream``, a pickle stream of ``protocol`` (2 or later)."""
-        stored = len(stream) - _LEAD
-        if stored >= SMALL:  # another checksum algorithm, and a view rather than a copy
-            return plain_payload(stream, protocol, self._loader, self._bits)
+    def prefix(self, protocol: int) -> tuple[bytes, int]:
+        """The constant bytes of a small envelope of ``protocol`` before its lengths, and the
+        CRC of their header part (the C fast path of ``dumps`` writes from them too)."""
         known = self._prefixes.get(protocol)
         if known is None:
             known = self._prefixes[protocol] = _plain_prefix(
                 protocol, self._loader, self._bits, CRC32, 0, 0
             )
-        lead, prefix_crc = known
+        return known
+
+    def wrap(self, stream: bytes, protocol: int) -> bytes:
+        """The envelope of ``stream``, a pickle stream of ``protocol`` (2 or later)."""
+        stored = len(stream) - _LEAD
+        if stored >= SMALL:  # another checksum algorithm, and a view rather than a copy
+            return plain_payload(stream, protocol, self._loader, self._bits)
+        lead, prefix_crc = self._prefixes.get(protocol) or self.prefix(protocol)
         numbers = _PLAIN_LENGTHS.pack(stored, len(stream), zlib.crc32(stream))
         header_crc = _CRC_FIELD.pack(zlib.crc32(numbers, prefix_crc))
         return b"".join((lead, numbers, header_crc, _POP, stream[_LEAD:]))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .builtin import BUILTIN_RULES, ResourceReopenError
 from .rules import (
     ACTIONS,
+    USER_RULES,
     ResourceRule,
     has_user_rules,
     is_live_resource,
@@ -58,6 +59,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ACTIONS",
     "BUILTIN_RULES",
+    "USER_RULES",
     "ResourceAwareMixin",
     "ResourceRebuildError",
     "ResourceReopenError",

@@ -21,6 +21,7 @@ from .._registry import Record, Table
 
 __all__ = [
     "ACTIONS",
+    "USER_RULES",
     "ResourceRule",
     "has_user_rules",
     "install_builtin_rules",
@@ -100,14 +101,22 @@ class _Rules(Table[Target, ResourceRule]):
                 self._hidden[key] = hidden[:-1]
 
 
-# How many rules in force users registered: while there is none, the auto backend may pickle
-# plain data with the C pickler alone (no rule can apply to the types pickle handles itself).
-_user_rules = 0
+class _UserRules:
+    """How many rules in force users registered (``count``): while there is none, the auto
+    backend may pickle plain data with the C pickler alone (no rule can apply to the types
+    pickle handles itself). An object, so that the C fast path of ``dumps`` reads it too."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+USER_RULES = _UserRules()
 
 
 def _rules_changed() -> None:
-    global _user_rules
-    _user_rules = sum(not rule.builtin for rule in RULES.view().values())
+    USER_RULES.count = sum(not rule.builtin for rule in RULES.view().values())
     resource_rule.cache_clear()
 
 
@@ -196,7 +205,7 @@ def rules_generation() -> int:
 
 def has_user_rules() -> bool:
     """Whether user-registered rules are in force (they may cover types pickle handles)."""
-    return _user_rules > 0
+    return USER_RULES.count > 0
 
 
 def lookup(klass: type) -> ResourceRule | None:
