@@ -422,9 +422,10 @@ def _resize_call_queue(
     The standard executor's call queue holds ``max_workers + 1`` tasks (its module constant
     ``EXTRA_QUEUED_CALLS``, read once in ``__init__``, with no argument to change it). With
     tiny tasks the workers then wait on the caller's process, whose threads (the one calling
-    ``submit``, the executor's manager and feeder threads) share one GIL: 10,000 lambdas through
-    ``submit`` ran at 0.8x to 1.0x loky's throughput, whose queue holds ``2 * max_workers + 1``
-    (bench_engines.py, see docs/integrations.md).
+    ``submit``, the executor's manager and feeder threads) share one GIL, and the manager
+    thread waits for it. 10,000 lambdas through ``submit`` on 2 workers ran at 0.9x to 1.2x
+    loky's throughput (loky's queue holds ``2 * max_workers + 1``), at 1.1x to 1.7x with 16
+    (8 per worker; 32 gained 3% to 7% more; bench_engines.py, docs/integrations.md).
 
     The size is a ``multiprocessing.Queue``'s bounded semaphore (``_sem``, with ``_maxsize``),
     unchanged from Python 3.4 to 3.14, as are the executor's ``_call_queue``, ``_mp_context``
