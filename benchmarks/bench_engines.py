@@ -9,12 +9,15 @@ this file (so in ``__main__``: it must travel by value), called on each of ``ran
 call per task. The engines, each with 2 worker processes started with ``spawn`` (loky's own
 start method for loky), created and warmed up before anything is timed:
 
-* ``omnipickle.futures`` ``map`` and ``submit`` (one ``submit`` per task, then every result);
-* loky's ``get_reusable_executor`` ``map`` and ``submit`` (loky pickles with cloudpickle);
+* ``omnipickle.futures`` ``map`` and ``submit`` (one ``submit`` per task, then every result),
+  with its default ``prefetch``: 16 tasks sent ahead to the 2 workers;
+* loky's ``get_reusable_executor`` ``map`` and ``submit`` (loky pickles with cloudpickle, and
+  sends 5 tasks ahead);
 * ``multiprocessing.Pool.map(omnipickle.wrap(f), chunksize=1)``: the standard pool cannot
   carry the lambda itself;
 * the standard ``ProcessPoolExecutor.map`` of the builtin ``abs`` (no lambda: the standard
-  library cannot send one): the cost of the pool machinery alone, for reference.
+  library cannot send one; 3 tasks sent ahead): the cost of the pool machinery alone, for
+  reference.
 
 In each of R runs (default 5) every engine runs once, in an order rotated from run to run; the
 table shows the median tasks per second, and the bars compare omnipickle.futures with loky.

@@ -19,10 +19,12 @@ import omnipickle
 from conftest import check_python
 from omnipickle.futures import (
     DEFAULT_COMPRESS_ABOVE,
+    DEFAULT_PREFETCH_PER_WORKER,
     ForkingPickler,
     ProcessPoolExecutor,
     RemoteTraceback,
     _Payloads,
+    _resize_call_queue,
     install_forking_pickler,
     uninstall_forking_pickler,
 )
@@ -34,7 +36,7 @@ KEY = b"k" * 32
 
 _SPAWN = """
 import concurrent.futures, concurrent.futures.process, time
-from omnipickle.futures import ProcessPoolExecutor, RemoteTraceback
+from omnipickle.futures import DEFAULT_PREFETCH_PER_WORKER, ProcessPoolExecutor, RemoteTraceback
 
 store = make_store(sys.argv[1])
 
@@ -103,7 +105,8 @@ with ProcessPoolExecutor(2, "spawn") as ex:
         report["unserializable argument"] = [str(exc), exc.path, type(exc.__cause__).__name__]
     report["after an unserializable argument"] = ex.submit(abs, -2).result()
     sleepers = [ex.submit(time.sleep, 0.5) for _ in range(2)]
-    queued = [ex.submit(abs, -i) for i in range(6)]
+    # More than the two sleepers leave room for in the tasks sent ahead to the workers.
+    queued = [ex.submit(abs, -i) for i in range(2 * DEFAULT_PREFETCH_PER_WORKER + 4)]
     last = queued[-1]
     report["cancel"] = [last.cancel(), last.cancelled(), queued[0].result()]
     squares = [ex.submit(lambda i=i: i * i) for i in range(4)]
@@ -234,7 +237,7 @@ def test_a_worker_that_dies_breaks_the_pool_as_in_the_stdlib(spawn: dict[str, An
 
 _WHEN = """
 import concurrent.futures, multiprocessing, time
-from omnipickle.futures import ProcessPoolExecutor
+from omnipickle.futures import DEFAULT_PREFETCH_PER_WORKER, ProcessPoolExecutor
 
 
 class Probe:
@@ -281,12 +284,12 @@ ex.submit(abs, 0).result()
 first = ex.submit(time.sleep, 0.4)
 while not first.running():  # sent to the worker
     time.sleep(0.01)
-rest = [ex.submit(lambda i=i: -i) for i in range(10)]
+rest = [ex.submit(lambda i=i: -i) for i in range(DEFAULT_PREFETCH_PER_WORKER + 10)]
 ex.shutdown(wait=True, cancel_futures=True)
 report["shutdown cancelling"] = [
     first.result(),
     [f.cancelled() or f.result() == -i for i, f in enumerate(rest)],
-    sum(f.cancelled() for f in rest) >= 7,
+    sum(f.cancelled() for f in rest) >= 10,
 ]
 """
 
@@ -320,9 +323,9 @@ def test_tasks_pending_at_shutdown_without_waiting_still_run(when: dict[str, Any
 def test_shutdown_cancelling_futures_cancels_the_tasks_not_yet_sent(
     when: dict[str, Any],
 ) -> None:
-    """The running task finishes; of the others, those in the call queue run (two at most,
-    the queue's size with one worker), the rest are cancelled."""
-    assert when["shutdown cancelling"] == [None, [True] * 10, True]
+    """The running task finishes; of the others, those sent ahead to the worker run (at most
+    DEFAULT_PREFETCH_PER_WORKER with one worker), the rest are cancelled."""
+    assert when["shutdown cancelling"] == [None, [True] * (DEFAULT_PREFETCH_PER_WORKER + 10), True]
 
 
 def _sent(payload: Any = None) -> concurrent.futures.Future[Any]:
@@ -362,6 +365,106 @@ def test_a_task_sent_before_submit_returns_gets_a_future_that_follows_the_execut
         assert concurrent.futures.wait([follower], timeout=0).done == {follower}
     finally:
         ex.shutdown()
+
+
+# --- how many tasks are sent ahead to the workers (prefetch) ---------------------------------
+
+_PREFETCH = """
+import concurrent.futures, multiprocessing, tempfile, time
+from omnipickle.futures import DEFAULT_PREFETCH_PER_WORKER, ProcessPoolExecutor
+
+
+def hold(folder):
+    # Occupies its worker until the caller creates folder/release.
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(folder, "release")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return 0
+
+
+def sent_ahead(ex, hold, workers, tasks):
+    \"\"\"With every worker holding a task, submit `tasks` more: how many the executor sends
+    ahead (running, as far as their futures say), then which of them cancel() stops.\"\"\"
+    folder = tempfile.mkdtemp()
+    holders = [ex.submit(hold, folder) for _ in range(workers)]
+    deadline = time.monotonic() + 60
+    while len(os.listdir(folder)) < workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    quick = [ex.submit(abs, -i) for i in range(tasks)]
+    # The manager thread sends tasks ahead until the queue is full: wait until it has stopped.
+    running, since = -1, time.monotonic()
+    while time.monotonic() - since < 0.5:
+        now = sum(f.running() for f in quick)
+        if now != running:
+            running, since = now, time.monotonic()
+        time.sleep(0.01)
+    cancelled = [f.cancel() for f in quick]
+    open(os.path.join(folder, "release"), "w").close()
+    results = [f.result(timeout=60) for f in quick if not f.cancelled()]
+    [h.result(timeout=60) for h in holders]
+    return [running, cancelled, results]
+
+
+default = 2 * DEFAULT_PREFETCH_PER_WORKER
+with ProcessPoolExecutor(2, "spawn") as ex:
+    report["default"] = [default, sent_ahead(ex, hold, 2, default + 4)]
+with ProcessPoolExecutor(1, "spawn", prefetch=1) as ex:
+    report["one"] = [1, sent_ahead(ex, hold, 1, 5)]
+with ProcessPoolExecutor(2, "forkserver", prefetch=5) as ex:
+    report["forkserver"] = [5, sent_ahead(ex, hold, 2, 9)]
+spawn = multiprocessing.get_context("spawn")
+with concurrent.futures.ProcessPoolExecutor(2, spawn) as ex:
+    report["stdlib"] = [3, sent_ahead(ex, omnipickle.wrap(hold), 2, 7)]
+"""
+
+
+@pytest.fixture(scope="module")
+def prefetch() -> dict[str, Any]:
+    return child_report(_PREFETCH)
+
+
+@pytest.mark.parametrize("case", ["default", "one", "forkserver"])
+def test_prefetch_tasks_are_sent_ahead_and_the_rest_stay_cancellable(
+    prefetch: dict[str, Any], case: str
+) -> None:
+    """While every worker holds a task, exactly `prefetch` more are sent ahead (the default:
+    DEFAULT_PREFETCH_PER_WORKER per worker): their futures are running, cancel() cannot stop
+    them and they run; every later task is still pending, and cancel() stops it."""
+    size, (running, cancelled, results) = prefetch[case]
+    extra = len(cancelled) - size
+    assert extra > 0
+    assert running == size
+    assert cancelled == [False] * size + [True] * extra
+    assert results == list(range(size))
+
+
+def test_the_standard_executor_sends_ahead_one_task_more_than_its_workers(
+    prefetch: dict[str, Any],
+) -> None:
+    """What omnipickle.futures changes: the standard executor's call queue holds
+    max_workers + 1 tasks."""
+    size, (running, cancelled, results) = prefetch["stdlib"]
+    assert (running, cancelled, results) == (size, [False] * 3 + [True] * 4, [0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError)]
+)
+def test_a_prefetch_that_is_not_a_positive_int_is_refused(
+    value: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="prefetch"):
+        ProcessPoolExecutor(1, "spawn", prefetch=value)  # type: ignore[arg-type]
+
+
+def test_the_call_queue_is_left_alone_once_a_worker_holds_it() -> None:
+    """The queue's size is changed only before any worker or feeder thread holds it."""
+    with ProcessPoolExecutor(1, "spawn", prefetch=3) as ex:
+        assert ex.submit(abs, -1).result(timeout=60) == 1
+        assert _resize_call_queue(ex, 7) is False
+        queue = ex._call_queue  # type: ignore[attr-defined]
+        assert (queue._maxsize, queue._sem.get_value()) == (3, 3)
 
 
 # --- options: key, drop, compression, initializer --------------------------------------------
