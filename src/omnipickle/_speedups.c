@@ -108,6 +108,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *dict;     /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */
+    PyObject *weakrefs; /* weak references to it, as to the function */
     PyObject *fallback; /* the pure-Python loads */
     PyObject *unpickle; /* pickle.loads */
     PyObject *hooks;    /* the context variable of load hooks: the fast path needs None */
@@ -241,14 +242,13 @@ is_plain_envelope(FastLoads *self, const unsigned char *p, Py_ssize_t n)
                         (Py_ssize_t)stored_length) == stored_checksum;
 }
 
-/* Raise what the Python side says for the error pickle raised; always returns NULL. */
+/* The error being raised, taken out (a new reference): PyErr_GetRaisedException, which
+ * Python 3.12 brought. */
 static PyObject *
-raise_failure(FastLoads *self, PyObject *data, int raw)
+take_raised(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *value = PyErr_GetRaisedException();
-    PyObject *type = Py_NewRef((PyObject *)Py_TYPE(value));
-    PyObject *trace = PyException_GetTraceback(value);
+    return PyErr_GetRaisedException();
 #else
     PyObject *type, *value, *trace;
     PyErr_Fetch(&type, &value, &trace);
@@ -256,27 +256,56 @@ raise_failure(FastLoads *self, PyObject *data, int raw)
     if (trace != NULL) {
         PyException_SetTraceback(value, trace);
     }
+    Py_XDECREF(type);
+    Py_XDECREF(trace);
+    return value;
 #endif
+}
+
+/* Raise exc, an exception instance, with its traceback (steals the reference). */
+static void
+set_raised(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
+/* Raise what the Python side says for the error pickle raised; always returns NULL. */
+static PyObject *
+raise_failure(FastLoads *self, PyObject *data, int raw)
+{
+    PyObject *value = take_raised();
     PyObject *error =
         PyObject_CallFunctionObjArgs(self->failure, value, data, raw ? Py_True : Py_False, NULL);
     if (error == NULL) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(trace);
+        Py_DECREF(value);
         return NULL;
     }
     if (error == Py_None) {
         Py_DECREF(error);
-        PyErr_Restore(type, value, trace);
+        set_raised(value);
+        return NULL;
+    }
+    if (!PyExceptionInstance_Check(error)) {
+        /* what `raise error from value` raises then (only a replaced Python side answers so) */
+        Py_SETREF(error, PyObject_CallFunction(PyExc_TypeError, "s",
+                                               "exceptions must derive from BaseException"));
+        if (error == NULL) {
+            Py_DECREF(value);
+            return NULL;
+        }
+        PyException_SetContext(error, value);
+        set_raised(error);
         return NULL;
     }
     /* raise error from value */
     Py_INCREF(value);
     PyException_SetContext(error, value);
     PyException_SetCause(error, value);
-    Py_XDECREF(type);
-    Py_XDECREF(trace);
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(error)), error, NULL);
+    set_raised(error);
     return NULL;
 }
 
@@ -373,6 +402,9 @@ static void
 fast_loads_dealloc(FastLoads *self)
 {
     PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
     fast_loads_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -409,6 +441,7 @@ static PyTypeObject FastLoadsType = {
     .tp_vectorcall_offset = offsetof(FastLoads, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_dictoffset = offsetof(FastLoads, dict),
+    .tp_weaklistoffset = offsetof(FastLoads, weakrefs),
     .tp_traverse = (traverseproc)fast_loads_traverse,
     .tp_clear = (inquiry)fast_loads_clear,
     .tp_dealloc = (destructor)fast_loads_dealloc,
@@ -493,6 +526,7 @@ accelerate_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     self->vectorcall = fast_loads_call;
     self->dict = NULL;
+    self->weakrefs = NULL;
     self->fallback = Py_NewRef(args[0]);
     self->unpickle = Py_NewRef(args[1]);
     self->hooks = Py_NewRef(args[2]);
@@ -517,6 +551,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *dict;        /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */
+    PyObject *weakrefs;    /* weak references to it, as to the function */
     PyObject *fallback;    /* the pure-Python dumps */
     PyObject *pickle;      /* pickle.dumps */
     PyObject *defaults;    /* backends.DEFAULTS: builtin */
@@ -638,7 +673,8 @@ envelope(FastDumps *self, PyObject *stream, long protocol)
             return NULL;
         }
         self->prefix_crcs[protocol] = (uint32_t)crc;
-        self->leads[protocol] = Py_NewRef(PyTuple_GET_ITEM(known, 0));
+        /* a call prefix made (another thread's, or a nested one) may have set it meanwhile */
+        Py_XSETREF(self->leads[protocol], Py_NewRef(PyTuple_GET_ITEM(known, 0)));
         Py_DECREF(known);
     }
     PyObject *lead = self->leads[protocol];
@@ -675,6 +711,9 @@ fast_dumps_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         for (Py_ssize_t i = 0; i < n; i++) {
             PyObject *name = PyTuple_GET_ITEM(kwnames, i);
             PyObject *value = args[nargs + i];
+            if (!PyUnicode_CheckExact(name)) {
+                goto fallback; /* a str subclass: the Python function compares it with == */
+            }
             if (protocol == NULL && PyUnicode_Compare(name, str_protocol) == 0) {
                 protocol = value;
             }
@@ -774,6 +813,9 @@ static void
 fast_dumps_dealloc(FastDumps *self)
 {
     PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
     fast_dumps_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -793,6 +835,7 @@ static PyTypeObject FastDumpsType = {
     .tp_vectorcall_offset = offsetof(FastDumps, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_dictoffset = offsetof(FastDumps, dict),
+    .tp_weaklistoffset = offsetof(FastDumps, weakrefs),
     .tp_traverse = (traverseproc)fast_dumps_traverse,
     .tp_clear = (inquiry)fast_dumps_clear,
     .tp_dealloc = (destructor)fast_dumps_dealloc,
@@ -840,6 +883,7 @@ accelerate_dumps(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     self->vectorcall = fast_dumps_call;
     self->dict = NULL;
+    self->weakrefs = NULL;
     self->fallback = Py_NewRef(args[0]);
     self->n_atoms = 0;
     for (int i = 0; i < MAX_PROTOCOL; i++) {
