@@ -1,4 +1,4 @@
-/* omnipickle._speedups: the per-call fast path of omnipickle.loads, in C.
+/* omnipickle._speedups: the per-call fast paths of omnipickle.loads and dumps, in C.
  *
  * `accelerate_loads(...)` wraps the pure-Python `loads` in a callable that takes the one call
  * shape message passing makes thousands of times a second, `loads(data)` with `data` a bytes
@@ -19,9 +19,9 @@
  * most): an atom, or a dict, list or tuple of atoms, goes to pickle.dumps and is wrapped in
  * the envelope here, from the constant bytes the Python side gives per protocol.
  *
- * An error out of pickle in loads is handed to the Python side's `failure(exc, data, raw)`, which says
- * what to raise (as the pure-Python path does): None to re-raise `exc` unchanged, or an error
- * to raise from it.
+ * An error out of pickle in loads is handed to the Python side's `failure(exc, data, raw)`,
+ * which says what to raise (as the pure-Python path does): None to re-raise `exc` unchanged,
+ * or an error to raise from it.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -104,12 +104,20 @@ typedef struct {
 #define NUMBERS_COVERED 24
 #define NUMBERS_SIZE 28
 
+/* The fields FastLoads and FastDumps start with, which the slots they share read. */
+#define FAST_HEAD                                                                           \
+    PyObject_HEAD                                                                           \
+    vectorcallfunc vectorcall;                                                              \
+    PyObject *dict;     /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */ \
+    PyObject *weakrefs; /* weak references to it, as to the function */                     \
+    PyObject *fallback; /* the pure-Python function, which takes every call the C leaves */
+
 typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *dict;     /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */
-    PyObject *weakrefs; /* weak references to it, as to the function */
-    PyObject *fallback; /* the pure-Python loads */
+    FAST_HEAD
+} FastHead;
+
+typedef struct {
+    FAST_HEAD
     PyObject *unpickle; /* pickle.loads */
     PyObject *hooks;    /* the context variable of load hooks: the fast path needs None */
     PyObject *defaults; /* backends.DEFAULTS: builtin, fast_bits, pickle_only */
@@ -398,36 +406,38 @@ fast_loads_clear(FastLoads *self)
     return 0;
 }
 
+/* --- the slots both callables share ------------------------------------------------------ */
+
 static void
-fast_loads_dealloc(FastLoads *self)
+fast_dealloc(PyObject *self)
 {
     PyObject_GC_UnTrack(self);
-    if (self->weakrefs != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
+    if (((FastHead *)self)->weakrefs != NULL) {
+        PyObject_ClearWeakRefs(self);
     }
-    fast_loads_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TYPE(self)->tp_clear(self);
+    Py_TYPE(self)->tp_free(self);
 }
 
 /* Pickled, copied and deep-copied by name, as the function it stands for. */
 static PyObject *
-fast_loads_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+fast_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     return PyObject_GetAttr(self, str_qualname);
 }
 
 static PyObject *
-fast_loads_repr(FastLoads *self)
+fast_repr(PyObject *self)
 {
-    return PyUnicode_FromFormat("<accelerated %R>", self->fallback);
+    return PyUnicode_FromFormat("<accelerated %R>", ((FastHead *)self)->fallback);
 }
 
-static PyMethodDef fast_loads_methods[] = {
-    {"__reduce__", fast_loads_reduce, METH_NOARGS, NULL},
+static PyMethodDef fast_methods[] = {
+    {"__reduce__", fast_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef fast_loads_getset[] = {
+static PyGetSetDef fast_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -444,10 +454,10 @@ static PyTypeObject FastLoadsType = {
     .tp_weaklistoffset = offsetof(FastLoads, weakrefs),
     .tp_traverse = (traverseproc)fast_loads_traverse,
     .tp_clear = (inquiry)fast_loads_clear,
-    .tp_dealloc = (destructor)fast_loads_dealloc,
-    .tp_repr = (reprfunc)fast_loads_repr,
-    .tp_methods = fast_loads_methods,
-    .tp_getset = fast_loads_getset,
+    .tp_dealloc = fast_dealloc,
+    .tp_repr = fast_repr,
+    .tp_methods = fast_methods,
+    .tp_getset = fast_getset,
 };
 
 static Py_ssize_t
@@ -548,11 +558,7 @@ accelerate_loads(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 #define MAX_PROTOCOL 16
 
 typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    PyObject *dict;        /* __name__, __doc__, __wrapped__...: set by functools.update_wrapper */
-    PyObject *weakrefs;    /* weak references to it, as to the function */
-    PyObject *fallback;    /* the pure-Python dumps */
+    FAST_HEAD
     PyObject *pickle;      /* pickle.dumps */
     PyObject *defaults;    /* backends.DEFAULTS: builtin */
     PyObject *user_rules;  /* resources.USER_RULES: count */
@@ -809,23 +815,6 @@ fast_dumps_clear(FastDumps *self)
     return 0;
 }
 
-static void
-fast_dumps_dealloc(FastDumps *self)
-{
-    PyObject_GC_UnTrack(self);
-    if (self->weakrefs != NULL) {
-        PyObject_ClearWeakRefs((PyObject *)self);
-    }
-    fast_dumps_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *
-fast_dumps_repr(FastDumps *self)
-{
-    return PyUnicode_FromFormat("<accelerated %R>", self->fallback);
-}
-
 static PyTypeObject FastDumpsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "omnipickle._speedups.FastDumps",
@@ -838,10 +827,10 @@ static PyTypeObject FastDumpsType = {
     .tp_weaklistoffset = offsetof(FastDumps, weakrefs),
     .tp_traverse = (traverseproc)fast_dumps_traverse,
     .tp_clear = (inquiry)fast_dumps_clear,
-    .tp_dealloc = (destructor)fast_dumps_dealloc,
-    .tp_repr = (reprfunc)fast_dumps_repr,
-    .tp_methods = fast_loads_methods, /* __reduce__: by name */
-    .tp_getset = fast_loads_getset,   /* __dict__ */
+    .tp_dealloc = fast_dealloc,
+    .tp_repr = fast_repr,
+    .tp_methods = fast_methods,
+    .tp_getset = fast_getset,
 };
 
 /* config[name] (a new reference), or NULL with an error set. */
@@ -1012,8 +1001,8 @@ static PyMethodDef speedups_methods[] = {
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "omnipickle._speedups",
-    .m_doc = "The per-call fast path of omnipickle.loads, in C (optional: the package works "
-             "without it).",
+    .m_doc = "The per-call fast paths of omnipickle.loads and dumps, in C (optional: the package "
+             "works without it).",
     .m_size = -1,
     .m_methods = speedups_methods,
 };

@@ -918,5 +918,5 @@ PLAIN_LAYOUT: dict[str, int] = {
     "crc32": CRC32,
     "pop": _POP_BYTE,
 }
-"""Where :func:`is_plain_payload` finds each part of a plain envelope, for the C fast path of
-``loads`` (which checks that it reads the same layout)."""
+"""Where :func:`is_plain_payload` finds each part of a plain envelope, for the C fast paths of
+``loads`` and ``dumps`` (which check that they read and write the same layout)."""
