@@ -851,6 +851,17 @@ def over(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
+def paired(case: Case, baseline: Case) -> float | None:
+    """The median over runs of ``case``'s time / ``baseline``'s in the same run, where both ran
+    in every run (they ran seconds apart, so a slow spell of the disk slows both); else the
+    ratio of the medians."""
+    if case.error is None and baseline.error is None and len(case.times) == len(baseline.times):
+        pairs = [a / b for a, b in zip(case.times, baseline.times, strict=True) if b > 0]
+        if pairs:
+            return statistics.median(pairs)
+    return over(case.median, baseline.median)
+
+
 def big_tables(big: BigResults) -> str:
     data_mb = big.data_bytes / MB
     raw = big.dumps["raw"].median
@@ -1007,7 +1018,7 @@ def compute_bars(big: BigResults, small: SmallResults) -> list[Bar]:
         Bar(
             f"large dump: omnipickle.dump / {big.dumps[baseline].label}",
             wanted,
-            over(omni_dump.median, big.dumps[baseline].median),
+            paired(omni_dump, big.dumps[baseline]),
             limit,
             True,
             omni_dump.error is not None,

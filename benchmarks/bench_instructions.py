@@ -16,14 +16,19 @@ twice, once doing the work and once only building the data, and reports the diff
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+
+BULK_BAR = 1.02
+"""Bulk dumps and loads of (a) and (b), checksum included: at most 2% over pickle (issue 11)."""
 
 CHILD = """
 import dataclasses, pickle, sys
@@ -51,8 +56,12 @@ elif op == "loads":
 """
 
 
-def instructions(script: Path, *args: str) -> int:
-    """Instructions callgrind counts for ``python script args``."""
+def instructions(script: Path, *args: str, seed: int = 0) -> int:
+    """Instructions callgrind counts for ``python script args``, under ``PYTHONHASHSEED=seed``.
+
+    With a fixed seed the count is the same to a few hundred instructions from run to run; from
+    one seed to another it moves by up to ~0.5% (dictionaries and sets lay out differently)."""
+    env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
         proc = subprocess.run(
@@ -67,6 +76,7 @@ def instructions(script: Path, *args: str) -> int:
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         )
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if found is None:
@@ -134,6 +144,13 @@ def per_call(folder: str, calls: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=20_000, help="items per workload")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="hash seeds (PYTHONHASHSEED 0, 1...) to count each figure under; the ratio is the "
+        "median over seeds of the ratio under one seed",
+    )
     parser.add_argument("--per-call", action="store_true", help="tiny payloads, per call")
     parser.add_argument("--calls", type=int, default=2_000, help="calls per --per-call count")
     args = parser.parse_args()
@@ -146,19 +163,33 @@ def main() -> int:
             return 0
         script = Path(folder) / "child.py"
         script.write_text(CHILD.format(here=str(HERE)))
-        print(f"instructions for 3 calls, {args.size:,} items (millions); ratio omnipickle/pickle")
-        print(f"{'workload':<14}{'op':<7}{'pickle':>10}{'omnipickle':>12}{'ratio':>8}")
+        print(
+            f"instructions for 3 calls, {args.size:,} items (millions; median over "
+            f"{args.seeds} hash seed(s)); ratio omnipickle/pickle"
+        )
+        print(
+            f"{'workload':<14}{'op':<7}{'pickle':>10}{'omnipickle':>12}{'ratio':>8}"
+            f"  bar (<= {BULK_BAR:.2f})"
+        )
         for workload, label in (("a", "(a) dicts"), ("b", "(b) instances")):
             for op in ("dumps", "loads"):
-                counts = {}
-                for library in ("pickle", "omnipickle"):
-                    base = instructions(script, str(args.size), workload, library, "none")
-                    work = instructions(script, str(args.size), workload, library, op)
-                    counts[library] = (work - base) / 1e6
-                ratio = counts["omnipickle"] / counts["pickle"]
+                counts: dict[str, list[float]] = {"pickle": [], "omnipickle": []}
+                for seed in range(args.seeds):
+                    for library, seen in counts.items():
+                        base = instructions(
+                            script, str(args.size), workload, library, "none", seed=seed
+                        )
+                        work = instructions(
+                            script, str(args.size), workload, library, op, seed=seed
+                        )
+                        seen.append((work - base) / 1e6)
+                pairs = zip(counts["omnipickle"], counts["pickle"], strict=True)
+                ratio = statistics.median(mine / theirs for mine, theirs in pairs)
+                verdict = "PASS" if ratio <= BULK_BAR else "MISS"
                 print(
-                    f"{label:<14}{op:<7}{counts['pickle']:>10.1f}{counts['omnipickle']:>12.1f}"
-                    f"{ratio:>8.3f}"
+                    f"{label:<14}{op:<7}{statistics.median(counts['pickle']):>10.1f}"
+                    f"{statistics.median(counts['omnipickle']):>12.1f}"
+                    f"{ratio:>8.3f}  {verdict}"
                 )
     return 0
 

@@ -51,10 +51,12 @@ from ..errors import PICKLING_FAILURES, PicklingError
 from ..resources import has_user_rules, refuse, resource_rule, rules_generation
 from . import builtin_types
 from .base import (
+    NO_WATCH,
     Backend,
     BufferCallback,
     ChunkSink,
     Pickled,
+    Watch,
     WatchedMarkerFound,
     run_pickler,
 )
@@ -721,7 +723,7 @@ def _dump_plain(
     if kind != METHODS:
         attempts.insert(0, (None, (*watch, GETATTR_MARKER)))
     for table, markers in attempts:
-        sink.watch = markers
+        sink.watch = Watch(markers)
         try:
             plain_pickler(sink, protocol, fix_imports, callback, table=table).dump(obj)
         except WatchedMarkerFound as exc:
@@ -733,7 +735,7 @@ def _dump_plain(
             return Pickled(sink.chunks, sink.length, sink.crc, uses, by_value=False)
         finally:
             sink.close()
-            sink.watch = ()
+            sink.watch = NO_WATCH
         sink.reset()
         if callback is not None:
             callback.rewind()

@@ -72,6 +72,8 @@ def _graph_classes(obj: Any) -> set[type] | None:
         # Items that are all atoms (the usual case) are checked in C and not stacked.
         if t in _SEQUENCES:
             budget -= 1 + len(item)
+            if budget < 0:
+                return None  # too big: checking its items would cost what the dump saves
             if not _flat(item):
                 stack.extend(item)
             continue
@@ -88,6 +90,8 @@ def _graph_classes(obj: Any) -> set[type] | None:
                 return None  # slots, C types: the general path decides
             classes.add(t)
         budget -= 1 + len(state)  # a dict, or an instance's __dict__: keys and values
+        if budget < 0:
+            return None
         if not _flat(state):
             stack.extend(state)
         if not _flat(state.values()):

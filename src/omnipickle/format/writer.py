@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .._registry import Remembered
 from ..backends import PICKLE_BIT, PICKLE_LOADER_ID, Pickled, bits_for, loader_id
 from ..backends import REGISTRY as BACKENDS
-from ..backends.base import BufferRecorder, CrcWorker, accept_chunk
+from ..backends.base import NO_WATCH, BufferRecorder, CrcWorker, Watch, accept_chunk
 from ..checksums import SMALL, algorithm_for, preferred, running
 from ..codecs import Codec
 from . import header as layout
@@ -241,7 +241,7 @@ class FileSink:
         self.codec = codec
         self.level = level
         self.protocol = protocol
-        self.watch: tuple[bytes, ...] = ()
+        self.watch: Watch = NO_WATCH
         self._fresh()
 
     def _fresh(self) -> None:
