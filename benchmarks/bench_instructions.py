@@ -59,8 +59,8 @@ elif op == "loads":
 def instructions(script: Path, *args: str, seed: int = 0) -> int:
     """Instructions callgrind counts for ``python script args``, under ``PYTHONHASHSEED=seed``.
 
-    With a fixed seed the count is the same to a few hundred instructions from run to run; from
-    one seed to another it moves by up to ~0.5% (dictionaries and sets lay out differently)."""
+    With a fixed seed the count is the same to a few hundred instructions from run to run
+    (dictionaries and sets lay out the same way each time)."""
     env = {**os.environ, "PYTHONHASHSEED": str(seed)}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
