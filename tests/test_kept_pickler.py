@@ -10,6 +10,7 @@ from __future__ import annotations
 import copyreg
 import gc
 import threading
+import tracemalloc
 import types
 import weakref
 from typing import Any
@@ -104,6 +105,30 @@ def test_nothing_dumped_is_kept_alive() -> None:
     del box
     gc.collect()
     assert ref() is None
+
+
+@pytest.mark.parametrize("rows", [5_000, 100_000])
+def test_a_large_dump_leaves_no_memo_table_behind(rows: int) -> None:
+    """The C pickler's memo table keeps the size it grew to when its memo is cleared: a kept
+    pickler must not hold on to one a large dump grew (8 MB after 100,000 dicts, wiped on every
+    later dump), nor one a dump of a few thousand objects grew."""
+    omnipickle.dumps(lambda: 1)  # this thread's kept pickler exists
+    # What the first large payload imports and caches, before the count starts.
+    omnipickle.loads(omnipickle.dumps([{"id": i, "name": f"n{i}"} for i in range(300)]))
+    big = [{"id": i, "name": f"n{i}"} for i in range(rows)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        payload = omnipickle.dumps(big)
+        assert omnipickle.loads(payload) == big
+        del payload
+        gc.collect()
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert retained < 4096, retained
+    assert omnipickle.loads(omnipickle.dumps(_closure_over(Box(2))))().value == 2
 
 
 def test_the_code_of_a_function_by_value_is_not_kept() -> None:

@@ -775,6 +775,11 @@ class _Kept:
 
 _KEPT = threading.local()
 
+_SHRINK_MEMO_AFTER = 1 << 10
+"""A kept pickler gets a new memo table (~90 ns) after a stream longer than this (bytes). The
+table keeps the size it grew to, and ``clear_memo`` wipes all of it: after a 2 KB stream of a
+thousand objects it takes 1.5 us, after 200,000 dicts over 1 ms, on every later dump."""
+
 
 def _reused_pickler(
     obj: Any, protocol: int, fix_imports: bool, registered: frozenset[str]
@@ -800,6 +805,11 @@ def _reused_pickler(
         raise
     finally:
         pickler.clear_memo()  # let go of what was dumped
+        if sink.length > _SHRINK_MEMO_AFTER:
+            # clear_memo empties the C pickler's memo table but keeps its size: after a large
+            # dump, every later dump would wipe megabytes, and every full garbage collection
+            # walk them. A new table starts small.
+            pickler.memo = {}
     # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
     crc = sink.crc if sink.length >= SMALL else None
     result = sink.chunks, sink.length, crc, pickler.by_value
