@@ -266,12 +266,13 @@ class Watch:
     __slots__ = ("_plans", "markers")
 
     def __init__(self, markers: tuple[bytes, ...] = ()) -> None:
-        if any(not marker for marker in markers):
-            raise ValueError("an empty marker would match every frame")
         self.markers = markers
-        # Per marker: [marker, offset of its rarest byte, that byte (-1: use ``in``)].
+        # Per marker: [marker, offset of its rarest byte, that byte (-1: use ``in``, which
+        # finds an empty marker, as it always did, in every frame)].
         self._plans: list[list[Any]] = [
-            [marker, i, marker[i]] for marker in markers for i in (_rarest(marker),)
+            [marker, i, marker[i]] if marker else [marker, 0, -1]
+            for marker in markers
+            for i in (_rarest(marker) if marker else 0,)
         ]
 
     def __bool__(self) -> bool:
