@@ -131,14 +131,19 @@ def test_a_large_dump_leaves_no_memo_table_behind(rows: int) -> None:
     assert omnipickle.loads(omnipickle.dumps(_closure_over(Box(2))))().value == 2
 
 
-def test_the_code_of_a_function_by_value_is_not_kept() -> None:
+@pytest.mark.parametrize("padding", [0, 5_000], ids=["small stream", "over 1 KiB"])
+def test_the_code_of_a_function_by_value_is_not_kept(padding: int) -> None:
+    """Neither after a small dump (the memo is cleared) nor after a larger one (the pickler
+    gets a new memo table)."""
     import sys
 
     fn = eval("lambda: 41")
     code = fn.__code__
     before = sys.getrefcount(code)
     for _ in range(3):
-        omnipickle.dumps(fn)
+        payload = omnipickle.dumps([fn, "x" * padding])
+        assert omnipickle.loads(payload)[0]() == 41
+    del payload
     assert sys.getrefcount(code) == before
 
 

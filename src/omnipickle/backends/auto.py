@@ -388,6 +388,13 @@ class AutoPickler(pickle.Pickler):
         super().clear_memo()
         self._code_bytes.clear()
 
+    def new_memo(self) -> None:
+        """:meth:`clear_memo` with a new, small memo table. ``clear_memo`` keeps the table at
+        the size it grew to and wipes every slot of it; after a large dump, replacing it costs
+        what freeing it costs, once."""
+        self.memo = {}
+        self._code_bytes.clear()
+
     @property
     def dispatch_table(self) -> Any:
         """The reducers by type, as for :class:`pickle.Pickler`.
@@ -804,12 +811,13 @@ def _reused_pickler(
         sink.close()
         raise
     finally:
-        pickler.clear_memo()  # let go of what was dumped
+        # Let go of what was dumped. After a large dump, with a new table: clear_memo keeps
+        # the size the table grew to, and every later dump would wipe megabytes, and every
+        # full garbage collection walk them.
         if sink.length > _SHRINK_MEMO_AFTER:
-            # clear_memo empties the C pickler's memo table but keeps its size: after a large
-            # dump, every later dump would wipe megabytes, and every full garbage collection
-            # walk them. A new table starts small.
-            pickler.memo = {}
+            pickler.new_memo()
+        else:
+            pickler.clear_memo()
     # A small stream's envelope is checksummed with CRC-32 where it is built: no sum here.
     crc = sink.crc if sink.length >= SMALL else None
     result = sink.chunks, sink.length, crc, pickler.by_value
