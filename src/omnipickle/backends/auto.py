@@ -811,9 +811,7 @@ def _reused_pickler(
         sink.close()
         raise
     finally:
-        # Let go of what was dumped. After a large dump, with a new table: clear_memo keeps
-        # the size the table grew to, and every later dump would wipe megabytes, and every
-        # full garbage collection walk them.
+        # Let go of what was dumped (see _SHRINK_MEMO_AFTER).
         if sink.length > _SHRINK_MEMO_AFTER:
             pickler.new_memo()
         else:

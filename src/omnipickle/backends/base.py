@@ -240,15 +240,21 @@ marker around it, before :class:`Watch` looks for that marker the plain way (``i
 rest of the dump: the rare byte was not rare in this stream."""
 
 
-def _rarest(marker: bytes) -> int:
-    """The index in ``marker`` of its rarest byte by :data:`_COMMON_BYTES`."""
+@functools.cache
+def _plan(marker: bytes) -> tuple[int, int]:
+    """Where to find ``marker`` from: the index of its rarest byte by :data:`_COMMON_BYTES`,
+    and that byte; ``(0, -1)`` for an empty marker (``in`` finds it in every frame, as it
+    always did). Kept: the markers are a few fixed names and the modules registered by value."""
+    if not marker:
+        return 0, -1
     unlisted = len(_COMMON_BYTES)
-    return max(
+    i = max(
         range(len(marker)),
-        key=lambda i: (
-            unlisted if marker[i] not in _COMMON_BYTES else _COMMON_BYTES.index(marker[i])
+        key=lambda k: (
+            unlisted if marker[k] not in _COMMON_BYTES else _COMMON_BYTES.index(marker[k])
         ),
     )
+    return i, marker[i]
 
 
 class Watch:
@@ -259,7 +265,7 @@ class Watch:
     marker: on instance-heavy data, two markers cost ~3% of the dump. So each marker is found
     from its rarest byte (``bytes.find`` of one byte is ``memchr``, ten times faster), and each
     place that byte appears is checked for the whole marker. Where the rare byte turns out to be
-    common in a stream (more than :data:`_MAX_ANCHORS` false starts in a frame), that marker is
+    common in a stream (:data:`_MAX_ANCHORS` false starts in one frame), that marker is
     looked for with ``in`` from then on. Make a new ``Watch`` for every dump.
     """
 
@@ -267,13 +273,8 @@ class Watch:
 
     def __init__(self, markers: tuple[bytes, ...] = ()) -> None:
         self.markers = markers
-        # Per marker: [marker, offset of its rarest byte, that byte (-1: use ``in``, which
-        # finds an empty marker, as it always did, in every frame)].
-        self._plans: list[list[Any]] = [
-            [marker, i, marker[i]] if marker else [marker, 0, -1]
-            for marker in markers
-            for i in (_rarest(marker) if marker else 0,)
-        ]
+        # Per marker: [marker, offset of the byte to find it from, that byte (-1: use ``in``)].
+        self._plans: list[list[Any]] = [[marker, *_plan(marker)] for marker in markers]
 
     def __bool__(self) -> bool:
         return bool(self.markers)
@@ -315,7 +316,7 @@ def accept_chunk(
     never opcodes, so it is not watched, and it has no ``len()``: it is taken as a memoryview.
     """
     if type(data) is bytes:
-        if watch:
+        if watch is not NO_WATCH:  # not bool(): a Python call on every write of every dump
             watch.check(data)
         return data, len(data)
     view = memoryview(data)

@@ -61,7 +61,7 @@ def _graph_classes(obj: Any) -> set[type] | None:
     stack = [obj]
     budget = MAX_NODES
     classes: set[type] = set()
-    while stack and budget >= 0:
+    while stack:
         item = stack.pop()
         t = type(item)
         try:
@@ -96,7 +96,7 @@ def _graph_classes(obj: Any) -> set[type] | None:
             stack.extend(state)
         if not _flat(state.values()):
             stack.extend(state.values())
-    return classes if budget >= 0 else None
+    return classes
 
 
 # Classes whose instances pickle writes as the class (by name) and the instance's __dict__,
