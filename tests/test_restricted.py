@@ -623,3 +623,110 @@ def test_a_signed_thread_that_is_not_running_loads_restricted_with_its_key() -> 
 def test_the_resource_and_session_errors_are_exported() -> None:
     assert issubclass(omnipickle.ResourceReopenError, omnipickle.UnpicklingError)
     assert issubclass(omnipickle.NotASessionError, omnipickle.UnpicklingError)
+
+
+# --- allow-lists read once; large buffers copied once ---------------------------------------
+
+
+def _names(*names: str) -> Iterator[str]:
+    yield from names
+
+
+def test_an_allow_list_given_as_an_iterator_is_read_once_and_kept() -> None:
+    # restricted_loads builds a second unpickler after the fast path declines (WithState has
+    # a __setstate__), and a verified scan parses the list a second time: an iterator must
+    # give both the same entries.
+    stream = pickle.dumps(WithState([1, 2]), protocol=5)
+    assert restricted_loads(stream, allow=_names("helpers.WithState")).total == 3
+    signed = omnipickle.dumps(WithState([1, 2]), key=KEY)
+    assert scan(signed, key=KEY, allow=_names("helpers.WithState")).refused == ()
+    assert scan(signed, key=KEY).refused == ("helpers.WithState",)
+    data = omnipickle.dumps(Plain(1, 2))
+    assert omnipickle.loads(data, restricted=True, allow=_names("helpers.Plain")) == Plain(1, 2)
+    serializer = omnipickle.Serializer(restricted=True, allow=_names("helpers.Plain"))
+    assert serializer.loads(data) == serializer.loads(data) == Plain(1, 2)
+
+
+def test_the_same_allow_list_is_parsed_once_over_many_loads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from omnipickle.security import policy
+
+    calls = []
+    original = policy.parse_allow
+
+    def counting(allow: Any) -> Any:
+        calls.append(allow)
+        return original(allow)
+
+    monkeypatch.setattr(policy, "parse_allow", counting)
+    allow = ("helpers.Plain", f"helpers.Unique{os.getpid()}x{id(calls)}")
+    data = omnipickle.dumps(Plain(1, 2))
+    for _ in range(5):
+        assert omnipickle.loads(data, restricted=True, allow=allow) == Plain(1, 2)
+        assert omnipickle.loads(data, restricted=True, allow=list(allow)) == Plain(1, 2)
+    assert len(calls) == 1
+
+
+def _peak(func: Callable[[], Any]) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        func()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+BIG = 8 << 20
+
+
+def test_a_large_bytearray_on_the_checked_path_is_copied_once() -> None:
+    # A tuple keeps the stream off the fast path; the bytearray lies outside any frame.
+    stream = pickle.dumps((bytearray(b"\x07" * BIG),), protocol=5)
+    loaded: list[Any] = []
+    peak = _peak(lambda: loaded.append(restricted_loads(stream)))
+    assert loaded[0] == (bytearray(b"\x07" * BIG),) and type(loaded[0][0]) is bytearray
+    assert peak < 1.5 * BIG  # the result, and no second copy of it
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 70_000])
+def test_bytearrays_load_restricted_in_and_outside_frames_and_from_any_file(size: int) -> None:
+    value = (bytearray(range(256)) * (size // 256 + 1))[:size]
+    stream = pickle.dumps((value, b"after"), protocol=5)
+    assert restricted_loads(stream) == (value, b"after")
+
+    class ReadOnly:  # read and readline only: no readinto, no seek
+        def __init__(self, data: bytes) -> None:
+            self._file = io.BytesIO(data)
+            self.read = self._file.read
+            self.readline = self._file.readline
+
+    assert RestrictedUnpickler(ReadOnly(stream)).load() == (value, b"after")
+
+
+def test_a_bytearray_cut_short_in_a_file_that_cannot_seek_is_truncated() -> None:
+    stream = pickle.dumps((bytearray(BIG // 8),), protocol=5)
+
+    class NoSeek:
+        def __init__(self, data: bytes) -> None:
+            self._file = io.BytesIO(data)
+            self.read = self._file.read
+            self.readline = self._file.readline
+            self.readinto = self._file.readinto
+
+    with pytest.raises(TruncatedPayloadError, match="truncated"):
+        RestrictedUnpickler(NoSeek(stream[: len(stream) // 2])).load()
+
+
+@pytest.mark.parametrize("kind", ["bytes", "memoryview"])
+def test_a_restricted_load_of_a_large_payload_holds_at_most_two_copies_of_it(kind: str) -> None:
+    # A checked-path payload (a tuple), given as bytes (the per-call path) or as a view (the
+    # general reader): the stream without its header (one copy), then the result.
+    data = omnipickle.dumps((b"\x01" * BIG,))
+    given: Any = data if kind == "bytes" else memoryview(data)
+    loaded: list[Any] = []
+    peak = _peak(lambda: loaded.append(omnipickle.loads(given, restricted=True)))
+    assert loaded[0] == (b"\x01" * BIG,)
+    assert peak < 2.5 * BIG

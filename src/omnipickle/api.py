@@ -488,9 +488,7 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
     try:
         if opts.restricted:
             # Code by value is trusted only through a signature that verified.
-            from .security.unpickler import restricted_loads  # only restricted loads need it
-
-            return restricted_loads(
+            return _restricted_loads()(
                 _bare_stream(payload),
                 allow=opts.allow,
                 trusted=payload.verified,
@@ -516,6 +514,15 @@ def unpickle(payload: Payload, opts: LoadOptions) -> Any:
         REATTACH.reset(token)
 
 
+@functools.cache
+def _restricted_loads() -> Callable[..., Any]:
+    """:func:`omnipickle.security.restricted_loads`, imported on first use: only restricted
+    loads need it, and an import in the function that calls it costs ~2.5 us every call."""
+    from .security.unpickler import restricted_loads
+
+    return restricted_loads
+
+
 def _check_buffers(buffers: Any) -> None:
     """A ``buffers`` that is not iterable is the caller's ``TypeError``, as pickle raises it,
     not a damaged stream."""
@@ -529,22 +536,21 @@ def _check_buffers(buffers: Any) -> None:
 
 def _bare_stream(payload: Payload) -> Any:
     """The pickle stream without format 2's header wrapping: what a restricted load (which
-    refuses envelopes, to keep callers from skipping their checks) is given. The restricted
-    unpickler is pure Python, so the copy this makes costs little beside it."""
+    refuses envelopes, to keep callers from skipping their checks) is given: one copy of it,
+    the first two bytes and what follows the header."""
     header, stream = payload.header, payload.stream
     assert header is not None and stream is not None
     if payload.codec is not None or header.stream_start != 0:
         return stream
-    return bytes(stream[: header.lead]) + bytes(stream[header.payload_offset :])
+    view = memoryview(stream)
+    return b"".join((view[: header.lead], view[header.payload_offset :]))  # one copy
 
 
 def _unpickle_plain(payload: Payload, opts: LoadOptions) -> Any:
     source: Any = payload.file
     if opts.restricted:
         data = payload.stream if payload.stream is not None else source.read()
-        from .security.unpickler import restricted_loads  # only restricted loads need it
-
-        return restricted_loads(
+        return _restricted_loads()(
             data,
             allow=opts.allow,
             trusted=False,  # a plain stream carries no signature
@@ -721,9 +727,7 @@ def loads(
         # reader (what the general path hands the restricted unpickler, byte for byte).
         stream = plain_stream(data)
         if stream is not None:
-            from .security.unpickler import restricted_loads  # only restricted loads need it
-
-            return restricted_loads(stream, allow=check_allow(True, allow)[1])
+            return _restricted_loads()(stream, allow=check_allow(True, allow)[1])
     opts = load_options(
         fix_imports=fix_imports,
         encoding=encoding,

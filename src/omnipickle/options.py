@@ -8,8 +8,10 @@ checked keys) instead of loose values.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Callable, Iterable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._registry import Record
@@ -260,12 +262,23 @@ def check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | No
         return restricted, None
     if not restricted:
         raise ValueError("allow= only applies to restricted loading: pass restricted=True too")
-    if isinstance(allow, str):
-        allow = (allow,)
-    from .security.policy import parse_allow  # only restricted loads need the policy
+    policy = _policy()
+    allow = (allow,) if isinstance(allow, str) else policy.read_allow(allow)
+    if type(allow) is not tuple:
+        policy.parse_allow(allow)  # raises: not an iterable of names
+    # A typo in an allow-list raises here, before anything is read. Each allow-list is parsed
+    # once and remembered (Policy's cache, where the load itself then finds it).
+    policy.Policy(allow)
+    return restricted, allow
 
-    parse_allow(allow)  # a typo in an allow-list raises here, before anything is read
-    return restricted, tuple(allow)
+
+@functools.cache
+def _policy() -> ModuleType:
+    """:mod:`omnipickle.security.policy`, imported on first use: only restricted loads need it,
+    and an import in the function that uses it costs ~2.5 us every call."""
+    from .security import policy
+
+    return policy
 
 
 def _check_resources(resources: Any) -> Mapping[Any, Any] | None:

@@ -894,10 +894,10 @@ def _is_plain_with_extra(data: bytes, table: _Accepted) -> bool:
 def plain_stream(data: bytes) -> bytes | None:
     """The bare pickle stream inside ``data``, a payload :func:`is_plain_payload` accepted,
     when it has no flags and no extra field (else ``None``): its PROTO opcode and what follows
-    the header (a copy)."""
+    the header (one copy: a slice of bytes would be a second)."""
     if data[_PLAIN_FLAGS] or data[_PLAIN_AFTER_FIELDS : _PLAIN_AFTER_FIELDS + 4] != _NO_EXTRA:
         return None
-    return data[:_LEAD] + data[_PLAIN_SIZE:]
+    return b"".join((data[:_LEAD], memoryview(data)[_PLAIN_SIZE:]))
 
 
 _PLAIN_FLAGS = _LEAD + _WRAP_BEFORE + len(MAGIC) + 1  # after the magic and the version: 16

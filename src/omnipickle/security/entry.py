@@ -25,7 +25,7 @@ from ..format.signing import KeyArgument, Keys, check_keys
 from ..format.sniff import SNIFF_SIZE, check_looks_like_pickle
 from ..format.source import PrefixedReader, as_view
 from ..urls import check_storage_options, is_url, open_url
-from .policy import Policy
+from .policy import Policy, read_allow
 from .report import ScanReport, combine
 from .scan import Walker, walk_all, walk_one
 from .source import LIMITS, ExactReader, ViewFile
@@ -112,6 +112,7 @@ def scan(
         CodecNotInstalledError: the payload's codec needs a package that is not installed.
         TypeError, ValueError: the argument is of the wrong type, or ``allow`` is malformed.
     """
+    allow = read_allow(allow)  # used twice (a verified payload's streams get trusted=True)
     policy = Policy(allow, trusted)
     keys = check_keys(key)
     check_storage_options(data_or_path, storage_options)

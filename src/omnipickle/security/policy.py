@@ -28,6 +28,7 @@ __all__ = [
     "Policy",
     "fix_name",
     "parse_allow",
+    "read_allow",
 ]
 
 _PATHS = ("PurePath", "PurePosixPath", "PureWindowsPath", "Path", "PosixPath", "WindowsPath")
@@ -244,6 +245,18 @@ def _check_dotted(entry: str, text: str) -> None:
             f"invalid allow entry {entry!r}: expected a dotted name 'package.module.Name' or a "
             f"prefix pattern 'package.*' (every part a Python identifier)"
         )
+
+
+def read_allow(allow: Any) -> Any:
+    """``allow`` read into a tuple once, if it is an iterable other than a string, so that a
+    generator or an iterator gives every later parse the same entries; anything else as it
+    is, for :func:`parse_allow` to accept (``None``) or refuse."""
+    if allow is None or type(allow) is tuple or isinstance(allow, (str, bytes, bytearray)):
+        return allow
+    try:
+        return tuple(allow)
+    except TypeError:
+        return allow
 
 
 def parse_allow(allow: Iterable[str] | None) -> tuple[frozenset[str], tuple[str, ...]]:

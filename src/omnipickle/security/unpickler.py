@@ -37,7 +37,7 @@ from ..errors import (
 from ..format import header as envelope
 from . import datapath, numpy_safe
 from .budget import Budget, Limits, default_limits, items_of
-from .policy import Policy, fix_name
+from .policy import Policy, fix_name, read_allow
 
 __all__ = ["RestrictedUnpickler", "restricted_loads"]
 
@@ -156,10 +156,12 @@ _SIZED: dict[int, tuple[str, int, Callable[[Any, bytes], Any]]] = {
     pickle.BINBYTES8[0]: ("<Q", 8, lambda self, data: data),
     pickle.BINUNICODE[0]: ("<I", 4, lambda self, data: str(data, "utf-8", "surrogatepass")),
     pickle.BINUNICODE8[0]: ("<Q", 8, lambda self, data: str(data, "utf-8", "surrogatepass")),
-    pickle.BYTEARRAY8[0]: ("<Q", 8, lambda self, data: bytearray(data)),
+    pickle.BYTEARRAY8[0]: ("<Q", 8, lambda self, data: data),  # a bytearray (load_sized)
     pickle.LONG4[0]: ("<i", 4, lambda self, data: pickle.decode_long(data)),
 }
 
+
+_BYTEARRAY8 = pickle.BYTEARRAY8[0]
 
 # The opcodes that change an object already on the stack, by their loader's name.
 _MUTATORS = {
@@ -409,10 +411,21 @@ class RestrictedUnpickler(pickle._Unpickler):
         if size < 0:
             raise CorruptPayloadError(f"damaged pickle stream: a negative length ({size})")
         self._check_size(size, f"an argument of {bytes([code])!r}")
-        data = self.read(size)
-        if len(data) < size:
+        data: Any
+        file_readinto = getattr(self._file, "readinto", None)
+        if code == _BYTEARRAY8 and not self._unframer.current_frame and file_readinto:
+            # Outside a frame, straight from the file into its own memory: one copy (pickle's
+            # readinto reads a bytes object and copies that).
+            data = bytearray(size)
+            got = file_readinto(data)
+        else:
+            data = self.read(size)
+            got = len(data)
+            if code == _BYTEARRAY8:
+                data = bytearray(data)
+        if got < size:
             raise TruncatedPayloadError(
-                f"truncated pickle stream: an argument of {size} bytes, {len(data)} there"
+                f"truncated pickle stream: an argument of {size} bytes, {got} there"
             )
         self.append(make(self, data))
 
@@ -813,6 +826,7 @@ def restricted_loads(
     if not isinstance(stream, (bytes, bytearray, memoryview)):
         raise TypeError(f"stream must be bytes-like, not {type(stream).__name__}")
     file = io.BytesIO(stream)
+    allow = read_allow(allow)  # a second unpickler may need it (after the fast path)
 
     def unpickler_of_this_load() -> RestrictedUnpickler:
         return RestrictedUnpickler(
