@@ -13,6 +13,7 @@ import io
 import os
 import pathlib
 import pickle
+import struct
 import sys
 import threading
 import weakref
@@ -705,19 +706,42 @@ def test_bytearrays_load_restricted_in_and_outside_frames_and_from_any_file(size
 
     assert RestrictedUnpickler(ReadOnly(stream)).load() == (value, b"after")
 
+    class NoReadinto(ReadOnly):  # it can say its size, but not read into a buffer
+        def __init__(self, data: bytes) -> None:
+            super().__init__(data)
+            self.seek = self._file.seek
+            self.tell = self._file.tell
+
+    assert RestrictedUnpickler(NoReadinto(stream)).load() == (value, b"after")
+
+
+class _NoSeek:
+    """A file that reads (``read``, ``readline``, ``readinto``) but cannot seek or tell."""
+
+    def __init__(self, data: bytes) -> None:
+        self._file = io.BytesIO(data)
+        self.read = self._file.read
+        self.readline = self._file.readline
+        self.readinto = self._file.readinto
+
 
 def test_a_bytearray_cut_short_in_a_file_that_cannot_seek_is_truncated() -> None:
     stream = pickle.dumps((bytearray(BIG // 8),), protocol=5)
 
-    class NoSeek:
-        def __init__(self, data: bytes) -> None:
-            self._file = io.BytesIO(data)
-            self.read = self._file.read
-            self.readline = self._file.readline
-            self.readinto = self._file.readinto
-
     with pytest.raises(TruncatedPayloadError, match="truncated"):
-        RestrictedUnpickler(NoSeek(stream[: len(stream) // 2])).load()
+        RestrictedUnpickler(_NoSeek(stream[: len(stream) // 2])).load()
+
+
+def test_a_crafted_bytearray_length_allocates_nothing_in_a_file_that_cannot_say_its_size() -> None:
+    # 256 MiB claimed, 4 bytes there: a file with no seek cannot bound the length, so the
+    # buffer must not be allocated before the bytes are read.
+    stream = b"\x80\x05\x96" + struct.pack("<Q", 1 << 28) + b"abc."
+
+    def load() -> None:
+        with pytest.raises(TruncatedPayloadError, match="268435456 bytes, 4 there"):
+            RestrictedUnpickler(_NoSeek(stream)).load()
+
+    assert _peak(load) < 1 << 20
 
 
 @pytest.mark.parametrize("kind", ["bytes", "memoryview"])

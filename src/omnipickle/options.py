@@ -264,10 +264,9 @@ def check_allow(restricted: Any, allow: Any) -> tuple[bool, tuple[str, ...] | No
         raise ValueError("allow= only applies to restricted loading: pass restricted=True too")
     policy = _policy()
     allow = (allow,) if isinstance(allow, str) else policy.read_allow(allow)
-    if type(allow) is not tuple:
-        policy.parse_allow(allow)  # raises: not an iterable of names
-    # A typo in an allow-list raises here, before anything is read. Each allow-list is parsed
-    # once and remembered (Policy's cache, where the load itself then finds it).
+    # A typo in an allow-list (or one that is not an iterable of names) raises here, before
+    # anything is read. Each allow-list is parsed once and remembered (Policy's cache, where
+    # the load itself then finds it).
     policy.Policy(allow)
     return restricted, allow
 

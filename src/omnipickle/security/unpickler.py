@@ -150,13 +150,17 @@ class _Memo(dict[Any, Any]):
 
 
 # Opcodes with a length prefix: (struct format, its width, what the bytes become).
-_SIZED: dict[int, tuple[str, int, Callable[[Any, bytes], Any]]] = {
+_SIZED: dict[int, tuple[str, int, Callable[[Any, bytes | bytearray], Any]]] = {
     pickle.BINSTRING[0]: ("<i", 4, lambda self, data: self._decode_string(data)),
     pickle.BINBYTES[0]: ("<I", 4, lambda self, data: data),
     pickle.BINBYTES8[0]: ("<Q", 8, lambda self, data: data),
     pickle.BINUNICODE[0]: ("<I", 4, lambda self, data: str(data, "utf-8", "surrogatepass")),
     pickle.BINUNICODE8[0]: ("<Q", 8, lambda self, data: str(data, "utf-8", "surrogatepass")),
-    pickle.BYTEARRAY8[0]: ("<Q", 8, lambda self, data: data),  # a bytearray (load_sized)
+    pickle.BYTEARRAY8[0]: (
+        "<Q",
+        8,
+        lambda self, data: data if type(data) is bytearray else bytearray(data),  # load_sized
+    ),
     pickle.LONG4[0]: ("<i", 4, lambda self, data: pickle.decode_long(data)),
 }
 
@@ -397,12 +401,15 @@ class RestrictedUnpickler(pickle._Unpickler):
             return None
         return int(self._stream_end - self._file.tell())
 
-    def _check_size(self, size: int, what: str) -> None:
+    def _check_size(self, size: int, what: str) -> int | None:
+        """Refuse ``size`` bytes that the data does not hold; return what it holds (``None``:
+        the file cannot say)."""
         remaining = self._remaining()
         if remaining is not None and size > remaining:
             raise TruncatedPayloadError(
                 f"truncated pickle stream: {what} of {size} bytes, {remaining} left in the data"
             )
+        return remaining
 
     def load_sized(self, code: int) -> None:
         """An opcode with a length prefix, checking the length against the data before reading."""
@@ -410,24 +417,29 @@ class RestrictedUnpickler(pickle._Unpickler):
         (size,) = struct.unpack(fmt, self.read(width))
         if size < 0:
             raise CorruptPayloadError(f"damaged pickle stream: a negative length ({size})")
-        self._check_size(size, f"an argument of {bytes([code])!r}")
+        remaining = self._check_size(size, f"an argument of {bytes([code])!r}")
         data: Any
-        file_readinto = getattr(self._file, "readinto", None)
-        if code == _BYTEARRAY8 and not self._unframer.current_frame and file_readinto:
-            # Outside a frame, straight from the file into its own memory: one copy (pickle's
-            # readinto reads a bytes object and copies that).
-            data = bytearray(size)
-            got = file_readinto(data)
+        if code == _BYTEARRAY8 and remaining is not None and not self._unframer.current_frame:
+            data, got = self._bytearray_from_file(size)
         else:
             data = self.read(size)
             got = len(data)
-            if code == _BYTEARRAY8:
-                data = bytearray(data)
         if got < size:
             raise TruncatedPayloadError(
                 f"truncated pickle stream: an argument of {size} bytes, {got} there"
             )
         self.append(make(self, data))
+
+    def _bytearray_from_file(self, size: int) -> tuple[bytes | bytearray, int]:
+        """``size`` bytes outside any frame, read straight into a new bytearray (one copy:
+        pickle's ``readinto`` reads a bytes object and copies that), and how many came. Only
+        for a size the data was seen to hold: the buffer is allocated before it is read."""
+        file_readinto = getattr(self._file, "readinto", None)
+        if file_readinto is None:
+            data = self.read(size)
+            return data, len(data)
+        buffer = bytearray(size)
+        return buffer, file_readinto(buffer) or 0
 
     def load_frame(self) -> None:
         """FRAME, checking its length against the data."""
